@@ -1,0 +1,5 @@
+import sys
+
+from atld.cli import main
+
+sys.exit(main())

@@ -1,0 +1,57 @@
+"""Command line: `python -m atld <command> ...`.
+
+Each command is a module of this package with `add_arguments(parser)` and `run(args) -> int`.
+Every user error (`ATLDError`, bad flag) exits non-zero with one line on stderr, never a
+traceback."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from atld.errors import ATLDError
+
+COMMANDS = {
+    "train": ("atld.cli.train", "train a classifier (natural, pgd-at, atld) and save a run directory"),
+    "eval": ("atld.cli.eval", "evaluate a checkpoint under attacks and IMT inference"),
+    "embed": ("atld.cli.embed", "project natural and perturbed latents to 2-D and compute gap numbers"),
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (no usage dump) and exits with status 2."""
+
+    def error(self, message: str):
+        sys.stderr.write(f"error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="python -m atld", description="ATLD lab: train, attack and inspect robust classifiers.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    for name, (module, help_text) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue  # a command whose module is not built yet is simply not offered
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except ATLDError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130

@@ -1,0 +1,84 @@
+"""`python -m atld train`: train and save a run directory (model.safetensors + card.json)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+
+from atld.cli.dataclass_flags import add_dataclass_flags, dataclass_from_flags
+from atld.errors import ConfigError, TrainingDiverged
+from atld.train import Progress, TrainConfig, train
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, help="run directory to create (default: runs/<dataset>-<method>-<time>)")
+    p.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR (to --epochs in total)")
+    p.add_argument("--data-root", type=Path, help="local folder holding the torchvision dataset files")
+    p.add_argument("--download", action="store_true", help="let torchvision download a missing dataset")
+    p.add_argument("--name", help="a display name stored in the card")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_dataclass_flags(p, TrainConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from atld.checkpoints import read_card
+
+    if args.resume is not None:
+        if args.out is not None and args.out != args.resume:
+            raise ConfigError("give either --out or --resume (the resumed run stays in its directory)")
+        saved = TrainConfig.from_dict(read_card(args.resume)["config"])
+        config = dataclass_from_flags(TrainConfig, args, base=saved)
+        run_dir = args.resume
+    else:
+        config = dataclass_from_flags(TrainConfig, args)
+        run_dir = args.out or Path("runs") / f"{config.dataset}-{config.method}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if (run_dir / "card.json").exists():
+            raise ConfigError(f"{str(run_dir)!r} already holds a run; use --resume {run_dir} or another --out")
+
+    from atld.data import load_dataset
+
+    data = load_dataset(config.dataset, args.data_root, args.download)  # fail fast, before any output
+    stop = {"signal": None}
+
+    def on_signal(signum, _frame):
+        stop["signal"] = signal.Signals(signum).name
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    bar = None
+    try:
+        if not args.quiet:
+            from tqdm import tqdm
+
+            bar = tqdm(total=config.epochs, file=sys.stderr, unit="epoch", dynamic_ncols=True)
+            bar.update(0)
+
+        def progress(event: Progress) -> None:
+            if bar is not None and event.kind == "epoch":
+                m = event.metrics
+                bar.n = event.epoch
+                bar.set_postfix({k: f"{m[k]:.3f}" for k in ("loss", "test_clean_acc", "test_pgd20_acc", "d_auc", "s")
+                                 if k in m}, refresh=True)
+
+        result = train(config, data=data, run_dir=run_dir, name=args.name,
+                       command="python -m atld " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+                       progress=progress, should_stop=lambda: stop["signal"] is not None,
+                       resume=args.resume is not None)
+    except TrainingDiverged as exc:
+        raise TrainingDiverged(f"{exc}; run directory: {run_dir}") from None
+    finally:
+        if bar is not None:
+            bar.close()
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    last = result.card["metrics"][-1] if result.card["metrics"] else {}
+    if result.status == "stopped":
+        sys.stderr.write(f"stopped by {stop['signal']} after epoch {result.card['epochs_done']}; "
+                         f"resume with: python -m atld train --resume {run_dir}\n")
+        return 130
+    summary = ", ".join(f"{k} {last[k]:.4f}" for k in ("test_clean_acc", "test_pgd20_acc") if k in last)
+    print(f"saved {run_dir} ({result.card['epochs_done']} epochs; {summary})")
+    return 0

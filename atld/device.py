@@ -1,0 +1,22 @@
+"""Device choice: CUDA when present, else CPU; always overridable, never chosen at import."""
+
+from __future__ import annotations
+
+import torch
+
+from atld.errors import ConfigError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Map "auto" | "cpu" | "cuda" | "cuda:N" to a torch.device, checking that it exists."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
+        return torch.device(name)
+    raise ConfigError(f"unknown device {name!r}; choose auto, cpu, cuda or cuda:N")

@@ -1,0 +1,65 @@
+"""User-facing errors.
+
+Every error a user can cause (bad flag, bad file, missing data) is raised as an `ATLDError`
+subclass with a one-line message; the CLI prints it without a traceback and the app shows it in
+an error box. Programming errors stay ordinary exceptions.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class ATLDError(Exception):
+    """Base class: a problem the user can fix, described in one line."""
+
+
+class ConfigError(ATLDError, ValueError):
+    """A configuration value is out of range or unknown."""
+
+
+class DataError(ATLDError):
+    """A dataset is missing, incomplete or malformed."""
+
+
+class CheckpointError(ATLDError):
+    """A checkpoint directory is missing, corrupt, hostile or does not match its card."""
+
+
+class TrainingDiverged(ATLDError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def require(condition: bool, message: str, error: type[ATLDError] = ConfigError) -> None:
+    """Raise `error(message)` unless `condition` holds."""
+    if not condition:
+        raise error(message)
+
+
+def check_choice(name: str, value: str, choices) -> str:
+    """Check that `value` is one of `choices` (a closed vocabulary)."""
+    choices = tuple(choices)
+    require(value in choices, f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+    return value
+
+
+def check_finite_range(name: str, value: float, low: float, high: float, unit: str = "") -> float:
+    """Check low <= value <= high and that value is a finite number."""
+    require(
+        isinstance(value, (int, float)) and not isinstance(value, bool),
+        f"{name} must be a number, got {value!r}",
+    )
+    require(math.isfinite(value), f"{name} must be finite, got {value!r}")
+    suffix = f" {unit}" if unit else ""
+    require(low <= value <= high, f"{name} must be in [{low}, {high}]{suffix}, got {value!r}")
+    return float(value)
+
+
+def check_int_at_least(name: str, value: int, low: int) -> int:
+    """Check that value is an integer >= low."""
+    require(
+        isinstance(value, int) and not isinstance(value, bool),
+        f"{name} must be an integer, got {value!r}",
+    )
+    require(value >= low, f"{name} must be >= {low}, got {value!r}")
+    return value

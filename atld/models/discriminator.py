@@ -1,0 +1,74 @@
+"""ATLD's discriminator D, rebuilt as the residual MLP it effectively is (method doc §3).
+
+The official D is a WRN-28-5 fed the logit vector as a [B, K, 1, 1] map; on a 1x1 map each 3x3
+conv only uses its centre tap, so it is a pre-activation residual MLP with BatchNorm. Here:
+K -> widths[0], then one group of `blocks_per_group` pre-activation blocks per further width,
+BN-ReLU, and two heads: a "natural" logit (sigmoid = P(natural); natural = 1, perturbed = 0) and
+a K-way class head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from atld.errors import check_int_at_least, require
+
+
+@dataclass(frozen=True)
+class DiscriminatorSpec:
+    widths: tuple[int, ...] = (16, 80, 160, 320)  # official size (WRN-28-5 layout)
+    blocks_per_group: int = 4  # official: (28 - 4) / 6
+
+    def __post_init__(self):
+        require(len(self.widths) >= 2 and all(isinstance(w, int) and w >= 1 for w in self.widths),
+                f"discriminator widths must be >= 2 positive integers, got {self.widths!r}")
+        require(max(self.widths) <= 8192, f"discriminator widths are absurdly large: {self.widths!r}")
+        check_int_at_least("discriminator blocks_per_group", self.blocks_per_group, 1)
+        require(self.blocks_per_group <= 64, "discriminator blocks_per_group must be <= 64")
+
+
+OFFICIAL_DISCRIMINATOR = DiscriminatorSpec()
+SMALL_DISCRIMINATOR = DiscriminatorSpec(widths=(16, 32, 64), blocks_per_group=1)
+
+
+class _PreActLinearBlock(nn.Module):
+    def __init__(self, din: int, dout: int):
+        super().__init__()
+        self.bn1, self.fc1 = nn.BatchNorm1d(din), nn.Linear(din, dout, bias=False)
+        self.bn2, self.fc2 = nn.BatchNorm1d(dout), nn.Linear(dout, dout, bias=False)
+        self.shortcut = nn.Linear(din, dout, bias=False) if din != dout else None
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(h))
+        shortcut = self.shortcut(out) if self.shortcut is not None else h
+        return self.fc2(F.relu(self.bn2(self.fc1(out)))) + shortcut
+
+
+class Discriminator(nn.Module):
+    """D(z): z logits [B, K] -> (natural logit [B], class logits [B, K])."""
+
+    def __init__(self, num_classes: int, spec: DiscriminatorSpec = OFFICIAL_DISCRIMINATOR):
+        super().__init__()
+        self.num_classes, self.spec = num_classes, spec
+        self.stem = nn.Linear(num_classes, spec.widths[0], bias=False)
+        blocks, din = [], spec.widths[0]
+        for dout in spec.widths[1:]:
+            for _ in range(spec.blocks_per_group):
+                blocks.append(_PreActLinearBlock(din, dout))
+                din = dout
+        self.blocks = nn.Sequential(*blocks)
+        self.bn = nn.BatchNorm1d(din)
+        self.natural_head = nn.Linear(din, 1)
+        self.class_head = nn.Linear(din, num_classes)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = F.relu(self.bn(self.blocks(self.stem(z))))
+        return self.natural_head(h).squeeze(1), self.class_head(h)
+
+    def natural_probability(self, z: torch.Tensor) -> torch.Tensor:
+        """P(natural | z) in [0, 1], shape [B]."""
+        return torch.sigmoid(self(z)[0])

@@ -1,0 +1,53 @@
+"""WideResNet(depth, widen) (Zagoruyko & Komodakis, 2016); WRN-28-10 is the paper's classifier
+(no dropout, as the official code)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from atld.models.common import Classifier, Normalize
+
+
+class WideBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.shortcut = (nn.Conv2d(cin, cout, 1, stride, bias=False)
+                         if stride != 1 or cin != cout else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv2(F.relu(self.bn2(self.conv1(out))))
+        return out + shortcut
+
+
+class WideResNet(Classifier):
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int,
+                 mean: tuple[float, ...], std: tuple[float, ...], depth: int = 28, widen: int = 10):
+        super().__init__()
+        if depth < 10 or (depth - 4) % 6:
+            raise ValueError(f"WideResNet depth must be 6n + 4 with n >= 1, got {depth}")
+        n = (depth - 4) // 6
+        widths = (16, 16 * widen, 32 * widen, 64 * widen)
+        self.num_classes, self.feature_dim = num_classes, widths[3]
+        self.normalize = Normalize(mean, std)
+        self.stem = nn.Conv2d(input_shape[0], widths[0], 3, 1, 1, bias=False)
+        layers, cin = [], widths[0]
+        for cout, stride in zip(widths[1:], (1, 2, 2)):
+            for i in range(n):
+                layers.append(WideBlock(cin, cout, stride if i == 0 else 1))
+                cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.bn = nn.BatchNorm2d(cin)
+        self.head = nn.Linear(cin, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn(self.layers(self.stem(self.normalize(x)))))
+        return F.adaptive_avg_pool2d(out, 1).flatten(1)

@@ -1,0 +1,107 @@
+"""ATLD training (method doc §2), as the released code does it, with its accidents removed.
+
+One iteration on a batch (x, y):
+ 1. z_nat = f_eval(x), no gradient: the constant natural latents (logits).
+ 2. x0 = x + U(−ε, ε) (not clamped, as the released code).
+ 3. L_att = BCE(D(z_nat), 1) + BCE(D(f_eval(x0)), 0), D in train mode.
+ 4. x_adv = clamp01(proj_ε(x0 − ε·sign(∇_{x0} L_att))): one label-free signed step that makes the
+    perturbed latents *easier* for D to tell apart (it lowers D's loss).
+ 5. z_adv = f_train(x_adv), with graph.
+ 6. d_updates times: SGD on D with BCE(D(z_adv), 0) + BCE(D(z_nat), 1) + softCE(D_cls(z_nat), ỹ)
+    + softCE(D_cls(z_adv), ỹ); D called separately on each batch (its BN sees each on its own).
+ 7. L_ce = softCE(z_adv, ỹ), L_gap = mean((z_adv − z_nat)²), s = max ∇_x L_ce / max ∇_x L_gap
+    (guarded and capped, see `gap_ratio`), L = L_ce + s·scale·L_gap (scale 1/2; CIFAR-100 1/10).
+ 8. SGD step on f.
+Variant "paper": f's loss also gets paper_d_weight·BCE(D(z_adv), 1), i.e. f minimizes D's
+divergence estimate (non-saturating form). In the released code ("code", the default) D never
+sends a gradient to f.
+
+Cost: the gradients of L_ce and L_gap with respect to x_adv *and* the parameters come from two
+backward passes over one forward graph; f's parameter gradient is then combined as
+∇L_ce + s·scale·∇L_gap, so s costs no extra forward or backward pass.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from atld.attacks import project_linf
+from atld.train.losses import gap_ratio, latent_gap_loss, natural_bce, smooth_labels, soft_cross_entropy
+from atld.train.methods.base import StepContext, StepOutput
+
+
+def atld_perturbation(f, discriminator, x: torch.Tensor, z_nat: torch.Tensor, epsilon: float,
+                      generator: torch.Generator | None = None, autocast=None) -> torch.Tensor:
+    """Steps 2-4: the label-free training perturbation, [B, C, H, W] in [0, 1] within ε of x.
+
+    f must be in eval mode and D in train mode (the caller sets them). Only ∂L_att/∂x0 is
+    computed: no gradient is left on f's or D's parameters."""
+    noise = torch.rand(x.shape, device=x.device, dtype=x.dtype, generator=generator) * 2 - 1
+    x0 = (x + epsilon * noise).requires_grad_(True)
+    with torch.enable_grad(), (autocast() if autocast else torch.autocast(x.device.type, enabled=False)):
+        d_nat, _ = discriminator(z_nat)
+        d_0, _ = discriminator(f(x0))
+        loss_att = natural_bce(d_nat, natural=True) + natural_bce(d_0, natural=False)
+    (grad,) = torch.autograd.grad(loss_att, x0)
+    return project_linf(x0.detach() - epsilon * grad.sign(), x, epsilon)
+
+
+def atld_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+    cfg, f, D = ctx.config, ctx.classifier, ctx.discriminator
+    eps = cfg.resolved_epsilon
+    target = smooth_labels(y, ctx.config.spec.num_classes, cfg.label_smoothing)
+
+    f.eval()
+    D.train()
+    with torch.no_grad(), ctx.autocast():
+        z_nat = f(x).float()
+    x_adv = atld_perturbation(f, D, x, z_nat, eps, ctx.generator, ctx.autocast)
+
+    f.train()
+    x_adv.requires_grad_(True)
+    with ctx.autocast():
+        z_adv = f(x_adv).float()
+
+    z_adv_const = z_adv.detach()
+    for _ in range(cfg.d_updates):
+        with ctx.autocast():
+            d_adv, c_adv = D(z_adv_const)
+            d_nat, c_nat = D(z_nat)
+        loss_d = (natural_bce(d_adv, natural=False) + natural_bce(d_nat, natural=True)
+                  + soft_cross_entropy(c_nat, target) + soft_cross_entropy(c_adv, target))
+        ctx.d_optimizer.zero_grad(set_to_none=True)
+        loss_d.backward()
+        ctx.d_optimizer.step()
+
+    params = [p for p in f.parameters() if p.requires_grad]
+    loss_ce = soft_cross_entropy(z_adv, target)
+    loss_gap = latent_gap_loss(z_adv, z_nat)
+    paper = cfg.variant == "paper"
+    g_ce = torch.autograd.grad(loss_ce, [x_adv, *params], retain_graph=True, allow_unused=True)
+    g_gap = torch.autograd.grad(loss_gap, [x_adv, *params], retain_graph=paper, allow_unused=True)
+    s = gap_ratio(g_ce[0], g_gap[0], cfg.s_max)
+    weight = s * cfg.resolved_gap_weight_scale
+    loss = loss_ce + weight * loss_gap
+    terms = {"loss_ce": loss_ce.detach(), "loss_gap": loss_gap.detach(), "loss_d": loss_d.detach(),
+             "s": s.detach()}
+    g_paper = [None] * len(params)
+    if paper:
+        D.eval()  # D's statistics stay those of its own updates; f sees D as it is now
+        with ctx.autocast():
+            d_fool, _ = D(z_adv)
+        loss_fool = natural_bce(d_fool, natural=True)
+        g_paper = torch.autograd.grad(loss_fool, params, allow_unused=True)
+        loss = loss + cfg.paper_d_weight * loss_fool
+        terms["loss_fool"] = loss_fool.detach()
+        D.train()
+
+    for p, gc, gg, gp in zip(params, g_ce[1:], g_gap[1:], g_paper):
+        grad = torch.zeros_like(p) if gc is None else gc.clone()
+        if gg is not None:
+            grad.add_(gg * weight)
+        if gp is not None:
+            grad.add_(gp, alpha=cfg.paper_d_weight)
+        p.grad = grad
+    ctx.optimizer.step()
+    return StepOutput(loss.detach(), terms, logits_clean=z_nat.detach(), logits_perturbed=z_adv_const,
+                      d_natural=d_nat.detach().float(), d_perturbed=d_adv.detach().float())

@@ -1,0 +1,31 @@
+"""PGD adversarial training (Madry et al., 2018): CE on PGD-k examples (k = 10, step ε/4).
+
+The attack runs with the classifier in eval mode (BatchNorm statistics are not polluted by the
+attack's intermediate points); the update runs in train mode."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from atld.attacks import AttackConfig, run_attack
+from atld.train.methods.base import StepContext, StepOutput
+
+
+def pgd_at_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+    cfg, f = ctx.config, ctx.classifier
+    attack = AttackConfig("pgd", cfg.resolved_epsilon, steps=cfg.pgd_steps,
+                          step_size=cfg.resolved_pgd_step_size, random_start=True)
+    f.eval()
+    with ctx.autocast():
+        with torch.no_grad():
+            logits_clean = f(x)
+        x_adv = run_attack(f, x, y, attack, ctx.generator)
+        f.train()
+        logits = f(x_adv)
+    loss = F.cross_entropy(logits.float(), y)
+    ctx.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    ctx.optimizer.step()
+    return StepOutput(loss.detach(), {"loss_ce": loss.detach()},
+                      logits_clean=logits_clean.detach(), logits_perturbed=logits.detach())
