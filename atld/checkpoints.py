@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from atld.data.registry import DatasetSpec
@@ -260,19 +260,54 @@ def _recover_interrupted_save(run_dir: Path) -> None:
     """Finish or discard a save that stopped between its renames (see the module docstring)."""
     new_card = run_dir / f"{CARD}.new"
     if new_card.exists():
-        try:
-            card = json.loads(new_card.read_bytes())
-            complete = all(
-                (run_dir / name).is_file() and sha256_file(run_dir / name) == digest
-                for name, digest in card.get("sha256", {}).items()) and bool(card.get("sha256"))
-        except (ValueError, OSError, AttributeError):
-            complete = False
-        if complete:
-            os.replace(new_card, run_dir / CARD)
-        else:
+        renames = _renames_to_finish(run_dir, new_card)
+        if renames is None:
             new_card.unlink(missing_ok=True)
+        else:
+            for tmp, final in renames:
+                os.replace(tmp, final)
+            os.replace(new_card, run_dir / CARD)
     for leftover in run_dir.glob("*.safetensors.new"):
         leftover.unlink(missing_ok=True)
+
+
+def _renames_to_finish(run_dir: Path, new_card: Path) -> list[tuple[Path, Path]] | None:
+    """The renames that complete the save described by `card.json.new`, or None when it cannot be
+    completed. A save can stop after some tensor files were renamed and before others, so each
+    file the new card vouches for must match its SHA-256 either already in place or as NAME.new
+    (a complete, parseable safetensors file); otherwise the previous checkpoint stays."""
+    try:
+        if new_card.is_symlink() or new_card.stat().st_size > MAX_CARD_BYTES:
+            return None
+        card = json.loads(new_card.read_bytes())
+        _validate_card(card)
+        digests = card.get("sha256")
+        if not digests:
+            return None
+        renames = []
+        for name, digest in digests.items():
+            if not re.fullmatch(_PLAIN_NAME, name):
+                return None
+            final, tmp = run_dir / name, run_dir / f"{name}.new"
+            if final.is_file() and not final.is_symlink() and sha256_file(final) == digest:
+                continue
+            if tmp.is_file() and not tmp.is_symlink() and sha256_file(tmp) == digest and _parses(tmp):
+                renames.append((tmp, final))
+                continue
+            return None
+        return renames
+    except (ValueError, OSError, AttributeError, TypeError, RecursionError, CheckpointError):
+        return None
+
+
+def _parses(path: Path) -> bool:
+    """True if `path` has a valid safetensors header (reads the header only)."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            fh.keys()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not a safetensors file"
+        return False
 
 
 def read_card(run_dir: str | os.PathLike) -> dict:
@@ -296,6 +331,8 @@ def read_card(run_dir: str | os.PathLike) -> dict:
         raise CheckpointError(f"{CARD} is {size} bytes, over the {MAX_CARD_BYTES}-byte limit; refusing it")
     try:
         card = json.loads(card_path.read_bytes())
+    except RecursionError:
+        raise CheckpointError(f"{CARD} in {str(run_dir)!r} is nested too deeply; refusing it") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{CARD} in {str(run_dir)!r} is not valid JSON ({str(exc)[:120]})") from None
     if not isinstance(card, dict):

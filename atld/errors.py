@@ -49,7 +49,11 @@ def check_finite_range(name: str, value: float, low: float, high: float, unit: s
         isinstance(value, (int, float)) and not isinstance(value, bool),
         f"{name} must be a number, got {value!r}",
     )
-    require(math.isfinite(value), f"{name} must be finite, got {value!r}")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float (e.g. 10**400 in a JSON card)
+        finite = False
+    require(finite, f"{name} must be finite, got {str(value)[:40]}")
     suffix = f" {unit}" if unit else ""
     require(low <= value <= high, f"{name} must be in [{low}, {high}]{suffix}, got {value!r}")
     return float(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -38,10 +39,16 @@ def run(args: argparse.Namespace) -> int:
         run_dir = args.out or Path("runs") / f"{config.dataset}-{config.method}-{time.strftime('%Y%m%d-%H%M%S')}"
         if (run_dir / "card.json").exists():
             raise ConfigError(f"{str(run_dir)!r} already holds a run; use --resume {run_dir} or another --out")
+        _check_writable(run_dir)
 
     from atld.data import load_dataset
 
     data = load_dataset(config.dataset, args.data_root, args.download)  # fail fast, before any output
+    from atld.train.distributed import from_env, shutdown
+
+    distributed = from_env()  # a DDP rank when launched by torchrun (WORLD_SIZE > 1), else None
+    if distributed is not None and not distributed.is_main:
+        args.quiet = True  # rank 0 reports
     stop = {"signal": None}
 
     def on_signal(signum, _frame):
@@ -66,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         result = train(config, data=data, run_dir=run_dir, name=args.name,
                        command="python -m atld " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
                        progress=progress, should_stop=lambda: stop["signal"] is not None,
-                       resume=args.resume is not None)
+                       resume=args.resume is not None, distributed=distributed)
     except TrainingDiverged as exc:
         raise TrainingDiverged(f"{exc}; run directory: {run_dir}") from None
     finally:
@@ -74,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
         for s, handler in old.items():
             signal.signal(s, handler)
+        if distributed is not None:
+            shutdown()
+    if distributed is not None and not distributed.is_main:
+        return 130 if result.status == "stopped" else 0
     last = result.card["metrics"][-1] if result.card["metrics"] else {}
     if result.status == "stopped":
         sys.stderr.write(f"stopped by {stop['signal']} after epoch {result.card['epochs_done']}; "
@@ -82,3 +93,16 @@ def run(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{k} {last[k]:.4f}" for k in ("test_clean_acc", "test_pgd20_acc") if k in last)
     print(f"saved {run_dir} ({result.card['epochs_done']} epochs; {summary})")
     return 0
+
+
+def _check_writable(run_dir: Path) -> None:
+    """Fail before training, not after the first epoch, if the run directory cannot be created."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {str(run_dir)!r} exists and is not a directory")
+    parent = run_dir
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"cannot create {str(run_dir)!r}: {str(parent)!r} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot create {str(run_dir)!r}: {str(parent)!r} is not writable")

@@ -12,7 +12,7 @@ from atld.device import DEVICE_CHOICES
 from atld.errors import (ConfigError, check_choice, check_finite_range, check_int_at_least, require)
 from atld.models import check_arch, default_discriminator_spec
 
-METHODS = ("natural", "pgd-at", "atld")
+METHODS = ("natural", "pgd-at", "feature-scatter", "atld")
 VARIANTS = ("code", "paper")
 AMP_CHOICES = ("auto", "off", "bf16")
 MAX_EPOCHS = 10_000
@@ -25,7 +25,7 @@ def _f(default, help: str):
 @dataclass(frozen=True)
 class TrainConfig:
     dataset: str = _f("digits", "dataset name")
-    method: str = _f("atld", "training method: natural | pgd-at | atld")
+    method: str = _f("atld", "training method: natural | pgd-at | feature-scatter | atld")
     arch: str | None = _f(None, "classifier: small-cnn | preact-resnet18 | wrn-<depth>-<widen>; default per dataset")
     epochs: int = _f(30, "number of passes over the training set")
     batch_size: int = _f(50, "images per step (official ATLD: 50)")
@@ -37,7 +37,7 @@ class TrainConfig:
     epsilon: float | None = _f(None, "ℓ∞ radius of training perturbations, [0, 1] pixel units; default per dataset")
     pgd_steps: int = _f(10, "PGD-AT: attack steps per training batch (Madry: 10)")
     pgd_step_size: float | None = _f(None, "PGD-AT step, [0, 1] pixel units; default ε/4")
-    label_smoothing: float = _f(0.5, "ATLD: δ; the true class gets 1 − δ (method doc §1)")
+    label_smoothing: float = _f(0.5, "ATLD and Feature Scattering: δ; the true class gets 1 − δ (method doc §1)")
     gap_weight_scale: float | None = _f(None, "ATLD: L = L_ce + s·scale·L_gap; default 0.5 (CIFAR-100: 0.1)")
     s_max: float = _f(10.0, "ATLD: cap on the ratio s (a documented deviation from the released code)")
     variant: str = _f("code", "ATLD: 'code' = released code (D never trains f); 'paper' = f also minimizes D's divergence estimate")
@@ -52,12 +52,19 @@ class TrainConfig:
     device: str = _f("auto", "auto | cpu | cuda | cuda:N")
     eval_limit: int = _f(450, "test images used for the per-epoch clean and PGD-20 accuracy (0: skip)")
     amp: str = _f("auto", "mixed precision for training: auto (bf16 on CUDA, off on CPU) | off | bf16")
-    channels_last: bool = _f(True, "use channels_last memory format on CUDA")
+    channels_last: bool = _f(True, "use channels_last memory format for image models (CUDA and CPU)")
     compile: bool = _f(False, "torch.compile the classifier (CUDA; slower start, faster steps)")
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, DATASET_NAMES)
         check_choice("method", self.method, METHODS)
+        # Cards come from strangers: check types before any string method is called on them.
+        for name in ("arch", "device"):
+            value = getattr(self, name)
+            require(value is None and name == "arch" or isinstance(value, str),
+                    f"{name} must be a string, got {value!r}")
+        for name in ("channels_last", "compile"):
+            require(isinstance(getattr(self, name), bool), f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.arch is not None:
             check_arch(self.arch, get_spec(self.dataset))
         check_int_at_least("epochs", self.epochs, 1)
@@ -91,6 +98,8 @@ class TrainConfig:
         check_finite_range("d weight decay", self.d_weight_decay, 0.0, 1.0)
         check_int_at_least("d updates", self.d_updates, 1)
         require(self.d_updates <= 100, f"d updates must be <= 100, got {self.d_updates}")
+        require(self.d_widths is None or isinstance(self.d_widths, tuple),
+                f"d widths must be a tuple of integers, got {self.d_widths!r}")
         if self.d_widths is not None or self.d_blocks is not None:
             self.discriminator_spec()  # validates
         require(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**63,
@@ -149,8 +158,8 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise ConfigError("config must be a JSON object")
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        require(not unknown, f"unknown config field(s): {', '.join(unknown)}")
+        unknown = sorted(repr(k)[:40] for k in set(data) - names)  # repr: keys are untrusted text
+        require(not unknown, f"unknown config field(s): {', '.join(unknown[:5])}")
         kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
         try:
             return cls(**kwargs)

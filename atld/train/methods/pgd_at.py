@@ -20,7 +20,7 @@ def pgd_at_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepOutpu
     with ctx.autocast():
         with torch.no_grad():
             logits_clean = f(x)
-        x_adv = run_attack(f, x, y, attack, ctx.generator)
+        x_adv = run_attack(f, x, y, attack, ctx.generator, check_finite=False)  # no host sync
         f.train()
         logits = f(x_adv)
     loss = F.cross_entropy(logits.float(), y)

@@ -1,0 +1,99 @@
+"""Benchmark of the latent analysis on the CPU (issue 4): extraction, PCA, UMAP cold and warm, and
+the gap numbers, for 2,000 natural + 2,000 perturbed digits latents.
+
+Usage: python benchmarks/bench_latent.py [--checkpoint checkpoints/digits-atld] [--points 2000]
+
+The digits set has 1,797 images (train + test), so the 2,000 are the whole set plus its first 203
+images again (their perturbations differ: each gets its own random start). The printed table is
+what docs/benchmarks.md shows. Times are wall-clock seconds; the load average is printed beside
+them because the development machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from atld.attacks import attack_from_name  # noqa: E402
+from atld.checkpoints import load_checkpoint  # noqa: E402
+from atld.data import load_dataset  # noqa: E402
+from atld.latent import Embedder, extract_latents, gap_numbers  # noqa: E402
+
+
+def timed(fn):
+    start, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - start, time.process_time() - cpu
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, default=Path("checkpoints/digits-atld"))
+    parser.add_argument("--points", type=int, default=2000, help="natural points (as many perturbed)")
+    parser.add_argument("--attack", default="pgd20")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    run = load_checkpoint(args.checkpoint)
+    data = load_dataset("digits")
+    x = torch.cat([data.x_train, data.x_test])
+    y = torch.cat([data.y_train, data.y_test])
+    reps = -(-args.points // len(y))
+    x, y = x.repeat(reps, 1, 1, 1)[:args.points], y.repeat(reps)[:args.points]
+    attack = attack_from_name(args.attack, run.spec.epsilon)
+    rows = []
+
+    def record(what, wall, cpu, goal=""):
+        rows.append((what, wall, cpu, goal, os.getloadavg()[0]))
+        print(f"{what:55s} {wall:7.2f} s wall {cpu:7.2f} s cpu  load {os.getloadavg()[0]:.1f}", file=sys.stderr)
+
+    lat, wall, cpu = timed(lambda: extract_latents(run, x, y, attack, batch_size=500,
+                                                   generator=torch.Generator().manual_seed(0)))
+    record(f"extraction: {args.points} images, {attack.label} + forward, D scores", wall, cpu)
+    labels = lat.labels.numpy()
+    for space in ("logits", "features"):
+        z_nat, z_pert = lat.latents(space)
+        _, wall, cpu = timed(lambda: Embedder("pca").fit(z_nat, z_pert, labels))
+        record(f"PCA, joint fit, {space} ({z_nat.shape[1]} dims)", wall, cpu, "< 0.5 s")
+    z_nat, z_pert = lat.latents("features")
+    what = f"joint fit, features ({z_nat.shape[1]} -> PCA 50 dims)"
+    _, wall, cpu = timed(lambda: Embedder("umap").fit(z_nat, z_pert, labels))
+    record(f"UMAP cold (first call in the process: numba JIT + fit), {what}", wall, cpu)
+    _, wall, cpu = timed(lambda: Embedder("umap", random_state=1).fit(z_nat, z_pert, labels))
+    record(f"UMAP warm, {what}", wall, cpu, "< 10 s")
+    _, wall, cpu = timed(lambda: Embedder("umap", fit_on="natural", random_state=2).fit(z_nat, z_pert, labels))
+    record("UMAP warm, fit on natural + transform perturbed, features", wall, cpu)
+    probe = "import time; from atld.latent import warm_up_umap; t = time.process_time(); s = warm_up_umap(); " \
+            "print(s, time.process_time() - t)"
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout.split()
+    record("warm_up_umap() in a fresh process (tiny fit + transform)", float(out[0]), float(out[1]))
+    for space in ("logits", "features"):
+        zn, zp = lat.latents(space)
+        d = (lat.d_nat.numpy(), lat.d_pert.numpy()) if lat.d_nat is not None else (None, None)
+        _, wall, cpu = timed(lambda: gap_numbers(zn, zp, labels, *d))
+        record(f"gap numbers, {space}: all four + per class (200 permutations)", wall, cpu, "< 5 s")
+
+    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, torch "
+          f"{torch.__version__} ({torch.get_num_threads()} threads), checkpoint {args.checkpoint}, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+    print("| step | wall s | CPU s | goal | load avg |")
+    print("|---|---|---|---|---|")
+    for what, wall, cpu, goal, load in rows:
+        print(f"| {what} | {wall:.2f} | {cpu:.2f} | {goal} | {load:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

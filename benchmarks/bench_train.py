@@ -1,0 +1,108 @@
+"""CPU training speed on `digits` (issue 2): seconds per epoch for natural, PGD-AT and ATLD,
+measured in one run, with the ATLD / natural ratio.
+
+What is timed: the trainer's own per-epoch wall time (the card's `seconds`: the training steps
+only; the per-epoch test evaluation is switched off with eval_limit=0 and no checkpoint is
+written), and this process's CPU time per epoch. Each method first trains `--warmup` epochs that
+are thrown away, then `--epochs` timed epochs; medians are reported. `--rounds` > 1 interleaves
+the methods (natural, pgd-at, atld, natural, ...) so that load from other processes hits all of
+them alike. On a busy shared machine wall time measures the neighbours; CPU time at one thread
+(`--threads 1`) is then the steadier figure.
+
+Goal (issue 2): an ATLD epoch under 0.5 s on 2 cores and at most 3x a natural epoch.
+
+    python benchmarks/bench_train.py                      # 1 warm-up + 5 epochs, 2 rounds
+    python benchmarks/bench_train.py --threads 1 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # run from anywhere
+
+from atld.data import load_dataset  # noqa: E402
+from atld.train import TrainConfig, train  # noqa: E402
+
+METHODS = ("natural", "pgd-at", "atld")
+
+
+def epoch_seconds(method: str, data, warmup: int, epochs: int, seed: int,
+                  batch_size: int) -> tuple[list[float], list[float]]:
+    """(wall, cpu) seconds of each of `epochs` timed epochs after `warmup` (>= 1) discarded ones.
+
+    wall: the trainer's per-epoch timing. cpu: this process's CPU time between consecutive
+    epoch-end events (all threads summed, so compare it only at equal thread counts)."""
+    config = TrainConfig(dataset="digits", method=method, epochs=warmup + epochs, batch_size=batch_size,
+                         seed=seed, device="cpu", eval_limit=0)
+    marks: list[float] = []
+
+    def progress(event) -> None:
+        if event.kind == "epoch":
+            marks.append(time.process_time())
+
+    result = train(config, data=data, progress=progress)
+    wall = [m["seconds"] for m in result.card["metrics"][warmup:]]
+    cpu = [b - a for a, b in zip(marks[warmup - 1:], marks[warmup:])]
+    return wall, cpu
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--warmup", type=int, default=1, help="discarded epochs per method and round (>= 1)")
+    p.add_argument("--epochs", type=int, default=5, help="timed epochs per method and round")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the methods")
+    p.add_argument("--batch-size", type=int, default=50, help="images per step (the default config's 50)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--json", help="also write the results to this JSON file")
+    args = p.parse_args(argv)
+    if args.warmup < 1 or args.epochs < 1 or args.rounds < 1:
+        p.error("--warmup, --epochs and --rounds must be >= 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    data = load_dataset("digits")
+    wall: dict[str, list[float]] = {m: [] for m in args.methods}
+    cpu: dict[str, list[float]] = {m: [] for m in args.methods}
+    load_before = os.getloadavg()
+    for r in range(args.rounds):
+        for method in args.methods:
+            w, c = epoch_seconds(method, data, args.warmup, args.epochs, seed=r, batch_size=args.batch_size)
+            wall[method] += w
+            cpu[method] += c
+    load_after = os.getloadavg()
+
+    med_wall = {m: statistics.median(t) for m, t in wall.items()}
+    med_cpu = {m: statistics.median(t) for m, t in cpu.items()}
+    print(f"digits, {len(data.y_train)} training images, batch {args.batch_size}, device cpu, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}, python {platform.python_version()}")
+    print(f"1-min load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f} "
+          f"(machine has {os.cpu_count()} CPUs)")
+    print(f"{'method':<8} {'wall s/epoch':>13} {'(min-max)':>15} {'x nat':>6} {'cpu s/epoch':>12} {'x nat':>6} {'n':>3}")
+    for m in args.methods:
+        rw = f"{med_wall[m] / med_wall['natural']:.2f}" if "natural" in med_wall else "-"
+        rc = f"{med_cpu[m] / med_cpu['natural']:.2f}" if "natural" in med_cpu else "-"
+        span = f"{min(wall[m]):.3f}-{max(wall[m]):.3f}"
+        print(f"{m:<8} {med_wall[m]:>13.3f} {span:>15} {rw:>6} {med_cpu[m]:>12.3f} {rc:>6} {len(wall[m]):>3}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                       "torch": torch.__version__, "threads": torch.get_num_threads(),
+                       "loadavg_before": load_before, "loadavg_after": load_after,
+                       "command": " ".join(sys.argv), "wall": wall, "cpu": cpu,
+                       "median_wall": med_wall, "median_cpu": med_cpu}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

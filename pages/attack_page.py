@@ -1,0 +1,85 @@
+"""Attack: pick test images, attack the classifier (FGSM / PGD / CW, ε, steps) and compare the
+natural image, the adversarial one, the magnified perturbation and the IMT-corrected image, with
+predictions and discriminator scores before and after."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from atld.errors import ATLDError
+from atld.ui import cached, state
+from atld.ui.attack_view import summary_rows
+from atld.ui.views import magnify, to_display
+
+st.title("Attack")
+sel = state.selection()
+run = state.require_run(sel)
+spec = run.spec
+data = state.get_data(spec.name)
+n_test = len(data.y_test)
+names = spec.labels()
+
+c1, c2, c3, c4 = st.columns([1, 1, 1.4, 1])
+kind = c1.radio("Attack", ("fgsm", "pgd", "cw"), index=1, key="atk_kind", horizontal=True,
+                format_func={"fgsm": "FGSM", "pgd": "PGD", "cw": "CW"}.get,
+                help="FGSM: one step of size ε from a random start; PGD: k steps of ε/4 on cross-entropy; "
+                     "CW: k steps of ε/4 on the Carlini-Wagner margin (κ = 50)")
+steps = c2.slider("Steps", 1, 100, 20, key="atk_steps", disabled=kind == "fgsm",
+                  help="number of signed steps (FGSM always takes 1)")
+eps_max = round(max(2 * spec.epsilon, run.config.resolved_epsilon), 4)
+epsilon = c3.slider("ε ([0, 1] pixel units)", 0.0, eps_max, float(spec.epsilon), step=round(spec.epsilon / 20, 5),
+                    format="%.4f", key="atk_eps",
+                    help=f"ℓ∞ radius of the attack; the dataset's ε is {spec.epsilon:.4g} (= {spec.epsilon * 255:.1f}/255)")
+imt_mode = c4.radio("IMT mode", ("atld", "atld+"), key="atk_imt", horizontal=True,
+                    disabled=run.discriminator is None,
+                    help="ATLD: one IMT step of the run's training ε; ATLD+: half a step where D is unsure")
+c5, c6 = st.columns(2)
+start = c5.number_input("First test image", 0, n_test - 1, 0, key="atk_start",
+                        help=f"index into the {n_test} test images")
+count = c6.slider("Number of images", 1, 8, 6, key="atk_count")
+indices = tuple(int(i) % n_test for i in range(start, start + count))
+
+try:
+    view = cached.attack(str(run.path), run.model_hash, indices, kind, float(epsilon), int(steps), sel.seed, imt_mode)
+except ATLDError as exc:
+    st.error(str(exc))
+    st.stop()
+
+flipped = int((view.pred_adv != view.labels).sum())
+m1, m2, m3 = st.columns(3)
+m1.metric("correct before", f"{int((view.pred_nat == view.labels).sum())}/{len(indices)}")
+m2.metric("correct after attack", f"{int((view.pred_adv == view.labels).sum())}/{len(indices)}", delta=-flipped)
+if view.pred_imt is not None:
+    m3.metric(f"correct after {view.imt_mode.upper()} (IMT)", f"{int((view.pred_imt == view.labels).sum())}/{len(indices)}")
+else:
+    m3.caption("This checkpoint has no discriminator, so there is no IMT correction (choose an ATLD run).")
+
+nat, adv, pert = to_display(view.x), to_display(view.x_adv), to_display(magnify(view.delta, max(epsilon, 1e-6)))
+imt = to_display(view.x_imt) if view.x_imt is not None else None
+IMAGE_WIDTH = 120  # pixels; 8x8 digits are enlarged without smoothing by to_display
+headers = ["natural", "adversarial", "perturbation (magnified: grey 0, white +ε, black −ε)"] + (["IMT-corrected"] if imt is not None else [])
+cols = st.columns(len(headers))
+for col, h in zip(cols, headers):
+    col.markdown(f"**{h}**")
+
+
+def d_text(d, i):
+    return f" · D {d[i]:.2f}" if d is not None else ""
+
+
+for i in range(len(indices)):
+    cols = st.columns(len(headers))
+    cols[0].image(nat[i], caption=f"#{indices[i]} label {names[view.labels[i]]} → {names[view.pred_nat[i]]} "
+                  f"({view.conf_nat[i]:.2f}){d_text(view.d_nat, i)}", width=IMAGE_WIDTH)
+    cols[1].image(adv[i], caption=f"→ {names[view.pred_adv[i]]} ({view.conf_adv[i]:.2f}){d_text(view.d_adv, i)}",
+                  width=IMAGE_WIDTH)
+    cols[2].image(pert[i], caption=f"‖δ‖∞ = {view.linf[i]:.3f}", width=IMAGE_WIDTH)
+    if imt is not None:
+        cols[3].image(imt[i], caption=f"→ {names[view.pred_imt[i]]} ({view.conf_imt[i]:.2f}){d_text(view.d_imt, i)}",
+                      width=IMAGE_WIDTH)
+
+st.markdown("**Summary** (D = the discriminator's probability that the latent is natural)")
+st.dataframe(pd.DataFrame(summary_rows(view, names)), hide_index=True, width="stretch")
+st.caption("The attack targets the bare classifier; IMT is applied afterwards (the official, non-adaptive "
+           "protocol). The Evaluate page shows what an adaptive attack through IMT does.")

@@ -1,0 +1,92 @@
+"""Evaluate: the checkpoint's stored evaluation (ATLD-, ATLD, ATLD+ × attacks), an on-demand run on
+a few test images, robust accuracy vs ε for several checkpoints in one chart, and why PGD/CW
+numbers are an upper bound."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from atld.checkpoints import read_card
+from atld.errors import ATLDError
+from atld.ui import cached, state
+from atld.ui.evaluate_view import HONEST_ROBUSTNESS, accuracy_pivot, curve_figure, epsilon_grid
+from atld.ui.runs import discover_runs
+from atld.ui.views import evaluation_frame
+
+st.title("Evaluate")
+sel = state.selection()
+run = state.require_run(sel)
+spec = run.spec
+
+st.info(HONEST_ROBUSTNESS)
+
+st.subheader(f"Stored evaluation of {run.name}")
+card = read_card(run.path)
+stored = (card.get("evaluations") or {}).get("rows") or []
+if stored:
+    st.caption("accuracy % (95 % Wilson interval); ATLD- is the bare classifier, ATLD / ATLD+ add IMT. "
+               f"n = {max(r['n'] for r in stored)} test images, ε = {stored[0]['epsilon']:.4g}.")
+    st.dataframe(accuracy_pivot(stored), width="stretch")
+    from atld.evaluate import masking_findings
+
+    for finding in masking_findings(stored):
+        (st.warning if finding["flagged"] else st.success)(finding["message"])
+    with st.expander("All stored rows"):
+        st.dataframe(evaluation_frame(card["evaluations"]), hide_index=True, width="stretch")
+else:
+    st.caption("This checkpoint carries no stored evaluation yet (`python -m atld eval` stores one).")
+
+st.subheader("Evaluate now (a quick look on a few test images)")
+from atld.evaluate import ATTACK_NAMES, DEFAULT_ATTACKS, EvalConfig, evaluate  # noqa: E402
+
+with st.form("eval_form"):
+    c1, c2 = st.columns([3, 1])
+    attacks = c1.multiselect("Attacks", ATTACK_NAMES, default=[a for a in ("natural", "fgsm", "pgd20", "cw20")
+                                                              if a in DEFAULT_ATTACKS], key="ev_attacks",
+                             help="autoattack and adaptive are much slower; keep the image count small")
+    limit = c2.number_input("Test images", 10, len(state.get_data(spec.name).y_test), 100, step=10, key="ev_limit")
+    go = st.form_submit_button("Evaluate", type="primary", key="ev_go")
+if go:
+    bar = st.progress(0.0, text="starting…")
+
+    def progress(done: int, total: int, label: str) -> None:
+        bar.progress(min(done / max(total, 1), 1.0), text=label)
+
+    try:
+        report = evaluate(run, EvalConfig(attacks=tuple(attacks) or ("natural",), limit=int(limit), seed=sel.seed,
+                                          device="cpu"), data=state.get_data(spec.name), progress=progress)
+    except ATLDError as exc:
+        st.error(str(exc))
+    else:
+        st.session_state["ev_report"] = (str(run.path), report.rows)
+    bar.empty()
+result = st.session_state.get("ev_report")
+if result is not None and result[0] == str(run.path):
+    rows = result[1]
+    st.dataframe(accuracy_pivot(rows), width="stretch")
+    st.download_button("These rows (CSV)", pd.DataFrame(rows).to_csv(index=False), file_name=f"{run.path.name}-eval.csv",
+                       mime="text/csv", key="ev_csv")
+
+st.subheader("Robust accuracy vs ε")
+entries = [r for r in discover_runs() if r.dataset == spec.name]
+labels = [r.label for r in entries]
+with st.form("curve_form"):
+    c1, c2, c3 = st.columns([3, 1, 1])
+    chosen = c1.multiselect("Checkpoints", labels, default=labels[:3], key="ev_curve_runs")
+    attack = c2.selectbox("Attack", ("fgsm", "pgd20", "cw20"), index=1, key="ev_curve_attack")
+    curve_limit = c3.number_input("Test images", 10, 1000, 100, step=10, key="ev_curve_limit")
+    draw = st.form_submit_button("Draw the curve", key="ev_curve_go")
+if draw:
+    st.session_state["ev_curve"] = (tuple(chosen), attack, int(curve_limit))
+request = st.session_state.get("ev_curve")
+if request is not None:
+    grid = tuple(epsilon_grid(spec.epsilon))
+    curves = {}
+    for label in request[0]:
+        if label in labels:
+            entry = entries[labels.index(label)]
+            curves[label] = cached.accuracy_curve(str(entry.path), entry.model_hash, grid, request[1], "atld-",
+                                                  request[2], sel.seed)
+    st.plotly_chart(curve_figure(curves, spec.epsilon), key="ev_curve_plot", width="stretch")
+    st.caption("Bare classifiers (ATLD-), attacked directly; bars: 95 % Wilson intervals.")

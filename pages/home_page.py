@@ -1,0 +1,71 @@
+"""Home: what ATLD is, what each page is for, and the current checkpoint's card."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from atld.ui import state
+from atld.ui.exports import checkpoint_zip, config_json
+from atld.ui.runs import peek_card
+from atld.ui.views import card_summary, evaluation_frame, metrics_frame
+
+st.title("ATLD lab")
+st.markdown(
+    """
+**ATLD** (Adversarial Training with Latent Distribution, Qian et al.) looks at a classifier's
+*logits* as a latent space. Natural images form clouds there; adversarial perturbations push their
+latents off those clouds. ATLD trains a **discriminator D** to tell natural latents from perturbed
+ones, builds its training perturbations to fool D's view the most, and trains the classifier to pull
+perturbed latents back onto the natural clouds. At test time, **IMT** (inference with manifold
+transformation) nudges an input one step towards "looks natural to D" before classifying it.
+"""
+)
+st.markdown(
+    """
+| page | what it is for |
+|---|---|
+| **Train** | configure and launch a run (natural, PGD-AT, ATLD…), watch live curves, stop it |
+| **Attack** | attack a few images (FGSM / PGD / CW), see the perturbation, predictions, D scores and the IMT-corrected image |
+| **Latent explorer** | natural and perturbed latents in one 2-D map (PCA / UMAP), gap numbers, selections, two checkpoints side by side |
+| **Evaluate** | robust accuracy tables (ATLD-, ATLD, ATLD+ × attacks), accuracy vs ε, and why PGD numbers are an upper bound |
+| **Learn** | a guided walk through the manifold argument with the live model |
+"""
+)
+
+sel = state.selection()
+st.subheader("Current checkpoint")
+if sel.run is None:
+    st.info("No checkpoint for this dataset yet: train one on the Train page.")
+    st.stop()
+
+card = peek_card(sel.run.path)  # torch-free: this page must draw fast on a fresh server
+if card is None:
+    st.error(f"{sel.run.path} no longer holds a readable run card.")
+    st.stop()
+summary = card_summary(card)
+cols = st.columns(len(summary))
+for col, (name, value) in zip(cols, summary.items()):
+    col.metric(name, value)
+if card.get("message"):
+    st.warning(card["message"])
+
+metrics = metrics_frame(card["metrics"])
+if not metrics.empty:
+    st.markdown("**Training curves** (per epoch)")
+    shown = [c for c in ("test_clean_acc", "test_pgd20_acc", "train_clean_acc", "train_perturbed_acc", "d_auc")
+             if c in metrics]
+    if shown:
+        st.line_chart(metrics, x="epoch", y=shown, height=220)
+evals = evaluation_frame(card.get("evaluations") or {})
+if not evals.empty:
+    st.markdown("**Evaluations stored in the card**")
+    st.dataframe(evals, hide_index=True, width="stretch")
+
+with st.expander("Full card (card.json)"):
+    st.json(card, expanded=False)
+
+c1, c2 = st.columns(2)
+c1.download_button("Run config (JSON)", config_json(card), file_name=f"{sel.run.path.name}-config.json",
+                   mime="application/json", key="dl_config")
+c2.download_button("Checkpoint (zip)", lambda: checkpoint_zip(sel.run.path), file_name=f"{sel.run.path.name}.zip",
+                   mime="application/zip", key="dl_zip", on_click="ignore")

@@ -1,0 +1,212 @@
+"""The Streamlit app under streamlit.testing.v1.AppTest: every page renders without an exception
+and shows its key widgets; widgets change what is computed; a short training run started from
+the Train page finishes and its checkpoint appears in the picker; Stop really stops; the
+server-wide cap refuses a second job with a clear message.
+
+Every AppTest run goes through app.py (see the note on page file names there), so the sidebar
+and the selection it stores are exercised on every page."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from atld.checkpoints import read_card
+from test_app_fixtures import app_checkpoints, app_env  # noqa: F401 - fixtures
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TIMEOUT = 120  # seconds per script run: torch work on a busy 2-core machine
+
+
+def start_app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def open_page(at: AppTest, page: str) -> AppTest:
+    at.switch_page(f"pages/{page}_page.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_home_shows_the_picker_and_the_current_card(app_env):
+    at = start_app()
+    assert at.title[0].value == "ATLD lab"
+    dataset, checkpoint = at.sidebar.selectbox
+    assert dataset.value == "digits"
+    assert checkpoint.options == ["digits-atld (shipped)", "digits-natural (shipped)"]
+    assert checkpoint.value == "digits-atld (shipped)"  # an ATLD run is preferred
+    assert at.sidebar.number_input(key="atld_seed").value == 0
+    assert metric(at, "method") == "atld" and metric(at, "epochs") == "1/1"
+    assert {b.key for b in at.get("download_button")} == {"dl_config", "dl_zip"}
+    checkpoint.set_value("digits-natural (shipped)").run()
+    assert metric(at, "method") == "natural" and metric(at, "epochs") == "4/4"
+
+
+def test_attack_page_widgets_drive_the_attack(app_env):
+    at = open_page(start_app(), "attack")
+    for key in ("atk_kind", "atk_imt"):
+        assert at.radio(key=key) is not None
+    assert at.slider(key="atk_eps").value == pytest.approx(0.2) and at.slider(key="atk_steps").value == 20
+    assert len(at.get("image")) == 6 * 4  # natural, adversarial, perturbation, IMT per image
+    table = at.dataframe[0].value
+    assert len(table) == 6 and (table["‖δ‖∞"] <= 0.2 + 1e-4).all() and table["‖δ‖∞"].max() > 0.1
+    assert {"D(nat)", "D(adv)", "ATLD (IMT) → pred"} <= set(table.columns)
+    at.slider(key="atk_eps").set_value(0.0).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert (table["‖δ‖∞"] == 0).all()
+    assert metric(at, "correct after attack") == metric(at, "correct before")  # ε = 0 changes nothing
+    at.radio(key="atk_kind").set_value("fgsm").run()
+    assert at.slider(key="atk_steps").disabled
+    at.slider(key="atk_count").set_value(2).run()
+    assert len(at.dataframe[0].value) == 2 and len(at.get("image")) == 2 * 4
+
+
+def test_attack_page_without_discriminator_has_no_imt(app_env):
+    at = start_app()
+    at.sidebar.selectbox(key="atld_run").set_value("digits-natural (shipped)").run()
+    open_page(at, "attack")
+    assert at.radio(key="atk_imt").disabled
+    assert len(at.get("image")) == 6 * 3
+    assert "D(nat)" not in at.dataframe[0].value.columns
+
+
+def test_latent_page_plots_gap_numbers_and_comparison(app_env):
+    at = open_page(start_app(), "latent")
+    for key in ("lat_attack", "lat_color", "lat_other"):
+        assert at.selectbox(key=key) is not None
+    for key in ("lat_space", "lat_fit", "lat_method"):
+        assert at.radio(key=key) is not None
+    assert len(at.get("plotly_chart")) == 3  # the main map and two side by side
+    labels = [m.label for m in at.metric]
+    assert labels == ["D's AUC", "two-sample test accuracy", "MMD²", "kNN mixing"]
+    assert 0.0 <= float(metric(at, "D's AUC")) <= 1.0
+    assert [b.key for b in at.get("download_button")] == ["lat_csv"]
+    at.selectbox(key="lat_color").set_value("D score").run()
+    at.radio(key="lat_fit").set_value("natural").run()
+    at.radio(key="lat_space").set_value("features").run()
+    assert not at.exception
+    at.radio(key="lat_method").set_value("umap").run()  # UMAP waits for an explicit request
+    assert not at.exception and at.button(key="lat_umap_go").label == "Compute UMAP"
+    assert len(at.get("plotly_chart")) == 3  # PCA stays on screen meanwhile
+
+
+def test_learn_page_walks_all_steps(app_env):
+    at = open_page(start_app(), "learn")
+    seen = []
+    for step in range(5):
+        seen.append(at.radio(key="learn_step").value)
+        assert not at.exception, (step, [e.value for e in at.exception])
+        if step < 4:
+            at.button(key="learn_next").click().run()
+    assert seen[0].startswith("1") and seen[-1].startswith("5") and len(set(seen)) == 5
+    at.button(key="learn_back").click().run()
+    assert at.radio(key="learn_step").value == seen[3]
+    assert at.dataframe, "step 4 compares the natural and the ATLD checkpoint in a table"
+
+
+def _start_training(at: AppTest, name: str, epochs: int) -> AppTest:
+    at.selectbox(key="train_method").set_value("natural")
+    at.number_input(key="train_epochs").set_value(epochs)
+    at.number_input(key="train_eval_limit").set_value(0)
+    at.text_input(key="train_name").input(name)
+    return at.button(key="train_start").click().run()
+
+
+def _wait_for(at: AppTest, done, seconds: float = 180.0) -> AppTest:
+    deadline = time.monotonic() + seconds
+    while not done(at):
+        assert time.monotonic() < deadline, "timed out waiting for the training job"
+        time.sleep(0.5)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_training_from_the_train_page_lands_in_the_picker(app_env):
+    at = open_page(start_app(), "train")
+    assert at.number_input(key="train_epochs").value == 5 and at.selectbox(key="train_dataset").value == "digits"
+    _start_training(at, "from-the-app", epochs=1)
+    assert not at.error, [e.value for e in at.error]
+    _wait_for(at, lambda a: len(a.success) > 0)
+    assert "from-the-app" in at.success[0].value and "finished" in at.success[0].value
+    card = read_card(app_env / "from-the-app")
+    assert card["status"] == "finished" and card["epochs_done"] == 1 and card["method"] == "natural"
+    assert at.sidebar.selectbox(key="atld_run").value == "from-the-app (runs)"  # selected for the user
+    assert "from-the-app (runs)" in start_app().sidebar.selectbox(key="atld_run").options  # and for everyone
+
+
+def test_bad_settings_and_names_are_refused_in_one_line(app_env):
+    at = open_page(start_app(), "train")
+    at.text_input(key="train_epsilon").input("lots")
+    at.button(key="train_start").click().run()
+    assert at.error[0].value == "epsilon must be a number, got 'lots'"
+    at.text_input(key="train_epsilon").input("")
+    at.text_input(key="train_name").input("../escape")
+    at.button(key="train_start").click().run()
+    assert at.error[0].value.startswith("bad run name '../escape'")
+    assert not app_env.exists() or not any(app_env.iterdir())
+
+
+def test_stop_really_stops_and_the_cap_refuses_a_second_job(app_env):
+    first = open_page(start_app(), "train")
+    _start_training(first, "long-run", epochs=500)
+    assert first.button(key="train_stop").label == "Stop"
+    second = open_page(start_app(), "train")  # another browser session, same server
+    _start_training(second, "second-run", epochs=1)
+    assert "server is busy" in second.error[0].value
+    assert not (app_env / "second-run").exists()
+    first.button(key="train_stop").click().run()
+    _wait_for(first, lambda a: any("stopped" in m.value for m in a.markdown))
+    assert not [b for b in first.button if b.key == "train_stop"]
+    card_path = app_env / "long-run" / "card.json"
+    if card_path.exists():  # it stopped after at least one finished epoch
+        card = read_card(app_env / "long-run")
+        assert card["status"] in ("stopped", "running") and card["epochs_done"] < 500
+    # the cap is free again: the second session may now train
+    _start_training(second, "second-run", epochs=1)
+    assert not second.error
+    _wait_for(second, lambda a: len(a.success) > 0)
+
+
+def test_evaluate_page_table_quick_run_and_curve(app_env, app_checkpoints, tmp_path, monkeypatch):
+    from atld.evaluate import EvalReport, store_evaluation
+    from atld.evaluate.report import make_row
+
+    shipped = tmp_path / "shipped"
+    for name in ("digits-atld", "digits-natural"):
+        shutil.copytree(app_checkpoints / name, shipped / name)
+    rows = [make_row("pgd20", "atld-", "direct", 60, 100, 0.2, 1.0),
+            make_row("autoattack", "atld-", "direct", 30, 100, 0.2, 1.0),
+            make_row("pgd20", "atld", "non-adaptive", 70, 100, 0.2, 1.0)]
+    store_evaluation(shipped / "digits-atld", EvalReport(rows, {"date": "2026-01-01"}))
+    monkeypatch.setenv("ATLD_CHECKPOINTS_DIR", str(shipped))
+
+    at = open_page(start_app(), "evaluate")
+    pivot = at.dataframe[0].value
+    assert pivot.loc["pgd20", "atld-"].startswith("60.0 %") and pivot.loc["autoattack", "atld-"].startswith("30.0 %")
+    assert pivot.loc["pgd20", "atld"].startswith("70.0 %") and pivot.loc["autoattack", "atld"] == ""
+    assert any("gap of 30.0 points" in w.value for w in at.warning)  # the masking finding, in words
+    assert "upper bound" in at.info[0].value
+    at.multiselect(key="ev_attacks").set_value(["natural", "pgd20"])
+    at.number_input(key="ev_limit").set_value(20)
+    at.button(key="ev_go").click().run()
+    assert not at.exception and not at.error
+    quick = at.dataframe[-1].value
+    assert list(quick.index) == ["natural", "pgd20"] and list(quick.columns) == ["atld-", "atld", "atld+"]
+    assert [b.key for b in at.get("download_button")] == ["ev_csv"]
+    at.multiselect(key="ev_curve_runs").set_value(["digits-atld (shipped)", "digits-natural (shipped)"])
+    at.number_input(key="ev_curve_limit").set_value(20)
+    at.button(key="ev_curve_go").click().run()
+    assert not at.exception and len(at.get("plotly_chart")) == 1

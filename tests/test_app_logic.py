@@ -1,0 +1,289 @@
+"""The app's Streamlit-free helpers (atld/ui): the Train form generated from TrainConfig, run
+discovery, exports, image display, the Attack page's numbers and the Latent explorer's figure
+and selection parsing."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from atld.attacks import AttackConfig
+from atld.checkpoints import load_checkpoint
+from atld.data import as_float01, load_dataset
+from atld.errors import ConfigError
+from atld.train.config import TrainConfig
+from atld.ui.attack_view import attack_view, summary_rows
+from atld.ui.exports import checkpoint_zip, config_json
+from atld.ui.forms import APP_DEFAULTS, MAIN_FIELDS, config_from_values, field_widgets
+from atld.ui.latent_view import COLOR_MODES, latent_figure, point_table, selected_ids
+from atld.ui.runs import discover_runs
+from atld.ui.views import evaluation_frame, magnify, metrics_frame, to_display
+from test_app_fixtures import app_checkpoints  # noqa: F401 - a fixture
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op thread, as the app runs: on a busy 2-core machine two spinning threads make
+    small attacks several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------- the Train form
+
+def test_form_has_one_widget_per_config_field_with_its_help_text():
+    widgets = field_widgets()
+    assert [w.name for w in widgets] == [f.name for f in dataclasses.fields(TrainConfig)]
+    by_name = {w.name: w for w in widgets}
+    help_of = {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}
+    for w in widgets:
+        assert help_of[w.name] in w.label  # the unit/meaning shown to the user comes from the dataclass
+    assert "[0, 1] pixel units" in by_name["epsilon"].label
+    assert by_name["method"].kind == "select" and set(by_name["method"].options) >= {"natural", "pgd-at", "atld"}
+    assert by_name["epochs"].kind == "int" and by_name["lr"].kind == "float"
+    assert by_name["epsilon"].kind == "text" and by_name["lr_milestones"].kind == "text"
+    assert by_name["channels_last"].kind == "bool"
+    assert {w.name for w in widgets if w.main} == set(MAIN_FIELDS)
+
+
+def test_form_defaults_round_trip_to_the_app_defaults():
+    values = {w.name: w.default for w in field_widgets()}
+    assert config_from_values(values) == TrainConfig(**APP_DEFAULTS)
+    values = {w.name: w.default for w in field_widgets({"dataset": "mnist", "seed": 7})}
+    config = config_from_values(values)
+    assert (config.dataset, config.seed, config.epsilon) == ("mnist", 7, None)
+
+
+def test_form_parses_text_fields():
+    config = config_from_values({"epsilon": " 0.25 ", "lr_milestones": "0.3, 0.9", "d_widths": "8,16",
+                                 "arch": "", "epochs": 3.0})
+    assert config.epsilon == 0.25 and config.lr_milestones == (0.3, 0.9) and config.d_widths == (8, 16)
+    assert config.arch is None and config.epochs == 3 and isinstance(config.epochs, int)
+
+
+@pytest.mark.parametrize("values, fragment", [
+    ({"epsilon": "big"}, "epsilon must be a number"),
+    ({"epsilon": "1.5"}, "epsilon must be in [0.0, 1.0]"),
+    ({"lr_milestones": "0.5, x"}, "comma-separated float"),
+    ({"epochs": 0}, "epochs must be >= 1"),
+    ({"method": "magic"}, "unknown method"),
+])
+def test_form_rejects_bad_values_with_one_line(values, fragment):
+    with pytest.raises(ConfigError) as err:
+        config_from_values(values)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+# ----------------------------------------------------------------------------- runs and exports
+
+def test_discover_runs_lists_loadable_runs_and_skips_broken_ones(app_checkpoints, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(app_checkpoints / "digits-natural", runs / "mine")
+    (runs / "broken").mkdir()
+    (runs / "broken" / "card.json").write_text("{not json")
+    (runs / "empty").mkdir()
+    found = discover_runs([("shipped", app_checkpoints), ("runs", runs)])
+    assert [r.label for r in found] == ["digits-atld (shipped)", "digits-natural (shipped)", "mine (runs)"]
+    atld = found[0]
+    assert atld.method == "atld" and atld.has_discriminator and atld.dataset == "digits" and len(atld.model_hash) == 64
+    assert not found[1].has_discriminator
+
+
+def test_peek_card_reads_only_plausible_cards(app_checkpoints, tmp_path):
+    import atld.checkpoints
+    from atld.ui import runs as ui_runs
+
+    assert ui_runs.CARD == atld.checkpoints.CARD and ui_runs.MAX_CARD_BYTES == atld.checkpoints.MAX_CARD_BYTES
+    good = app_checkpoints / "digits-atld"
+    assert ui_runs.peek_card(good) == atld.checkpoints.read_card(good)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    card = json.loads((good / "card.json").read_text())
+    for broken in ({**card, "format": "pickle"}, {**card, "epochs_done": "3"}, {**card, "has_discriminator": 1},
+                   [card]):
+        (bad / "card.json").write_text(json.dumps(broken))
+        assert ui_runs.peek_card(bad) is None
+    (bad / "card.json").unlink()
+    (bad / "card.json").symlink_to(good / "card.json")
+    assert ui_runs.peek_card(bad) is None
+    assert ui_runs.peek_card(tmp_path / "missing") is None
+
+
+def test_app_start_path_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, atld.ui.state, atld.ui.runs, atld.ui.exports, atld.ui.views; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_checkpoint_zip_holds_only_the_card_files_and_loads_back(app_checkpoints, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(app_checkpoints / "digits-atld", run)
+    (run / "secret.txt").write_text("not for download")
+    data = checkpoint_zip(run)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        names = sorted(zf.namelist())
+        assert names == sorted(["run/card.json", "run/model.safetensors", "run/train_state.safetensors"])
+        zf.extractall(tmp_path / "unzipped")
+    loaded = load_checkpoint(tmp_path / "unzipped" / "run")
+    assert loaded.discriminator is not None and loaded.card["method"] == "atld"
+
+
+def test_config_json_is_the_cards_config(app_checkpoints):
+    card = json.loads((app_checkpoints / "digits-natural" / "card.json").read_text())
+    payload = json.loads(config_json(card))
+    assert payload["config"] == card["config"] and payload["method"] == "natural"
+    assert TrainConfig.from_dict(payload["config"]).method == "natural"
+
+
+# ----------------------------------------------------------------------------- tables and images
+
+def test_metrics_frame_keeps_numbers_and_adds_epochs():
+    frame = metrics_frame([{"loss": 1.0, "status": "x"}, {"loss": 0.5, "d_auc": 0.7}])
+    assert list(frame["epoch"]) == [1, 2] and "status" not in frame
+    assert frame["loss"].tolist() == [1.0, 0.5] and np.isnan(frame["d_auc"][0])
+
+
+def test_evaluation_frame_reads_both_layouts_in_percent():
+    row = {"attack": "pgd20", "inference": "atld-", "accuracy": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 100}
+    direct = evaluation_frame({"rows": [row]})
+    assert direct["accuracy"].tolist() == [50.0] and direct["ci_high"].tolist() == [60.0]
+    named = evaluation_frame({"quick": {"rows": [row]}, "full": {"rows": [row, row]}, "note": "text"})
+    assert named["set"].tolist() == ["quick", "full", "full"]
+    assert evaluation_frame({}).empty
+
+
+def test_to_display_enlarges_and_converts():
+    x = torch.zeros(2, 1, 8, 8)
+    x[0, 0, 0, 0] = 1.0
+    grey = to_display(x)
+    assert grey.shape == (2, 96, 96) and grey.dtype == np.uint8
+    assert grey[0, :12, :12].min() == 255 and grey[0, 12:, 12:].max() == 0
+    colour = to_display(np.full((1, 3, 4, 4), 0.5), scale=2)
+    assert colour.shape == (1, 8, 8, 3) and colour[0, 0, 0, 0] == 128
+
+
+def test_magnify_maps_minus_eps_zero_plus_eps_to_black_grey_white():
+    delta = torch.tensor([-0.1, 0.0, 0.1, 0.3])
+    assert magnify(delta, 0.1).tolist() == pytest.approx([0.0, 0.5, 1.0, 1.0])
+    assert magnify(np.array([0.05]), 0.1).tolist() == pytest.approx([0.75])
+
+
+# ----------------------------------------------------------------------------- the Attack page's numbers
+
+@pytest.mark.parametrize("kind", ["fgsm", "pgd", "cw"])
+def test_attack_view_invariants(app_checkpoints, kind):
+    run = load_checkpoint(app_checkpoints / "digits-atld")
+    data = load_dataset("digits")
+    x, y = as_float01(data.x_test[:6]), data.y_test[:6]
+    view = attack_view(run, x, y, AttackConfig(kind, 0.2, steps=5), seed=1)
+    assert np.abs(view.delta).max() <= 0.2 + 1e-6 and view.x_adv.min() >= 0 and view.x_adv.max() <= 1
+    assert view.linf == pytest.approx(np.abs(view.delta).reshape(6, -1).max(1))
+    with torch.no_grad():
+        logits = run.classifier(torch.from_numpy(view.x_adv))
+        assert view.pred_adv.tolist() == logits.argmax(1).tolist()
+        assert view.d_adv == pytest.approx(run.discriminator.natural_probability(logits).numpy(), abs=1e-6)
+    # IMT moves the adversarial image by at most the run's training ε and stays an image
+    assert np.abs(view.x_imt - view.x_adv).max() <= run.config.resolved_epsilon + 1e-6
+    assert view.x_imt.min() >= 0 and view.x_imt.max() <= 1 and view.imt_mode == "atld"
+    rows = summary_rows(view, run.spec.labels())
+    assert len(rows) == 6 and {"D(nat)", "D(adv)", "ATLD (IMT) → pred"} <= set(rows[0])
+
+
+def test_attack_view_lowers_accuracy_and_is_seeded(app_checkpoints):
+    run = load_checkpoint(app_checkpoints / "digits-natural")
+    data = load_dataset("digits")
+    x, y = as_float01(data.x_test[:40]), data.y_test[:40]
+    a = attack_view(run, x, y, AttackConfig("pgd", 0.2, steps=10), seed=3)
+    b = attack_view(run, x, y, AttackConfig("pgd", 0.2, steps=10), seed=3)
+    assert np.array_equal(a.x_adv, b.x_adv)
+    assert (a.pred_adv == a.labels).sum() < (a.pred_nat == a.labels).sum()
+    assert a.x_imt is None and a.d_nat is None and a.imt_mode is None  # no discriminator, no IMT
+    assert "D(nat)" not in summary_rows(a, run.spec.labels())[0]
+
+
+# ----------------------------------------------------------------------------- the Latent explorer
+
+def _table(n=5, with_d=True):
+    rng = np.random.default_rng(0)
+    labels = np.arange(n) % 3
+    d = (rng.random(n), rng.random(n)) if with_d else (None, None)
+    return point_table(rng.normal(size=(2 * n, 2)), labels, labels, (labels + 1) % 3, *d, ("a", "b", "c"),
+                       indices=np.arange(10, 10 + n))
+
+
+@pytest.mark.parametrize("color_by", COLOR_MODES)
+def test_every_plotted_point_carries_its_global_id(color_by):
+    table = _table()
+    fig = latent_figure(table, color_by)
+    seen = {}
+    for trace in fig.data:
+        for x, y, (pid, image) in zip(trace.x, trace.y, trace.customdata):
+            seen[int(pid)] = (x, y, int(image))
+    assert sorted(seen) == list(range(10))  # each point exactly once over all traces
+    for pid, (x, y, image) in seen.items():
+        row = table.iloc[pid]
+        assert (x, y, image) == (row["x"], row["y"], row["image"])
+    assert table["kind"].tolist() == ["natural"] * 5 + ["perturbed"] * 5
+    assert table["correct"].tolist() == [True] * 5 + [False] * 5
+
+
+def test_d_score_colouring_without_d_falls_back_to_classes():
+    fig = latent_figure(_table(with_d=False), "D score")
+    assert len(fig.data) == 6  # 3 classes × 2 kinds
+
+
+def test_selected_ids_reads_streamlit_selection():
+    selection = {"points": [{"curve_number": 1, "point_index": 0, "customdata": [7, 12]},
+                            {"curve_number": 0, "point_index": 3, "customdata": [2, 2]},
+                            {"curve_number": 1, "point_index": 0, "customdata": [7, 12]},
+                            {"curve_number": 2, "point_index": 1},
+                            {"curve_number": 3, "point_index": 4, "customdata": {"1": 30, "0": 9}},
+                            {"curve_number": 3, "point_index": 5, "customdata": 11}],
+                 "box": [{}], "lasso": []}
+    assert selected_ids(selection) == [7, 2, 9, 11]
+    assert selected_ids(None) == [] and selected_ids({"points": []}) == []
+
+
+# ----------------------------------------------------------------------------- the Evaluate page
+
+def _row(attack, inference, correct, n=100, eps=0.2):
+    from atld.evaluate.report import make_row
+
+    return make_row(attack, inference, "direct", correct, n, eps, 0.1)
+
+
+def test_accuracy_pivot_orders_attacks_and_shows_intervals():
+    from atld.ui.evaluate_view import accuracy_pivot
+
+    rows = [_row("autoattack", "atld", 30), _row("natural", "atld-", 95), _row("pgd20", "atld-", 50),
+            _row("pgd20", "atld-", 400, n=1000)]  # the larger evaluation of the same cell wins
+    pivot = accuracy_pivot(rows)
+    assert list(pivot.index) == ["natural", "pgd20", "autoattack"] and list(pivot.columns) == ["atld-", "atld"]
+    assert pivot.loc["pgd20", "atld-"] == "40.0 % (37–43)"
+    assert pivot.loc["natural", "atld"] == "" and pivot.loc["autoattack", "atld"].startswith("30.0 %")
+
+
+def test_curve_figure_and_grid():
+    from atld.ui.evaluate_view import curve_figure, epsilon_grid
+
+    grid = epsilon_grid(0.2)
+    assert grid == [0.0, 0.08, 0.16, 0.24, 0.32, 0.4]
+    rows = [_row("pgd20", "atld-", c, eps=e) for c, e in zip((90, 50, 10), (0.0, 0.2, 0.4))]
+    fig = curve_figure({"a": rows[::-1], "b": rows}, 0.2)
+    assert [t.name for t in fig.data] == ["a", "b"]
+    assert list(fig.data[0].x) == [0.0, 0.2, 0.4] and list(fig.data[0].y) == pytest.approx([90, 50, 10])
+    low = fig.data[0].error_y.arrayminus[1]
+    assert 50 - low == pytest.approx(100 * rows[1]["ci_low"])

@@ -1,0 +1,178 @@
+"""End to end in a real browser: Debian's chromium driven by Python Playwright against
+`streamlit run app.py` on a free localhost port. Visits every page, runs an attack (changing ε),
+makes a box selection on the latent plot and sees the selected images. Screenshots go to
+artifacts/browser/ (gitignored; CI keeps them as test artifacts)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from test_app_fixtures import app_checkpoints  # noqa: F401 - a fixture
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts" / "browser"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+WAIT_MS = 120_000  # a busy 2-core machine can be slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(env_updates: dict[str, str], port: int) -> subprocess.Popen:
+    """`streamlit run app.py` as a subprocess; returns once its health endpoint answers."""
+    env = {**os.environ, **env_updates}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited early:\n{proc.stdout.read()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("streamlit did not answer its health check within 60 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(app_checkpoints, tmp_path_factory):
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium); the browser test needs it")
+    pytest.importorskip("playwright.sync_api", reason="Python Playwright is not installed")
+    runs = tmp_path_factory.mktemp("browser-runs")
+    port = free_port()
+    proc = start_server({"ATLD_CHECKPOINTS_DIR": str(app_checkpoints), "ATLD_RUNS_DIR": str(runs),
+                         "ATLD_UMAP_WARMUP": "0", "ATLD_TORCH_THREADS": "1"}, port)
+    yield f"http://127.0.0.1:{port}"
+    stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def wait_idle(page, ms: int = WAIT_MS) -> None:
+    """Wait until the script has started (if it is going to) and finished."""
+    page.wait_for_timeout(300)
+    page.wait_for_selector(IDLE, timeout=ms)
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def wait_count(locator, n: int, ms: int = WAIT_MS) -> int:
+    """Wait until `locator` matches exactly n elements (the script may still be drawing)."""
+    deadline = time.monotonic() + ms / 1000
+    while (count := locator.count()) != n and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return count
+
+
+def go(page, title: str) -> None:
+    page.locator("[data-testid='stSidebarNav']").get_by_role("link", name=re.compile(title)).click()
+    page.wait_for_selector(f"h1:has-text('{title}')", timeout=WAIT_MS)
+    wait_idle(page)
+
+
+def test_every_page_attack_and_box_selection(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(WAIT_MS)
+    page.goto(server)
+    page.wait_for_selector("h1:has-text('ATLD lab')")
+    wait_idle(page)
+    shot(page, "home")
+    picker = page.locator("[data-testid='stSidebar']").get_by_role("combobox", name="Checkpoint")
+    assert picker.input_value() == "digits-atld (shipped)"
+
+    go(page, "Train")
+    assert page.get_by_role("button", name="Start training").count() == 1
+    shot(page, "train")
+
+    go(page, "Attack")
+    images = page.locator("[data-testid='stImage']")
+    assert wait_count(images, 6 * 4) == 6 * 4
+    assert page.get_by_text("‖δ‖∞ = 0.200").count() >= 1  # PGD uses the whole ε-ball
+    slider = page.locator("[data-testid='stSlider']", has_text="ε").get_by_role("slider")
+    slider.focus()
+    for _ in range(4):
+        page.keyboard.press("ArrowLeft")  # ε: 0.2 -> 0.16
+    page.wait_for_selector("[data-testid='stSlider']:has-text('0.1600')")
+    wait_idle(page)
+    assert wait_count(images, 6 * 4) == 6 * 4
+    page.get_by_text("‖δ‖∞ = 0.160").first.wait_for()  # the page re-attacked with the new ε
+    assert page.get_by_text("‖δ‖∞ = 0.200").count() == 0
+    shot(page, "attack")
+
+    go(page, "Latent explorer")
+    plot = page.locator(".js-plotly-plot").first
+    plot.wait_for()
+    page.get_by_text("Selection (0 points)").wait_for()
+    drag = plot.locator(".nsewdrag").first
+    box = drag.bounding_box()
+    # the layout's dragmode is "select": a drag on the plot area draws a box selection
+    x0, y0 = box["x"] + 0.3 * box["width"], box["y"] + 0.3 * box["height"]
+    x1, y1 = box["x"] + 0.7 * box["width"], box["y"] + 0.7 * box["height"]
+    page.mouse.move(x0, y0)
+    page.wait_for_timeout(300)
+    page.mouse.down()
+    page.wait_for_timeout(300)
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=20)
+    page.mouse.move(x1, y1, steps=20)
+    page.wait_for_timeout(300)
+    page.mouse.up()
+    header = page.locator("h3", has_text=re.compile(r"Selection \([1-9]\d* points\)"))
+    header.wait_for()
+    wait_idle(page)
+    n_selected = int(re.search(r"\((\d+) points\)", header.inner_text()).group(1))
+    assert 10 < n_selected < 600  # a part of the 2 × 300 points
+    assert page.locator("[data-testid='stImage']").count() >= min(n_selected, 24)
+    shot(page, "latent-selection")
+
+    go(page, "Evaluate")
+    shot(page, "evaluate")
+    go(page, "Learn")
+    page.get_by_role("button", name="Next →").click()
+    wait_idle(page)
+    shot(page, "learn")
+    errors = page.locator("[data-testid='stException']")
+    assert errors.count() == 0
+    page.close()

@@ -1,0 +1,75 @@
+"""`python -m atld eval` (issue 3): formats, --store, --curve, and one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from atld.checkpoints import read_card
+from atld.cli import main
+from eval_models import atld_run, natural_run
+
+
+def _run(argv, capsys):
+    code = main(["eval", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_table_csv_json(capsys):
+    ckpt = str(natural_run().path)
+    code, out, _ = _run(["--checkpoint", ckpt, "--attacks", "natural,pgd20", "--limit", "20", "--device", "cpu",
+                         "--quiet"], capsys)
+    assert code == 0 and "pgd20" in out and "natural" in out and "95% CI" in out
+    code, out, _ = _run(["--checkpoint", ckpt, "--attacks", "natural,fgsm", "--limit", "20", "--device", "cpu",
+                         "--format", "csv"], capsys)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and [r["attack"] for r in rows] == ["natural", "fgsm"] and rows[0]["n"] == "20"
+    code, out, err = _run(["--checkpoint", ckpt, "--attacks", "pgd20", "--limit", "12", "--device", "cpu",
+                           "--format", "json"], capsys)
+    doc = json.loads(out)
+    assert code == 0 and doc["rows"][0]["attack"] == "pgd20" and doc["meta"]["n"] == 12
+    assert "[1/1]" in err or "[0/1]" in err  # progress goes to stderr, never into the data
+
+
+def test_store_and_curve(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(atld_run().path, run_dir)
+    code, out, err = _run(["--checkpoint", str(run_dir), "--attacks", "natural", "--inference", "atld-,atld+",
+                           "--limit", "16", "--device", "cpu", "--store", "--quiet"], capsys)
+    assert code == 0 and "stored 2 rows" in err
+    rows = read_card(run_dir)["evaluations"]["rows"]
+    assert {(r["attack"], r["inference"]) for r in rows} == {("natural", "atld-"), ("natural", "atld+")}
+    code, out, _ = _run(["--checkpoint", str(run_dir), "--attacks", "pgd20", "--curve", "0,0.1,0.2", "--limit", "16",
+                         "--device", "cpu", "--format", "json", "--quiet"], capsys)
+    assert code == 0 and [r["epsilon"] for r in json.loads(out)["rows"]] == [0.0, 0.1, 0.2]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--attacks", "pgd7"], "unknown attack 'pgd7'"),
+    (["--inference", "atld++"], "unknown inference"),
+    (["--inference", "atld"], "no discriminator"),
+    (["--limit", "0"], "limit must be >= 1"),
+    (["--epsilon", "1.5"], "epsilon must be in [0.0, 1.0]"),
+    (["--epsilon", "-0.1"], "epsilon must be in [0.0, 1.0]"),
+    (["--apgd-steps", "0"], "APGD steps must be >= 1"),
+])
+def test_bad_input_gives_one_line_and_exit_2(argv, message, capsys):
+    code, out, err = _run(["--checkpoint", str(natural_run().path), "--device", "cpu", *argv], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_empty_limit_and_missing_checkpoint_in_a_real_process(tmp_path):
+    for argv, message in ((["--checkpoint", str(tmp_path), "--limit", ""], "invalid int value: ''"),
+                          (["--checkpoint", str(tmp_path / "nope")], "no checkpoint directory")):
+        proc = subprocess.run([sys.executable, "-m", "atld", "eval", *argv], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr.startswith("error: ") and message in proc.stderr and proc.stderr.count("\n") == 1

@@ -1,0 +1,170 @@
+"""The fast training path (issue 6), checked on the CPU: no host synchronisation in the hot loop,
+bf16 autocast only around the training steps (evaluation stays fp32), channels_last and the
+fused optimizer leave the math unchanged, and --compile reaches torch.compile."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+import atld.train.trainer as trainer
+from atld.cli import build_parser
+from atld.cli.dataclass_flags import dataclass_from_flags
+from atld.data import as_float01, load_dataset
+from atld.models import Discriminator, build_classifier
+from atld.train import TrainConfig, train
+from atld.train.methods import STEP_FUNCTIONS, StepContext
+from atld.train.trainer import amp_dtype
+
+# Tensor -> host reads: each one waits for the GPU (torch.cuda.set_sync_debug_mode only works on CUDA,
+# so on the CPU every Python-level call is intercepted instead).
+_HOST_READS = {"item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__",
+               "nonzero", "argwhere", "masked_select", "unique", "unique_consecutive"}
+
+
+class HostSyncRecorder(TorchFunctionMode):
+    """Records every torch call that reads a tensor's value on the host (or indexes with a mask)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", str(func))
+        if name in _HOST_READS:
+            self.calls.append(name)
+        elif name in ("__getitem__", "__setitem__") and len(args) > 1 and _has_bool_mask(args[1]):
+            self.calls.append(name + "[mask]")
+        return func(*args, **(kwargs or {}))
+
+
+def _has_bool_mask(index) -> bool:
+    items = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in items)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def test_recorder_sees_host_reads():
+    """The recorder must catch what it is meant to catch, or the tests below prove nothing."""
+    t = torch.arange(4.0)
+    with HostSyncRecorder() as rec:
+        t.sum().item()
+        bool(t[0] > 1)
+        _ = t[t > 1]
+        float(t.max())
+        _ = t * 2 + 1  # not a host read
+    assert rec.calls == ["item", "__bool__", "__getitem__[mask]", "__float__"]
+
+
+def test_amp_dtype_choices():
+    assert amp_dtype("auto", "cuda") is torch.bfloat16  # the fast path is on by default on CUDA
+    assert amp_dtype("auto", "cpu") is None
+    assert amp_dtype("off", "cuda") is None
+    assert amp_dtype("bf16", "cpu") is torch.bfloat16
+
+
+def _context(config: TrainConfig):
+    torch.manual_seed(0)
+    f = build_classifier(config.resolved_arch, config.spec)
+    d = Discriminator(config.spec.num_classes, config.discriminator_spec())
+    opt = torch.optim.SGD(f.parameters(), lr=0.01, momentum=0.9)
+    d_opt = torch.optim.SGD(d.parameters(), lr=1e-3, momentum=0.9)
+    return StepContext(config, f, opt, torch.Generator().manual_seed(0), d, d_opt, contextlib.nullcontext)
+
+
+@pytest.mark.parametrize("method,variant", [("natural", "code"), ("pgd-at", "code"), ("atld", "code"),
+                                            ("atld", "paper")])
+def test_training_steps_never_read_tensors_on_the_host(digits, method, variant):
+    config = TrainConfig(method=method, variant=variant, pgd_steps=2, device="cpu")
+    ctx = _context(config)
+    x, y = as_float01(digits.x_train[:32]), digits.y_train[:32]
+    with HostSyncRecorder() as rec:
+        out = STEP_FUNCTIONS[method](ctx, x, y)
+    assert rec.calls == [], f"{method} step reads tensors on the host: {rec.calls}"
+    assert torch.isfinite(out.loss)
+
+
+@pytest.mark.parametrize("method", ["natural", "atld"])
+def test_host_reads_per_epoch_do_not_grow_with_the_number_of_steps(digits, method):
+    """The loop's host reads happen once per epoch (the metrics), not once per step."""
+    counts = {}
+    for batch in (300, 600):  # 5 vs 3 steps per epoch
+        config = TrainConfig(method=method, epochs=1, batch_size=batch, eval_limit=0, device="cpu")
+        with HostSyncRecorder() as rec:
+            train(config, data=digits)
+        counts[batch] = len(rec.calls)
+    assert counts[300] == counts[600], counts
+
+
+def test_evaluation_runs_in_fp32_while_steps_use_bf16(digits, monkeypatch):
+    """amp=bf16: the training steps run under bf16 autocast; the per-epoch evaluation does not."""
+    seen = {"step": set(), "eval": set()}
+    phase = {"now": "step"}
+    original_eval = trainer.evaluate_epoch
+
+    def evaluate(*args, **kwargs):
+        phase["now"] = "eval"
+        try:
+            return original_eval(*args, **kwargs)
+        finally:
+            phase["now"] = "step"
+
+    monkeypatch.setattr(trainer, "evaluate_epoch", evaluate)
+    original_build = trainer.build_classifier
+
+    def build(*args, **kwargs):
+        model = original_build(*args, **kwargs)
+        model.register_forward_hook(lambda m, i, out: seen[phase["now"]].add(out.dtype))
+        return model
+
+    monkeypatch.setattr(trainer, "build_classifier", build)
+    config = TrainConfig(method="atld", amp="bf16", epochs=1, batch_size=400, eval_limit=20, device="cpu")
+    result = train(config, data=digits)
+    assert seen["step"] == {torch.bfloat16}
+    assert seen["eval"] == {torch.float32}
+    assert 0.0 <= result.card["metrics"][0]["test_clean_acc"] <= 1.0
+
+
+def test_channels_last_and_fused_optimizer_keep_the_math(digits, monkeypatch):
+    """The CPU fast path (channels_last model and batches, fused SGD) trains the same model as the
+    plain path (contiguous tensors, for-loop SGD), up to float rounding."""
+    config = TrainConfig(method="natural", epochs=1, lr=0.05, lr_milestones=(), eval_limit=0, device="cpu")
+    fast = train(config, data=digits).classifier
+    assert fast.body[2].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not fast.body[2].weight.is_contiguous()
+    monkeypatch.setattr(trainer, "_sgd", lambda params, device, **hyper: torch.optim.SGD(params, **hyper))
+    plain = train(config.with_overrides(channels_last=False), data=digits).classifier
+    assert plain.body[2].weight.is_contiguous()
+    torch.manual_seed(config.seed)
+    init = build_classifier("small-cnn", config.spec)
+    moved = max((a - b).abs().max().item() for a, b in zip(init.parameters(), plain.parameters()))
+    diff = max((a - b).abs().max().item() for a, b in zip(fast.parameters(), plain.parameters()))
+    assert moved > 1e-2  # the epoch really trained
+    assert diff < 1e-4, diff
+
+
+def test_compile_flag_reaches_torch_compile(digits, monkeypatch):
+    args = build_parser().parse_args(["train", "--compile", "--dataset", "digits"])
+    config = dataclass_from_flags(TrainConfig, args)
+    assert config.compile is True
+    compiled = []
+
+    def fake_compile(model, *a, **k):
+        compiled.append(model)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    result = train(config.with_overrides(method="natural", epochs=1, batch_size=400, eval_limit=0, device="cpu"),
+                   data=digits)
+    assert compiled == [result.classifier]
+    compiled.clear()
+    train(config.with_overrides(compile=False, method="natural", epochs=1, batch_size=400, eval_limit=0,
+                                device="cpu"), data=digits)
+    assert compiled == []

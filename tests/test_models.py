@@ -1,0 +1,68 @@
+"""Classifiers and the discriminator: shapes, the features/logits split, inputs in [0, 1]."""
+
+import pytest
+import torch
+
+from atld.data import get_spec
+from atld.errors import ConfigError
+from atld.models import (OFFICIAL_DISCRIMINATOR, Discriminator, DiscriminatorSpec, build_classifier,
+                         check_arch)
+
+
+@pytest.mark.parametrize("arch,dataset", [("small-cnn", "digits"), ("small-cnn", "mnist"),
+                                          ("preact-resnet18", "cifar10"), ("wrn-10-2", "cifar100")])
+def test_classifier_returns_logits_and_penultimate_features(arch, dataset):
+    spec = get_spec(dataset)
+    torch.manual_seed(0)
+    model = build_classifier(arch, spec).eval()
+    x = torch.rand(3, *spec.input_shape)
+    logits, feats = model.forward_with_features(x)
+    assert logits.shape == (3, spec.num_classes) and feats.shape == (3, model.feature_dim)
+    assert torch.allclose(model(x), logits)
+    assert torch.allclose(model.head(feats), logits)
+
+
+def test_normalization_lives_inside_the_model():
+    spec = get_spec("cifar10")
+    model = build_classifier("wrn-10-1", spec).eval()
+    x = torch.rand(2, 3, 32, 32)
+    normalized = model.normalize(x)
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    assert torch.allclose(normalized, (x - mean) / std)
+    assert "normalize.mean" not in model.state_dict()  # constants, not learned or saved
+
+
+def test_wrn_28_10_is_the_cifar_default_with_the_published_size():
+    spec = get_spec("cifar10")
+    assert spec.default_arch == "wrn-28-10"
+    model = build_classifier("wrn-28-10", spec)
+    assert 36.4e6 < sum(p.numel() for p in model.parameters()) < 36.6e6  # WRN-28-10: 36.5 M
+
+
+@pytest.mark.parametrize("arch", ["resnet50", "wrn-27-10", "wrn-28-0", "wrn-4-1", "small-cnn; rm -rf /"])
+def test_bad_architecture_names_are_refused(arch):
+    with pytest.raises(ConfigError):
+        check_arch(arch, get_spec("cifar10"))
+
+
+def test_discriminator_heads_and_official_size():
+    torch.manual_seed(0)
+    d = Discriminator(10, OFFICIAL_DISCRIMINATOR)
+    # the official WRN-28-5 D on a 1x1 map is a ~1.1 M-parameter residual MLP (method doc §3)
+    assert 1.0e6 < sum(p.numel() for p in d.parameters()) < 1.2e6
+    z = torch.randn(8, 10)
+    natural, classes = d(z)
+    assert natural.shape == (8,) and classes.shape == (8, 10)
+    d.eval()
+    p = d.natural_probability(z)
+    assert torch.all((p >= 0) & (p <= 1))
+
+
+def test_discriminator_spec_validation():
+    with pytest.raises(ConfigError):
+        DiscriminatorSpec(widths=(16,))
+    with pytest.raises(ConfigError):
+        DiscriminatorSpec(widths=(16, 32), blocks_per_group=0)
+    with pytest.raises(ConfigError):
+        DiscriminatorSpec(widths=(16, 10**7))
