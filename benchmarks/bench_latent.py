@@ -2,6 +2,9 @@
 the gap numbers, for 2,000 natural + 2,000 perturbed digits latents.
 
 Usage: python benchmarks/bench_latent.py [--checkpoint checkpoints/digits-atld] [--points 2000]
+       python benchmarks/bench_latent.py --compare checkpoints/digits-natural checkpoints/digits-atld ...
+       (the second form prints the gap numbers of PGD-20 latents on the 450 digits test images for
+       each checkpoint, in logit and feature space: the finding reported in docs/latent.md)
 
 The digits set has 1,797 images (train + test), so the 2,000 are the whole set plus its first 203
 images again (their perturbations differ: each gets its own random start). The printed table is
@@ -40,8 +43,11 @@ def main() -> int:
     parser.add_argument("--points", type=int, default=2000, help="natural points (as many perturbed)")
     parser.add_argument("--attack", default="pgd20")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compare", type=Path, nargs="+", metavar="DIR", help="gap numbers of these runs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.compare:
+        return compare(args.compare, args.attack)
 
     run = load_checkpoint(args.checkpoint)
     data = load_dataset("digits")
@@ -92,6 +98,33 @@ def main() -> int:
     print("|---|---|---|---|---|")
     for what, wall, cpu, goal, load in rows:
         print(f"| {what} | {wall:.2f} | {cpu:.2f} | {goal} | {load:.1f} |")
+    return 0
+
+
+def _class_mean(gap: dict, key: str) -> str:
+    values = [row[key] for row in gap["per_class"] if row[key] is not None]
+    return f"{sum(values) / len(values):.3f}" if values else "-"
+
+
+def compare(run_dirs: list[Path], attack_name: str) -> int:
+    """Gap numbers of `attack_name` latents on the whole digits test split, one row per run and space."""
+    data = load_dataset("digits")
+    print(f"| run | space | clean acc | {attack_name} acc | D AUC | two-sample acc | MMD² (p) | kNN mixing (expected) "
+          "| per class: two-sample acc | per class: kNN mixing |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for run_dir in run_dirs:
+        run = load_checkpoint(run_dir)
+        attack = attack_from_name(attack_name, run.spec.epsilon)
+        lat = extract_latents(run, data.x_test, data.y_test, attack, generator=torch.Generator().manual_seed(0))
+        for space in ("logits", "features"):
+            zn, zp = lat.latents(space)
+            d = (lat.d_nat.numpy(), lat.d_pert.numpy()) if lat.d_nat is not None else (None, None)
+            g = gap_numbers(zn, zp, lat.labels.numpy(), *d)
+            auc = "-" if g["discriminator_auc"] is None else f"{g['discriminator_auc']:.3f}"
+            print(f"| {run_dir.name} | {space} | {lat.accuracy_nat:.3f} | {lat.accuracy_pert:.3f} | {auc} | "
+                  f"{g['two_sample_accuracy']:.3f} | {g['mmd2']:.4f} ({g['mmd_p_value']:.3f}) | "
+                  f"{g['knn_mixing']:.3f} ({g['knn_mixing_expected']:.3f}) | {_class_mean(g, 'two_sample_accuracy')} | "
+                  f"{_class_mean(g, 'knn_mixing')} |", flush=True)
     return 0
 
 

@@ -7,6 +7,7 @@ Three phases, each resumable (a finished run or evaluation found on disk is reus
             ATLD- / ATLD / ATLD+ inference where the run has a discriminator -> OUT/<run>/eval.json
   curve     PGD-20 accuracy against ε for the first seed's runs -> OUT/curve.json
   summary   mean ± std over seeds -> OUT/summary.md and OUT/summary.json
+  ship      (on request) copy the first seed's runs to checkpoints, e.g. checkpoints/mnist-<method>
 (benchmarks/study_figure.py draws curve.json as a PNG.)
 
 Examples (the commands used for docs/results.md):
@@ -191,6 +192,24 @@ def phase_summary(args) -> str:
     return text
 
 
+def phase_ship(args) -> None:
+    """Copy the first seed's runs of --ship-methods to <ship-prefix>-<method> (model + card with
+    its evaluations; no optimizer state), e.g. checkpoints/mnist-atld."""
+    from atld.checkpoints import load_checkpoint, save_checkpoint
+
+    for method in args.ship_methods:
+        src = run_dir(args, method, args.seeds[0])
+        if not (src / "eval.json").exists():
+            print(f"[ship] {src.name}: not evaluated yet, skipped", flush=True)
+            continue
+        run = load_checkpoint(src)
+        dest = Path(f"{args.ship_prefix}-{method}")
+        card = {k: v for k, v in run.card.items() if k not in ("files", "sha256")}
+        card["name"] = dest.name
+        save_checkpoint(dest, card, run.classifier, run.discriminator, train_state=None)
+        print(f"[ship] {src} -> {dest}", flush=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -215,7 +234,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (a shared machine: keep it low)")
     p.add_argument("--phases", nargs="+", default=["train", "evaluate", "curve", "summary"],
-                   choices=["train", "evaluate", "curve", "summary"])
+                   choices=["train", "evaluate", "curve", "summary", "ship"])
+    p.add_argument("--ship-prefix", default=None, help="ship phase: destination prefix, e.g. checkpoints/mnist")
+    p.add_argument("--ship-methods", nargs="+", default=["natural", "pgd-at", "atld"], choices=STUDY_METHODS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -230,6 +251,10 @@ def main(argv=None) -> int:
             log["eval_seconds"] = phase_evaluate(args, data)
         elif phase == "curve":
             phase_curve(args, data)
+        elif phase == "ship":
+            if not args.ship_prefix:
+                p.error("the ship phase needs --ship-prefix")
+            phase_ship(args)
         else:
             print(phase_summary(args))
         log[f"{phase}_wall"] = round(time.perf_counter() - t0, 1)

@@ -30,7 +30,8 @@ steps = c2.slider("Steps", 1, 100, 20, key="atk_steps", disabled=kind == "fgsm",
 eps_max = round(max(2 * spec.epsilon, run.config.resolved_epsilon), 4)
 epsilon = c3.slider("ε ([0, 1] pixel units)", 0.0, eps_max, float(spec.epsilon), step=round(spec.epsilon / 20, 5),
                     format="%.4f", key="atk_eps",
-                    help=f"ℓ∞ radius of the attack; the dataset's ε is {spec.epsilon:.4g} (= {spec.epsilon * 255:.1f}/255)")
+                    help=f"ℓ∞ radius of the attack; the dataset's ε is {spec.epsilon:.4g} "
+                         f"(= {spec.epsilon * 255:.1f}/255)")
 imt_mode = c4.radio("IMT mode", ("atld", "atld+"), key="atk_imt", horizontal=True,
                     disabled=run.discriminator is None,
                     help="ATLD: one IMT step of the run's training ε; ATLD+: half a step where D is unsure")
@@ -51,14 +52,16 @@ m1, m2, m3 = st.columns(3)
 m1.metric("correct before", f"{int((view.pred_nat == view.labels).sum())}/{len(indices)}")
 m2.metric("correct after attack", f"{int((view.pred_adv == view.labels).sum())}/{len(indices)}", delta=-flipped)
 if view.pred_imt is not None:
-    m3.metric(f"correct after {view.imt_mode.upper()} (IMT)", f"{int((view.pred_imt == view.labels).sum())}/{len(indices)}")
+    m3.metric(f"correct after {view.imt_mode.upper()} (IMT)",
+              f"{int((view.pred_imt == view.labels).sum())}/{len(indices)}")
 else:
     m3.caption("This checkpoint has no discriminator, so there is no IMT correction (choose an ATLD run).")
 
 nat, adv, pert = to_display(view.x), to_display(view.x_adv), to_display(magnify(view.delta, max(epsilon, 1e-6)))
 imt = to_display(view.x_imt) if view.x_imt is not None else None
 IMAGE_WIDTH = 120  # pixels; 8x8 digits are enlarged without smoothing by to_display
-headers = ["natural", "adversarial", "perturbation (magnified: grey 0, white +ε, black −ε)"] + (["IMT-corrected"] if imt is not None else [])
+headers = ["natural", "adversarial", "perturbation (magnified: grey 0, white +ε, black −ε)"]
+headers += ["IMT-corrected"] if imt is not None else []
 cols = st.columns(len(headers))
 for col, h in zip(cols, headers):
     col.markdown(f"**{h}**")

@@ -65,7 +65,8 @@ result = st.session_state.get("ev_report")
 if result is not None and result[0] == str(run.path):
     rows = result[1]
     st.dataframe(accuracy_pivot(rows), width="stretch")
-    st.download_button("These rows (CSV)", pd.DataFrame(rows).to_csv(index=False), file_name=f"{run.path.name}-eval.csv",
+    st.download_button("These rows (CSV)", pd.DataFrame(rows).to_csv(index=False),
+                       file_name=f"{run.path.name}-eval.csv",
                        mime="text/csv", key="ev_csv")
 
 st.subheader("Robust accuracy vs ε")

@@ -25,9 +25,9 @@ st.markdown(
 | page | what it is for |
 |---|---|
 | **Train** | configure and launch a run (natural, PGD-AT, ATLD…), watch live curves, stop it |
-| **Attack** | attack a few images (FGSM / PGD / CW), see the perturbation, predictions, D scores and the IMT-corrected image |
-| **Latent explorer** | natural and perturbed latents in one 2-D map (PCA / UMAP), gap numbers, selections, two checkpoints side by side |
-| **Evaluate** | robust accuracy tables (ATLD-, ATLD, ATLD+ × attacks), accuracy vs ε, and why PGD numbers are an upper bound |
+| **Attack** | attack a few images (FGSM / PGD / CW): perturbation, predictions, D scores, IMT-corrected image |
+| **Latent explorer** | natural and perturbed latents in one 2-D map, gap numbers, selections, two checkpoints |
+| **Evaluate** | accuracy tables (ATLD-, ATLD, ATLD+ × attacks), accuracy vs ε, why PGD is an upper bound |
 | **Learn** | a guided walk through the manifold argument with the live model |
 """
 )

@@ -34,7 +34,8 @@ color_by = c4.selectbox("Colour by", COLOR_MODES, key="lat_color",
                         disabled=False, help="D score needs a checkpoint with a discriminator")
 c5, c6 = st.columns(2)
 fit_on = c5.radio("Map", ("joint", "natural"), key="lat_fit", horizontal=True,
-                  format_func={"joint": "joint fit (both clouds)", "natural": "natural map (perturbed projected onto it)"}.get)
+                  format_func={"joint": "joint fit (both clouds)",
+                               "natural": "natural map (perturbed projected onto it)"}.get)
 method = c6.radio("Projection", ("pca", "umap"), key="lat_method", horizontal=True,
                   format_func={"pca": "PCA (instant)", "umap": "UMAP (on request)"}.get)
 

@@ -9,6 +9,7 @@ import io
 import json
 import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,7 +125,8 @@ def test_app_start_path_imports_no_torch():
 
     code = ("import sys, atld.ui.state, atld.ui.runs, atld.ui.exports, atld.ui.views; "
             "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "False"
 
 

@@ -24,7 +24,9 @@ from atld.train.distributed import (DistributedContext, check_batch, from_env, l
 REPO = Path(__file__).resolve().parents[1]
 # natural training, constant lr; 1347 images in batches of 50: 26 full batches (25 + 25 per rank)
 # and a last one of 47 that splits 24 + 23, which the batch-share comm hook must weight exactly.
-NATURAL = TrainConfig(dataset="digits", method="natural", epochs=1, batch_size=50, lr=0.05, lr_milestones=(),
+# BatchNorm normalizes each rank's slice on its own (SyncBatchNorm needs a GPU), so the exact
+# equivalence is tested on the BatchNorm-free variant of the small CNN.
+NATURAL = TrainConfig(dataset="digits", method="natural", arch="small-cnn-nobn", epochs=1, batch_size=50, lr=0.05, lr_milestones=(),
                       seed=3, eval_limit=0, device="cpu")
 
 
@@ -50,16 +52,23 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
 
 def test_two_gloo_processes_match_one_process(tmp_path):
-    reference = train(NATURAL, data=load_dataset("digits"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workers: another thread count rounds differently (~1e-4 here)
+    try:
+        reference = train(NATURAL, data=load_dataset("digits"))
+    finally:
+        torch.set_num_threads(threads)
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "rank")), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank.{r}", weights_only=True) for r in range(2)]
 
     ref_params = reference.classifier.state_dict()
     torch.manual_seed(NATURAL.seed)
-    init = build_classifier("small-cnn", NATURAL.spec).state_dict()
+    init = build_classifier("small-cnn-nobn", NATURAL.spec).state_dict()
     moved = max((ref_params[k] - v).abs().max().item() for k, v in init.items())
     assert moved > 1e-2  # the epoch trained: a 1e-5 agreement below is not a trivial one
-    for r in range(2):  # DDP keeps the replicas identical, and equal to the 1-process model
+    # DDP keeps the replicas identical and equal to the 1-process model (measured: 3e-8; an
+    # unweighted average of the uneven last batch's halves is off by 9e-5)
+    for r in range(2):
         for k, v in ref_params.items():
             assert torch.allclose(ranks[r]["params"][k], v, atol=1e-5, rtol=0), (r, k)
     m_ref, m_ddp = reference.card["metrics"][0], ranks[0]["metrics"][0]

@@ -308,11 +308,13 @@ def test_real_divergence_in_first_epoch_via_cli(tmp_path, capsys):
     assert not (out / MODEL).exists()
 
 
-def test_resume_of_missing_or_foreign_directory_is_one_line(tmp_path, capsys):
+def test_resume_of_missing_or_foreign_directory_is_one_line(saved_run, tmp_path, capsys):
     assert cli_main(["train", "--resume", str(tmp_path / "nope"), "--quiet"]) == 2
-    assert cli_main(["train", "--resume", str(tmp_path), "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert cli_main(["train", "--resume", str(tmp_path), "--quiet"]) == 2
+    assert cli_main(["train", "--resume", str(saved_run), "--out", str(tmp_path / "x"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and all(line.startswith("error: ") for line in err), err
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err), err
+    assert "no checkpoint directory" in err[0] and "no card.json" in err[1] and "either --out or --resume" in err[2]
 
 
 def test_train_refuses_to_overwrite_an_existing_run(saved_run, tmp_path, capsys):

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from atld.checkpoints import CARD, MODEL, TRAIN_STATE, load_checkpoint
 from atld.cli import main as cli_main
 from atld.data import ImageData, load_dataset
-from atld.errors import CheckpointError
+from atld.errors import CheckpointError, DataError
 from atld.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -494,7 +494,8 @@ def test_hostile_checkpoint_cli_subprocess_no_traceback(good_run, tmp_path):
     """A real process: exit 2, one stderr line, no traceback, payload not run."""
     d, marker, _ = _prepare(good_run, tmp_path, "pickle model.pt, no card")
     out = subprocess.run([sys.executable, "-m", "atld", "train", "--resume", str(d), "--quiet"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                         cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 2, out.stderr
     assert out.stderr.count("\n") == 1 and out.stderr.startswith("error: refusing 'model.pt'"), out.stderr
     assert "Traceback" not in out.stderr
@@ -525,3 +526,73 @@ def test_run_picker_skips_every_hostile_directory(good_run, tmp_path):
     assert "good" in listed and not marker.exists()
     for name in listed - {"good"}:  # anything else offered must at least have a valid card
         assert json.loads((root / name / CARD).read_text())["format"] == "atld-run"
+
+
+# ----------------------------------------------------------------------------- hostile dataset files
+
+def _cifar_pickles(folder: str, names: list[str]):
+    def make(root: Path, marker: Path) -> None:
+        (root / folder).mkdir(parents=True)
+        for name in names:
+            (root / folder / name).write_bytes(evil_pickle(marker))
+    return make
+
+
+def _idx_files(folder: str, data_fn):
+    def make(root: Path, marker: Path) -> None:
+        raw = root / folder / "raw"
+        raw.mkdir(parents=True)
+        for name, dims in (("train-images-idx3-ubyte", 3), ("train-labels-idx1-ubyte", 1),
+                           ("t10k-images-idx3-ubyte", 3), ("t10k-labels-idx1-ubyte", 1)):
+            (raw / name).write_bytes(data_fn(dims))
+    return make
+
+
+def _evil_npz(root: Path, marker: Path) -> None:
+    import numpy as np
+
+    (root / "cifar10" / "exact").mkdir(parents=True)
+    evil = np.array([_Payload(marker)], dtype=object)  # stored as a pickle inside the .npy
+    np.savez(root / "cifar10" / "exact" / "cifar10_exact_subsets.npz", test_data_first=evil, test_labels=evil,
+             train_labels=evil, **{f"train_data_batch_{k}_data_first": evil for k in range(1, 6)})
+
+
+def _fake_gz(root: Path, marker: Path) -> None:
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (raw / f"{name}.gz").write_bytes(evil_pickle(marker))
+
+
+def _svhn_mats(root: Path, marker: Path) -> None:
+    root.mkdir(parents=True)
+    for name in ("train_32x32.mat", "test_32x32.mat"):
+        (root / name).write_bytes(evil_pickle(marker))
+
+
+_CIFAR10_FILES = [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch", "batches.meta"]
+HOSTILE_DATASETS = {
+    "cifar10 batches are pickle payloads": ("cifar10", _cifar_pickles("cifar-10-batches-py", _CIFAR10_FILES)),
+    "cifar100 files are pickle payloads": ("cifar100", _cifar_pickles("cifar-100-python", ["train", "test", "meta"])),
+    "cifar10-exact npz holds pickled object arrays": ("cifar10-exact", _evil_npz),
+    "svhn .mat files are pickles": ("svhn", _svhn_mats),
+    "mnist idx files are random bytes": ("mnist", _idx_files("MNIST", lambda dims: os.urandom(64))),
+    "mnist idx headers declare absurd sizes": ("mnist", _idx_files("MNIST", lambda dims: struct.pack(
+        ">I", 0x0800 + dims) + struct.pack(">" + "I" * dims, *[2**31 - 1] * dims) + b"\0" * 16)),
+    "fashion-mnist .gz files are pickles": ("fashion-mnist", _fake_gz),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_DATASETS))
+def test_hostile_dataset_files_refused(tmp_path, case):
+    """Dataset files are untrusted: torchvision checks CIFAR/SVHN MD5s before unpickling, the exact
+    subsets are read with allow_pickle=False, idx files are parsed as bytes."""
+    name, make = HOSTILE_DATASETS[case]
+    root = tmp_path / "data"
+    marker = tmp_path / "PAYLOAD-RAN"
+    make(root, marker)
+    with pytest.raises(DataError) as info:
+        load_dataset(name, root)
+    assert "\n" not in str(info.value) and str(root) in str(info.value)
+    assert not marker.exists(), "the pickle payload ran"

@@ -29,9 +29,10 @@ def run(args: argparse.Namespace) -> int:
     from atld.checkpoints import read_card
 
     if args.resume is not None:
+        card = read_card(args.resume)  # first: a missing or hostile run is the more basic error
         if args.out is not None and args.out != args.resume:
             raise ConfigError("give either --out or --resume (the resumed run stays in its directory)")
-        saved = TrainConfig.from_dict(read_card(args.resume)["config"])
+        saved = TrainConfig.from_dict(card["config"])
         config = dataclass_from_flags(TrainConfig, args, base=saved)
         run_dir = args.resume
     else:

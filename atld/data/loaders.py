@@ -65,8 +65,9 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
         return loader(spec, root, download)
     except DataError:
         raise
-    except (RuntimeError, OSError, KeyError, ValueError) as exc:
-        # torchvision says "Dataset not found or corrupted" for missing or altered files.
+    except (RuntimeError, OSError, KeyError, ValueError, AssertionError) as exc:
+        # torchvision says "Dataset not found or corrupted" for missing or altered files, and
+        # asserts on a malformed idx header.
         raise DataError(f"could not load {name!r} from {str(root)!r} ({_one_line(exc)}); it should hold "
                         f"{spec.source}{_download_hint(name)}") from None
 

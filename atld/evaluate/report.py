@@ -60,7 +60,7 @@ class EvalReport:
                   f"{r['seconds']:.1f}", r["protocol"]) for r in self.rows]
         widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
         fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-        out = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
+        out = [fmt.format(*head).rstrip(), fmt.format(*("-" * w for w in widths)).rstrip()]
         out += [fmt.format(*line).rstrip() for line in lines]
         title = self.meta.get("checkpoint", "")
         if title:

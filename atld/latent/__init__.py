@@ -9,7 +9,8 @@ maps of the two clouds, and numbers for the gap between them (computed in latent
 """
 
 from atld.latent.cache import LatentCache, cache_key, default_cache_dir, digest
-from atld.latent.embed import EMBED_METHODS, FIT_MODES, TSNE_MAX_POINTS, Embedder, stratified_subsample, warm_up_umap
+from atld.latent.embed import (EMBED_METHODS, FIT_MODES, TSNE_MAX_POINTS, Embedder, stratified_subsample, warm_up,
+                              warm_up_umap)
 from atld.latent.extract import ATTACK_NAMES, LATENT_SPACES, LatentSet, extract_latents
 from atld.latent.gap import (discriminator_auc, gap_for_latents, gap_numbers, knn_mixing, median_bandwidth, mmd_test,
                              two_sample_test)
@@ -19,4 +20,4 @@ __all__ = ["ATTACK_NAMES", "EMBED_METHODS", "FIT_MODES", "LATENT_SPACES", "TSNE_
            "LatentSet", "Trajectories", "cache_key", "default_cache_dir", "digest",
            "discriminator_auc", "embed_trajectories", "extract_latents", "gap_for_latents", "gap_numbers",
            "knn_mixing", "median_bandwidth", "mmd_test", "stratified_subsample", "trajectories", "two_sample_test",
-           "warm_up_umap"]
+           "warm_up", "warm_up_umap"]

@@ -32,10 +32,12 @@ FIT_MODES = ("joint", "natural")
 TSNE_MAX_POINTS = 3000  # sklearn's exact-gradient-free Barnes-Hut t-SNE takes ~1 min beyond this on 2 cores
 TSNE_EXACT_POINTS = 500  # up to this many points t-SNE uses exact gradients (faster on small sets)
 UMAP_PCA_DIMS = 50  # UMAP input is PCA-reduced to at most this many dimensions
-# umap-learn switches from exact neighbours to NN-descent at 4096 points; below it is faster on
-# small sets and needs no further JIT compilation after `warm_up_umap`.
-UMAP_MAX_FIT_POINTS = 4000
-UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1}
+# UMAP fits on at most this many rows (class-stratified); the rest are placed with `transform`.
+# About 2 s of CPU for 5,000 points after `warm_up_umap` (docs/benchmarks.md).
+UMAP_MAX_FIT_POINTS = 5000
+# n_epochs 200 (umap's own default above 10,000 points; 500 below): the layout of a few thousand
+# points has settled by then, and it is 2.5x faster.
+UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "n_epochs": 200}
 
 
 def stratified_subsample(groups: np.ndarray, size: int, random_state: int | None = 0) -> np.ndarray:
@@ -221,7 +223,8 @@ _WARM = False
 
 
 def warm_up_umap() -> float:
-    """Pay umap-learn's numba JIT compilation once per process (about 40 s on 2 cores) by fitting
+    """Pay umap-learn's and pynndescent's numba JIT compilation once per process (about 90 s of
+    CPU on the 2-core development machine; see docs/benchmarks.md) by fitting
     and transforming a tiny random set with the settings `Embedder` uses. Thread-safe; later
     calls return at once. Returns the seconds spent."""
     global _WARM
@@ -235,3 +238,6 @@ def warm_up_umap() -> float:
         Embedder("umap", fit_on="natural", random_state=0, max_fit_points=150).fit(z[:150], z[150:], labels)
         _WARM = True
         return time.perf_counter() - start
+
+
+warm_up = warm_up_umap  # the name issue 4 uses

@@ -140,8 +140,6 @@ def extract_latents(run, x: torch.Tensor, y: torch.Tensor, attack: AttackConfig 
     finally:
         for m, was_training in modes:
             m.train(was_training)
-    cat = {k: (torch.cat(v) if v else None) for k, v in parts.items()}
-    if attack is None:  # independent copies, so a caller editing one side never changes the other
-        for k in ("images_pert", "logits_pert", "features_pert", "pred_pert", "d_pert"):
-            cat[k] = cat[k].clone() if cat[k] is not None else None
-    return LatentSet(**cat, attack=attack)
+    # torch.cat allocates: every field is its own copy (even with attack None, where the natural
+    # and perturbed parts are the same tensors), so editing one never changes another.
+    return LatentSet(**{k: (torch.cat(v) if v else None) for k, v in parts.items()}, attack=attack)

@@ -9,22 +9,30 @@ from atld.models.common import Classifier, Normalize
 
 
 class SmallCNN(Classifier):
-    """conv32-conv32-pool-conv64-conv64-pool-fc128-fcK, ReLU; no BatchNorm (so eval and train
-    mode compute the same function, which keeps small-batch ATLD steps well defined)."""
+    """conv32-conv32-pool-conv64-conv64-pool-fc128-fcK with ReLU, and BatchNorm after every conv
+    by default ("small-cnn"). Measured on digits (ε = 0.2, 30 epochs, SGD): without BatchNorm,
+    ATLD training is unstable at lr >= 0.01 (collapses to one class) and slow below; with it,
+    lr 0.05-0.1 trains natural and ATLD models to >= 99 % clean accuracy. "small-cnn-nobn" keeps
+    the plain variant (its eval and train modes compute the same function, e.g. for exact
+    multi-process equivalence tests on the CPU, where SyncBatchNorm is unavailable)."""
 
     def __init__(self, input_shape: tuple[int, int, int], num_classes: int,
-                 mean: tuple[float, ...], std: tuple[float, ...], width: int = 32, hidden: int = 128):
+                 mean: tuple[float, ...], std: tuple[float, ...], width: int = 32, hidden: int = 128,
+                 batch_norm: bool = True):
         super().__init__()
         c, h, w = input_shape
         if h % 4 or w % 4:
             raise ValueError(f"SmallCNN needs height and width divisible by 4, got {h}x{w}")
         self.num_classes, self.feature_dim = num_classes, hidden
         self.normalize = Normalize(mean, std)
+        def conv(cin: int, cout: int) -> list[nn.Module]:
+            if batch_norm:
+                return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+            return [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU()]
+
         self.body = nn.Sequential(
-            nn.Conv2d(c, width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            *conv(c, width), *conv(width, width), nn.MaxPool2d(2),
+            *conv(width, 2 * width), *conv(2 * width, 2 * width), nn.MaxPool2d(2),
             nn.Flatten(),
             nn.Linear(2 * width * (h // 4) * (w // 4), hidden), nn.ReLU(),
         )

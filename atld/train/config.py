@@ -26,10 +26,10 @@ def _f(default, help: str):
 class TrainConfig:
     dataset: str = _f("digits", "dataset name")
     method: str = _f("atld", "training method: natural | pgd-at | feature-scatter | atld")
-    arch: str | None = _f(None, "classifier: small-cnn | preact-resnet18 | wrn-<depth>-<widen>; default per dataset")
+    arch: str | None = _f(None, "classifier: small-cnn | small-cnn-nobn | preact-resnet18 | wrn-<depth>-<widen>; default per dataset")
     epochs: int = _f(30, "number of passes over the training set")
     batch_size: int = _f(50, "images per step (official ATLD: 50)")
-    lr: float = _f(0.01, "classifier SGD learning rate (paper: 0.1 for WRN-28-10)")
+    lr: float = _f(0.1, "classifier SGD learning rate (official: 0.1)")
     momentum: float = _f(0.9, "classifier SGD momentum")
     weight_decay: float = _f(2e-4, "classifier SGD weight decay (L2 coefficient)")
     lr_milestones: tuple[float, ...] = _f((0.5, 0.75), "fractions of the epochs at which lr is multiplied by lr_gamma")

@@ -13,10 +13,10 @@ STEPS = (
      "image's latent far: off its cloud, often into another class's region."),
     ("3 · D sees the gap", "ATLD trains a discriminator D on the latents: natural = 1, perturbed = 0. If D can tell "
      "them apart, perturbed latents lie off the natural manifold: there is a distribution gap."),
-    ("4 · ATLD closes it", "ATLD builds its training perturbations to fool D the most and trains the classifier to pull "
-     "perturbed latents back onto the natural clouds, so the gap numbers shrink and robust accuracy rises."),
-    ("5 · Honest evaluation", "Robust accuracy under PGD or CW is an upper bound: a stronger or adaptive attack can only "
-     "lower it. Compare PGD with AutoAttack and with the adaptive attack through IMT before trusting a number."),
+    ("4 · ATLD closes it", "ATLD builds its training perturbations to fool D the most and trains the classifier to "
+     "pull perturbed latents back onto the natural clouds, so the gap numbers shrink and robust accuracy rises."),
+    ("5 · Honest evaluation", "Robust accuracy under PGD or CW is an upper bound: a stronger or adaptive attack can "
+     "only lower it. Compare PGD with AutoAttack and with the adaptive attack through IMT before trusting a number."),
 )
 
 

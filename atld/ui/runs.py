@@ -54,7 +54,7 @@ def peek_card(run_dir: str | os.PathLike) -> dict | None:
         if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_CARD_BYTES:
             return None
         card = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: a deeply nested (hostile) card
         return None
     if not isinstance(card, dict) or card.get("format") != "atld-run":
         return None
