@@ -15,8 +15,8 @@ natural epoch; PGD-20 on 10k images <= 30 s; the 10-epoch PreAct ResNet-18 run <
 
     python benchmarks/bench_gpu.py --json gpu.json            # everything (about 3-5 minutes)
     python benchmarks/bench_gpu.py --only wrn pgd --compile   # a subset, with torch.compile
-    python benchmarks/bench_gpu.py --device cpu --n-train 256 --arch wrn-10-1 --pgd-n 64 \\
-        --exact-epochs 1 --exact-n 512                        # a CPU dry run of the script itself
+    python benchmarks/bench_gpu.py --device cpu --n-train 64 --batch-size 32 --arch wrn-10-1 --pgd-n 32 \\
+        --pgd-batch 16 --exact-epochs 1 --exact-n 64 --exact-test-n 16   # a CPU dry run of the script
 """
 
 from __future__ import annotations
@@ -166,8 +166,9 @@ def bench_pgd(args, device, model) -> dict:
 
 def bench_exact(args, device) -> dict:
     data = load_dataset("cifar10-exact", args.data_root)
-    if args.exact_n:
-        data = ImageData(data.spec, data.x_train[:args.exact_n], data.y_train[:args.exact_n], data.x_test, data.y_test)
+    n_train, n_test = args.exact_n or len(data.y_train), args.exact_test_n or len(data.y_test)
+    data = ImageData(data.spec, data.x_train[:n_train], data.y_train[:n_train], data.x_test[:n_test],
+                     data.y_test[:n_test])
     config = TrainConfig(dataset="cifar10-exact", arch="preact-resnet18", method="atld", epochs=args.exact_epochs,
                          batch_size=args.batch_size, lr=0.1, eval_limit=0, device=str(device), compile=args.compile)
     sync(device)
@@ -202,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pgd-batch", type=int, default=500, help="PGD batch")
     p.add_argument("--exact-epochs", type=int, default=10, help="epochs of the PreAct ResNet-18 run")
     p.add_argument("--exact-n", type=int, default=0, help="use only the first N exact-subset images (0: all)")
+    p.add_argument("--exact-test-n", type=int, default=0, help="evaluate on the first N test images (0: all)")
     p.add_argument("--data-root", default=DEFAULT_DATA_ROOT, help="folder holding cifar10/exact/")
     p.add_argument("--compile", action="store_true", help="torch.compile the classifier")
     p.add_argument("--peak-tflops", type=float, help="dense bf16 peak of this GPU (default: looked up by name)")

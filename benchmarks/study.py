@@ -171,7 +171,7 @@ def phase_summary(args) -> str:
                         "ci_low": 100 * rows[0]["ci_low"], "ci_high": 100 * rows[0]["ci_high"]})
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     attacks = [a for a in (*CHEAP_ATTACKS, *COSTLY_ATTACKS) if a in args.attacks]
-    lines = ["| method | inference | " + " | ".join(attacks) + " |", "|---|---|" + "---|" * len(attacks)]
+    lines = ["| method | inference | seeds | " + " | ".join(attacks) + " |", "|---|---|---|" + "---|" * len(attacks)]
     for method in STUDY_METHODS:
         for inference in ("atld-", "atld", "atld+"):
             found = {s["attack"]: s for s in summary if s["method"] == method and s["inference"] == inference}
@@ -183,10 +183,12 @@ def phase_summary(args) -> str:
                 if s["std"] is None:  # one seed: the Wilson 95 % interval instead
                     return f"{s['mean']:.1f} ({s['ci_low']:.1f}–{s['ci_high']:.1f})"
                 return f"{s['mean']:.1f} ± {s['std']:.1f}"
-            lines.append(f"| {method} | {inference} | " + " | ".join(cell(found.get(a)) for a in attacks) + " |")
+            seeds = max(s["seeds"] for s in found.values())
+            lines.append(f"| {method} | {inference} | {seeds} | " + " | ".join(cell(found.get(a)) for a in attacks) + " |")
     ns = sorted({(s["attack"], s["n"]) for s in summary})
     lines.append("")
-    lines.append("n (test images) per attack: " + ", ".join(f"{a} {n}" for a, n in ns))
+    lines.append("Accuracy in %: mean ± std over seeds; with one seed, the Wilson 95 % interval. "
+                 "n (test images) per attack: " + ", ".join(f"{a} {n}" for a, n in ns))
     text = "\n".join(lines) + "\n"
     (args.out / "summary.md").write_text(text)
     return text

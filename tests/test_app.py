@@ -210,3 +210,22 @@ def test_evaluate_page_table_quick_run_and_curve(app_env, app_checkpoints, tmp_p
     at.number_input(key="ev_curve_limit").set_value(20)
     at.button(key="ev_curve_go").click().run()
     assert not at.exception and len(at.get("plotly_chart")) == 1
+
+
+def test_a_checkpoint_that_fails_to_load_gives_one_line_not_a_traceback(app_env, app_checkpoints, tmp_path,
+                                                                         monkeypatch):
+    import json
+
+    shipped = tmp_path / "shipped"
+    shutil.copytree(app_checkpoints / "digits-natural", shipped / "digits-natural")
+    card_path = shipped / "digits-natural" / "card.json"
+    card = json.loads(card_path.read_text())
+    card["sha256"]["model.safetensors"] = "0" * 64  # the tensors no longer match the card
+    card_path.write_text(json.dumps(card))
+    monkeypatch.setenv("ATLD_CHECKPOINTS_DIR", str(shipped))
+    at = start_app()
+    assert at.sidebar.selectbox(key="atld_run").value == "digits-natural (shipped)"
+    for page in ("attack", "latent", "evaluate", "learn"):
+        at.switch_page(f"pages/{page}_page.py").run()
+        assert not at.exception
+        assert at.error[0].value.startswith("cannot load digits-natural (shipped): model.safetensors does not match")

@@ -24,6 +24,7 @@ import time
 import warnings
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from atld.errors import ConfigError, DataError, check_choice, check_int_at_least, require
 
@@ -40,7 +41,7 @@ UMAP_MAX_FIT_POINTS = 5000
 UMAP_DEFAULTS = {"n_neighbors": 15, "min_dist": 0.1, "n_epochs": 200}
 
 
-def stratified_subsample(groups: np.ndarray, size: int, random_state: int | None = 0) -> np.ndarray:
+def stratified_subsample(groups: ArrayLike, size: int, random_state: int | None = 0) -> np.ndarray:
     """Sorted indices of `size` rows drawn without replacement so that every group keeps (up to
     rounding) its share of the rows. groups: int array [N]."""
     groups = np.asarray(groups).ravel()
@@ -101,7 +102,7 @@ class Embedder:
                 "random_state": self.random_state, "max_fit_points": self.max_fit_points,
                 "pca_dims": self.pca_dims, **self.params}
 
-    def fit(self, z_nat, z_pert=None, labels=None) -> "Embedder":
+    def fit(self, z_nat: ArrayLike, z_pert: ArrayLike | None = None, labels: ArrayLike | None = None) -> "Embedder":
         """Fit the map and set `embedding_`. z_nat [N, D], z_pert [M, D] (or None); labels: int
         [N] (also used for z_pert when M = N, as for paired latents) or [N + M], for the
         class-stratified subsample. Returns self."""
@@ -133,7 +134,7 @@ class Embedder:
         self.embedding_, self.n_natural_, self.fit_index_ = embedding, n, fit_index
         return self
 
-    def transform(self, z) -> np.ndarray:
+    def transform(self, z: ArrayLike) -> np.ndarray:
         """Place new latents [K, D] on the fitted map -> [K, n_components] (PCA and UMAP)."""
         require(hasattr(self, "model_"), "fit the Embedder before calling transform")
         require(self.method != "tsne", "t-SNE has no transform; fit jointly instead")

@@ -22,9 +22,15 @@ the partner of a test point. For independent samples this grouping is harmless.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from atld.errors import DataError, check_int_at_least, require
+
+if TYPE_CHECKING:
+    from atld.latent.extract import LatentSet
 
 MIN_CLASS_POINTS = 10  # per side; a class with fewer natural (or perturbed) points gets None
 MEASURE_KEYS = ("discriminator_auc", "two_sample_accuracy", "two_sample_p_value", "mmd2", "mmd_p_value",
@@ -38,7 +44,7 @@ def _as_2d(name: str, z) -> np.ndarray:
     return z
 
 
-def discriminator_auc(d_nat, d_pert) -> float:
+def discriminator_auc(d_nat: ArrayLike, d_pert: ArrayLike) -> float:
     """ROC AUC of D's natural probability, natural = positive; 0.5 = chance, 1 = perfect."""
     from sklearn.metrics import roc_auc_score
 
@@ -57,7 +63,7 @@ def _balanced(z_nat: np.ndarray, z_pert: np.ndarray, rng: np.random.Generator) -
     return z_nat, z_pert
 
 
-def two_sample_test(z_nat, z_pert, folds: int = 5, random_state: int = 0) -> tuple[float, float]:
+def two_sample_test(z_nat: ArrayLike, z_pert: ArrayLike, folds: int = 5, random_state: int = 0) -> tuple[float, float]:
     """(held-out accuracy, one-sided binomial p-value) of a logistic regression separating natural
     from perturbed latents, by `folds`-fold cross-validation over pairs. Unequal sizes are first
     subsampled to the smaller one, so chance is exactly 0.5."""
@@ -87,7 +93,7 @@ def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum(d, 0.0)
 
 
-def median_bandwidth(z: np.ndarray, max_points: int = 1000, random_state: int = 0) -> float:
+def median_bandwidth(z: ArrayLike, max_points: int = 1000, random_state: int = 0) -> float:
     """Median pairwise Euclidean distance of (a seeded subsample of) z: the RBF σ."""
     z = _as_2d("z", z)
     if len(z) > max_points:
@@ -97,7 +103,7 @@ def median_bandwidth(z: np.ndarray, max_points: int = 1000, random_state: int = 
     return sigma if sigma > 0 else 1.0  # all points equal: any σ gives MMD² = 0
 
 
-def mmd_test(z_nat, z_pert, bandwidth: float | None = None, permutations: int = 200,
+def mmd_test(z_nat: ArrayLike, z_pert: ArrayLike, bandwidth: float | None = None, permutations: int = 200,
              random_state: int = 0) -> tuple[float, float, float]:
     """(unbiased MMD², permutation p-value, σ) with an RBF kernel of width σ (median heuristic when
     `bandwidth` is None). p = (1 + #{permuted MMD² ≥ observed}) / (1 + permutations)."""
@@ -130,7 +136,7 @@ def mmd_test(z_nat, z_pert, bandwidth: float | None = None, permutations: int = 
     return float(mmd2[0]), float(p_value), sigma
 
 
-def knn_mixing(z_nat, z_pert, neighbors: int = 10) -> tuple[float, float]:
+def knn_mixing(z_nat: ArrayLike, z_pert: ArrayLike, neighbors: int = 10) -> tuple[float, float]:
     """(mean share of natural points among each perturbed point's k nearest neighbours in the
     pooled set, the value expected under perfect mixing n_nat / (N − 1))."""
     from sklearn.neighbors import NearestNeighbors
@@ -166,7 +172,8 @@ def _measures(z_nat, z_pert, d_nat, d_pert, *, folds, permutations, neighbors, b
     return out
 
 
-def gap_numbers(z_nat, z_pert, labels=None, d_nat=None, d_pert=None, *, folds: int = 5, permutations: int = 200,
+def gap_numbers(z_nat: ArrayLike, z_pert: ArrayLike, labels: ArrayLike | None = None, d_nat: ArrayLike | None = None,
+                d_pert: ArrayLike | None = None, *, folds: int = 5, permutations: int = 200,
                 neighbors: int = 10, max_points: int = 2000, per_class: bool = True,
                 random_state: int = 0) -> dict:
     """The gap between natural latents z_nat [N, D] and perturbed latents z_pert [M, D].
@@ -216,7 +223,7 @@ def gap_numbers(z_nat, z_pert, labels=None, d_nat=None, d_pert=None, *, folds: i
     return out
 
 
-def gap_for_latents(latents, space: str = "logits", **kwargs) -> dict:
+def gap_for_latents(latents: "LatentSet", space: str = "logits", **kwargs) -> dict:
     """`gap_numbers` for a `LatentSet` (its true labels and D scores), in `space` ("logits" | "features")."""
     z_nat, z_pert = latents.latents(space)
     d_nat = None if latents.d_nat is None else latents.d_nat.numpy()

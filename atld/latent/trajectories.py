@@ -63,8 +63,9 @@ def embed_trajectories(traj: Trajectories, embedder: Embedder | None = None, spa
                        background: np.ndarray | None = None) -> np.ndarray:
     """Project every point of every trail on one map -> [E, N, n_components].
 
-    The map is fit with `embedder` (default PCA) on the ε = smallest latents as "natural" and
-    the rest as "perturbed" (or, in fit_on="natural" mode, on the first radius only). Pass
+    The map is fit with `embedder` (default PCA) on the latents of the first radius (put ε = 0
+    first) as "natural" and the others as "perturbed" (in fit_on="natural" mode, on the first
+    radius only). Pass
     `background` natural latents [B, D] (e.g. the test set) to fit the map on them as well, so
     the trails are drawn on the usual picture; they are not returned."""
     embedder = embedder or Embedder("pca")

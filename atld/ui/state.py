@@ -160,4 +160,10 @@ def require_run(sel: Selection):
     if sel.run is None:
         st.info("Choose or train a checkpoint first (sidebar / Train page).")
         st.stop()
-    return get_run(str(sel.run.path), sel.run.model_hash)
+    from atld.errors import ATLDError
+
+    try:
+        return get_run(str(sel.run.path), sel.run.model_hash)
+    except ATLDError as exc:  # e.g. a checkpoint from an older architecture: say why, in one line
+        st.error(f"cannot load {sel.run.label}: {exc}")
+        st.stop()
