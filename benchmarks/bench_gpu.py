@@ -139,7 +139,8 @@ def bench_wrn(args, device, peak) -> tuple[dict, torch.nn.Module]:
         row["steps"] = steps
         out[method] = row
         print(f"{args.arch} {method:8s}: {row['seconds']:.2f} s/epoch (warm-up {row['warmup_seconds']:.2f} s), "
-              f"{row['tflops_per_s']:.1f} TFLOP/s" + (f" = {100 * row['share_of_bf16_peak']:.1f} % of peak" if peak else "")
+              f"{row['tflops_per_s']:.1f} TFLOP/s"
+              + (f" = {100 * row['share_of_bf16_peak']:.1f} % of peak" if peak else "")
               + (f", peak memory {row['peak_memory_gib']:.2f} GiB" if "peak_memory_gib" in row else ""), flush=True)
     out["atld_over_natural_time"] = out["atld"]["seconds"] / out["natural"]["seconds"]
     out["atld_over_natural_flops"] = out["atld"]["flops_per_epoch"] / out["natural"]["flops_per_epoch"]

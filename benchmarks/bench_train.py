@@ -31,26 +31,34 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # run from anywhere
 
 from atld.data import load_dataset  # noqa: E402
+import atld.train.trainer as trainer  # noqa: E402
 from atld.train import TrainConfig, train  # noqa: E402
 
 METHODS = ("natural", "pgd-at", "atld")
 
 
-def epoch_seconds(method: str, data, warmup: int, epochs: int, seed: int,
-                  batch_size: int) -> tuple[list[float], list[float]]:
+def epoch_seconds(method: str, data, warmup: int, epochs: int, seed: int, batch_size: int,
+                  plain: bool = False) -> tuple[list[float], list[float]]:
     """(wall, cpu) seconds of each of `epochs` timed epochs after `warmup` (>= 1) discarded ones.
 
     wall: the trainer's per-epoch timing. cpu: this process's CPU time between consecutive
-    epoch-end events (all threads summed, so compare it only at equal thread counts)."""
+    epoch-end events (all threads summed, so compare it only at equal thread counts).
+    plain: the path without the CPU fast-path pieces (NCHW tensors, for-loop SGD), for an A/B."""
     config = TrainConfig(dataset="digits", method=method, epochs=warmup + epochs, batch_size=batch_size,
-                         seed=seed, device="cpu", eval_limit=0)
+                         seed=seed, device="cpu", eval_limit=0, channels_last=not plain)
     marks: list[float] = []
 
     def progress(event) -> None:
         if event.kind == "epoch":
             marks.append(time.process_time())
 
-    result = train(config, data=data, progress=progress)
+    fused = trainer._sgd
+    if plain:
+        trainer._sgd = lambda params, device, **hyper: torch.optim.SGD(params, **hyper)
+    try:
+        result = train(config, data=data, progress=progress)
+    finally:
+        trainer._sgd = fused
     wall = [m["seconds"] for m in result.card["metrics"][warmup:]]
     cpu = [b - a for a, b in zip(marks[warmup - 1:], marks[warmup:])]
     return wall, cpu
@@ -64,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=50, help="images per step (the default config's 50)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--compare-plain", action="store_true",
+                   help="also time each method without channels_last and fused SGD, interleaved (rows 'METHOD/plain')")
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
     if args.warmup < 1 or args.epochs < 1 or args.rounds < 1:
@@ -72,14 +82,17 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     data = load_dataset("digits")
-    wall: dict[str, list[float]] = {m: [] for m in args.methods}
-    cpu: dict[str, list[float]] = {m: [] for m in args.methods}
+    variants = [(m, False) for m in args.methods] + ([(m, True) for m in args.methods] if args.compare_plain else [])
+    label = {v: v[0] + ("/plain" if v[1] else "") for v in variants}
+    wall: dict[str, list[float]] = {label[v]: [] for v in variants}
+    cpu: dict[str, list[float]] = {label[v]: [] for v in variants}
     load_before = os.getloadavg()
     for r in range(args.rounds):
-        for method in args.methods:
-            w, c = epoch_seconds(method, data, args.warmup, args.epochs, seed=r, batch_size=args.batch_size)
-            wall[method] += w
-            cpu[method] += c
+        for method, plain in variants:
+            w, c = epoch_seconds(method, data, args.warmup, args.epochs, seed=r, batch_size=args.batch_size,
+                                 plain=plain)
+            wall[label[method, plain]] += w
+            cpu[label[method, plain]] += c
     load_after = os.getloadavg()
 
     med_wall = {m: statistics.median(t) for m, t in wall.items()}
@@ -88,12 +101,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, python {platform.python_version()}")
     print(f"1-min load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f} "
           f"(machine has {os.cpu_count()} CPUs)")
-    print(f"{'method':<8} {'wall s/epoch':>13} {'(min-max)':>15} {'x nat':>6} {'cpu s/epoch':>12} {'x nat':>6} {'n':>3}")
-    for m in args.methods:
-        rw = f"{med_wall[m] / med_wall['natural']:.2f}" if "natural" in med_wall else "-"
-        rc = f"{med_cpu[m] / med_cpu['natural']:.2f}" if "natural" in med_cpu else "-"
+    print(f"{'method':<14} {'wall s/epoch':>13} {'(min-max)':>15} {'x nat':>6} {'cpu s/epoch':>12} {'x nat':>6} "
+          f"{'n':>3}")
+    for m in wall:
+        base = "natural/plain" if m.endswith("/plain") else "natural"
+        rw = f"{med_wall[m] / med_wall[base]:.2f}" if base in med_wall else "-"
+        rc = f"{med_cpu[m] / med_cpu[base]:.2f}" if base in med_cpu else "-"
         span = f"{min(wall[m]):.3f}-{max(wall[m]):.3f}"
-        print(f"{m:<8} {med_wall[m]:>13.3f} {span:>15} {rw:>6} {med_cpu[m]:>12.3f} {rc:>6} {len(wall[m]):>3}")
+        print(f"{m:<14} {med_wall[m]:>13.3f} {span:>15} {rw:>6} {med_cpu[m]:>12.3f} {rc:>6} {len(wall[m]):>3}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

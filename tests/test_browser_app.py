@@ -72,7 +72,9 @@ def server(app_checkpoints, tmp_path_factory):
     pytest.importorskip("playwright.sync_api", reason="Python Playwright is not installed")
     runs = tmp_path_factory.mktemp("browser-runs")
     port = free_port()
-    proc = start_server({"ATLD_CHECKPOINTS_DIR": str(app_checkpoints), "ATLD_RUNS_DIR": str(runs),
+    # ATLD_SCREENSHOT_CHECKPOINTS=checkpoints serves the shipped runs instead (for docs/screenshots)
+    shown = os.environ.get("ATLD_SCREENSHOT_CHECKPOINTS") or str(app_checkpoints)
+    proc = start_server({"ATLD_CHECKPOINTS_DIR": shown, "ATLD_RUNS_DIR": str(runs),
                          "ATLD_UMAP_WARMUP": "0", "ATLD_TORCH_THREADS": "1"}, port)
     yield f"http://127.0.0.1:{port}"
     stop_server(proc)
@@ -146,11 +148,13 @@ def test_every_page_attack_and_box_selection(server, browser):
     plot = page.locator(".js-plotly-plot").first
     plot.wait_for()
     page.get_by_text("Selection (0 points)").wait_for()
-    drag = plot.locator(".nsewdrag").first
-    box = drag.bounding_box()
-    # the layout's dragmode is "select": a drag on the plot area draws a box selection
-    x0, y0 = box["x"] + 0.3 * box["width"], box["y"] + 0.3 * box["height"]
-    x1, y1 = box["x"] + 0.7 * box["width"], box["y"] + 0.7 * box["height"]
+    # Box around the middle of the point cloud (between the 20th and 70th percentile of the
+    # drawn points' screen positions): never empty, never everything, whatever the checkpoint.
+    centres = plot.locator(".scatterlayer path.point").evaluate_all(
+        "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })")
+    xs, ys = sorted(c[0] for c in centres), sorted(c[1] for c in centres)
+    x0, x1 = xs[len(xs) // 5], xs[7 * len(xs) // 10]
+    y0, y1 = ys[len(ys) // 5], ys[7 * len(ys) // 10]
     page.mouse.move(x0, y0)
     page.wait_for_timeout(300)
     page.mouse.down()

@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 # and a last one of 47 that splits 24 + 23, which the batch-share comm hook must weight exactly.
 # BatchNorm normalizes each rank's slice on its own (SyncBatchNorm needs a GPU), so the exact
 # equivalence is tested on the BatchNorm-free variant of the small CNN.
-NATURAL = TrainConfig(dataset="digits", method="natural", arch="small-cnn-nobn", epochs=1, batch_size=50, lr=0.05, lr_milestones=(),
-                      seed=3, eval_limit=0, device="cpu")
+NATURAL = TrainConfig(dataset="digits", method="natural", arch="small-cnn-nobn", epochs=1, batch_size=50, lr=0.05,
+                      lr_milestones=(), seed=3, eval_limit=0, device="cpu")
 
 
 def _free_port() -> int:

@@ -134,20 +134,28 @@ def test_evaluation_runs_in_fp32_while_steps_use_bf16(digits, monkeypatch):
 
 def test_channels_last_and_fused_optimizer_keep_the_math(digits, monkeypatch):
     """The CPU fast path (channels_last model and batches, fused SGD) trains the same model as the
-    plain path (contiguous tensors, for-loop SGD), up to float rounding."""
-    config = TrainConfig(method="natural", epochs=1, lr=0.05, lr_milestones=(), eval_limit=0, device="cpu")
+    plain path (contiguous tensors, for-loop SGD), up to float rounding. On the BatchNorm-free CNN:
+    with BatchNorm the two layouts' rounding differences (1.7e-5 after one full-batch step) are
+    amplified by the near-constant border pixels of digits (0.03 after one epoch of batch 50)."""
+    config = TrainConfig(method="natural", arch="small-cnn-nobn", epochs=1, lr=0.05, lr_milestones=(), eval_limit=0,
+                         device="cpu")
     fast = train(config, data=digits).classifier
-    assert fast.body[2].weight.is_contiguous(memory_format=torch.channels_last)
-    assert not fast.body[2].weight.is_contiguous()
+    assert _inner_conv(fast).weight.is_contiguous(memory_format=torch.channels_last)
+    assert not _inner_conv(fast).weight.is_contiguous()
     monkeypatch.setattr(trainer, "_sgd", lambda params, device, **hyper: torch.optim.SGD(params, **hyper))
     plain = train(config.with_overrides(channels_last=False), data=digits).classifier
-    assert plain.body[2].weight.is_contiguous()
+    assert _inner_conv(plain).weight.is_contiguous()
     torch.manual_seed(config.seed)
-    init = build_classifier("small-cnn", config.spec)
+    init = build_classifier(config.resolved_arch, config.spec)
     moved = max((a - b).abs().max().item() for a, b in zip(init.parameters(), plain.parameters()))
     diff = max((a - b).abs().max().item() for a, b in zip(fast.parameters(), plain.parameters()))
     assert moved > 1e-2  # the epoch really trained
     assert diff < 1e-4, diff
+
+
+def _inner_conv(model: torch.nn.Module) -> torch.nn.Conv2d:
+    """A convolution with more than one input channel (a 1-channel weight is both layouts at once)."""
+    return next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
 
 
 def test_compile_flag_reaches_torch_compile(digits, monkeypatch):

@@ -45,7 +45,9 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, .
             continue
         flag = "--" + f.name.replace("_", "-")
         kind, is_bool = _flag_type(f.type)
-        help_text = f.metadata.get("help", "")
+        # "%(default).0s" renders as nothing; it only stops ArgumentDefaultsHelpFormatter from
+        # appending "(default: None)" beside the dataclass default shown here.
+        help_text = f.metadata.get("help", "").replace("%", "%%") + "%(default).0s"
         if is_bool:
             group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
                                help=f"{help_text} (default: {f.default})")

@@ -75,6 +75,15 @@ def owner_id() -> str:
     return st.session_state["atld_owner"]
 
 
+def _lower_this_threads_priority() -> None:
+    """Give the calling thread the lowest CPU priority (Linux nice values are per thread), so
+    background work yields the cores to the pages' computations. Best effort elsewhere."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        pass
+
+
 # Imported in the background after the first page is drawn, so the next page finds them loaded.
 PRELOAD = ("torch", "atld.checkpoints", "atld.attacks", "atld.inference", "atld.latent", "atld.evaluate",
            "atld.jobs", "plotly.graph_objects", "pandas")
@@ -104,6 +113,7 @@ def background_start() -> dict:
             if warm:
                 from atld.latent import warm_up_umap
 
+                _lower_this_threads_priority()  # the compile must not slow what the user waits for
                 warm_up_umap()
         except Exception as exc:  # noqa: BLE001 - a failed warm-up only costs time later
             status["error"] = f"{type(exc).__name__}: {exc}"
