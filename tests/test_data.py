@@ -173,3 +173,15 @@ def test_crop_flip_augmentation_is_a_shifted_window_of_the_padded_image():
         windows = [padded[i, :, dy:dy + 8, dx:dx + 8] for dy in range(9) for dx in range(9)]
         assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows)
     assert torch.equal(augment_batch(x, "none"), x)
+
+
+def test_decompressed_idx_cache_never_serves_stale_files(tmp_path):
+    """The .gz -> idx cache is keyed by the source files' content: new files, new data."""
+    rng = np.random.default_rng(4)
+    raw = tmp_path / "MNIST" / "raw"
+    for round_ in range(2):
+        x, y = rng.integers(0, 256, (5, 28, 28)), rng.integers(0, 10, 5)
+        _write_idx(raw, "train", x, y, compress=True)
+        _write_idx(raw, "t10k", x[:2], y[:2], compress=True)
+        data = load_dataset("mnist", tmp_path)
+        assert torch.equal(data.x_train[:, 0], torch.from_numpy(x.astype(np.uint8))), round_

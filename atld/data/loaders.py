@@ -7,6 +7,7 @@ already in [0, 1]) and int64 labels. `as_float01` turns a batch into float32 [0,
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -114,12 +115,19 @@ def _load_idx(spec: DatasetSpec, root: Path, download: bool) -> ImageData:
 def _with_unzipped_idx(root: Path, folder: str) -> Path:
     """torchvision reads only uncompressed idx files. If ROOT/<folder>/raw has only the .gz
     copies (as ../shared/data does, read-only), decompress them once into the cache and read
-    from there; the originals are never modified."""
+    from there; the originals are never modified. The cache folder is keyed by the SHA-256 of the
+    .gz files, so other (or altered) source files never reuse a stale decompressed copy."""
     raw = root / folder / "raw"
     gz = sorted(raw.glob("*-ubyte.gz")) if raw.is_dir() else []
     if not gz or all((raw / f.stem).exists() for f in gz):
         return root
-    cached = _cache_dir() / "idx" / folder.lower()
+    digest = hashlib.sha256()
+    for f in gz:
+        digest.update(f.name.encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    cached = _cache_dir() / "idx" / f"{folder.lower()}-{digest.hexdigest()[:16]}"
     (cached / folder / "raw").mkdir(parents=True, exist_ok=True)
     for f in gz:
         target = cached / folder / "raw" / f.stem
