@@ -10,7 +10,7 @@ import streamlit as st
 from atld.checkpoints import read_card
 from atld.errors import ATLDError
 from atld.ui import cached, state
-from atld.ui.evaluate_view import HONEST_ROBUSTNESS, accuracy_pivot, curve_figure, epsilon_grid
+from atld.ui.evaluate_view import HONEST_ROBUSTNESS, accuracy_pivot, curve_figure, describe_range, epsilon_grid
 from atld.ui.runs import discover_runs
 from atld.ui.views import evaluation_frame
 
@@ -26,7 +26,8 @@ card = read_card(run.path)
 stored = (card.get("evaluations") or {}).get("rows") or []
 if stored:
     st.caption("accuracy % (95 % Wilson interval); ATLD- is the bare classifier, ATLD / ATLD+ add IMT. "
-               f"n = {max(r['n'] for r in stored)} test images, ε = {stored[0]['epsilon']:.4g}.")
+               f"n = {describe_range(r['n'] for r in stored)} test images per row; attack ε = "
+               f"{describe_range(r['epsilon'] for r in stored if r['attack'] != 'natural')}.")
     st.dataframe(accuracy_pivot(stored), width="stretch")
     from atld.evaluate import masking_findings
 

@@ -67,3 +67,9 @@ def curve_figure(curves: dict[str, list[dict]], dataset_epsilon: float):
 def epsilon_grid(dataset_epsilon: float, points: int = 6) -> list[float]:
     """0 to 2ε in equal steps (rounded to 6 decimals, so cache keys are stable)."""
     return [round(2 * dataset_epsilon * i / (points - 1), 6) for i in range(points)]
+
+
+def describe_range(values) -> str:
+    """'450' when all rows agree, '200-450' when they differ (e.g. AutoAttack on fewer images)."""
+    values = sorted(set(values))
+    return "-" if not values else f"{values[0]:.4g}" if len(values) == 1 else f"{values[0]:.4g}-{values[-1]:.4g}"
