@@ -75,9 +75,14 @@ def from_env(backend: str | None = None) -> DistributedContext | None:
 
 
 def shutdown() -> None:
-    """Leave the process group (idempotent)."""
+    """Leave the process group (idempotent). All ranks meet at a barrier first: rank 0 still
+    evaluates and writes the checkpoint after the last epoch, and a rank that tears down gloo while
+    another is still in flight can abort ("terminate called without an active exception")."""
     if dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def rank_device(device: torch.device, ctx: DistributedContext | None) -> torch.device:
