@@ -1,6 +1,5 @@
 """Shared test setup: one intra-op thread (the test models are tiny: a second OpenMP thread only
-spins, and costs 5-10x CPU on a busy machine), set here once for the whole session, and private
-caches."""
+spins, and costs 5-10x CPU on a busy machine), and private caches."""
 
 import pytest
 import torch

@@ -24,6 +24,15 @@ from atld.train import TrainConfig, train
 from atld.train.methods import STEP_FUNCTIONS
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread per training thread (idle OpenMP threads spin on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def data() -> ImageData:
     d = load_dataset("digits")

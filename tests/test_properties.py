@@ -29,6 +29,15 @@ from atld.errors import ATLDError, ConfigError, DataError
 from atld.train import TrainConfig
 from atld.train.config import METHODS
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread for these tiny models (idle OpenMP threads spin on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Values a form, a flag or a stranger's JSON card could carry.

@@ -30,6 +30,16 @@ from atld.train.methods import STEP_FUNCTIONS, StepOutput
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these tiny models gain nothing from more, and on a busy 2-core machine
+    idle OpenMP threads spin and burn several times the useful CPU time."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny_digits(n_train: int = 150, n_test: int = 40) -> ImageData:
     d = load_dataset("digits")
     return ImageData(d.spec, d.x_train[:n_train], d.y_train[:n_train], d.x_test[:n_test], d.y_test[:n_test])

@@ -33,6 +33,16 @@ from atld.train import TrainConfig, train
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these tiny models gain nothing from more, and on a busy 2-core machine
+    idle OpenMP threads spin and burn several times the useful CPU time."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ----------------------------------------------------------------------------- hostile payloads
 
 class _Payload:
