@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import torch
 
+from atld.config.vocab import device_name
 from atld.errors import ConfigError
-
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     """Map "auto" | "cpu" | "cuda" | "cuda:N" to a torch.device, checking that it exists."""
+    name = device_name(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
         return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
-        return torch.device(name)
-    raise ConfigError(f"unknown device {name!r}; choose auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():  # "cuda" or "cuda:N"
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
+    return torch.device(name)

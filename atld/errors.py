@@ -67,3 +67,13 @@ def check_int_at_least(name: str, value: int, low: int) -> int:
     )
     require(value >= low, f"{name} must be >= {low}, got {value!r}")
     return value
+
+
+SEED_LIMIT = 2**32  # seeds are in [0, 2^32): what every random number generator here accepts
+
+
+def check_seed(name: str, value: int) -> int:
+    """Check that value is an integer seed in [0, 2^32)."""
+    require(isinstance(value, int) and not isinstance(value, bool) and 0 <= value < SEED_LIMIT,
+            f"{name} must be an integer in [0, 2^32), got {str(value)[:40]}")
+    return value

@@ -1,4 +1,4 @@
-"""IMT inference (method doc §4): ATLD- (the bare classifier), ATLD (one IMT step) and ATLD+
+"""IMT inference (docs/method.md §4): ATLD- (the bare classifier), ATLD (one IMT step) and ATLD+
 (a half step where the discriminator is unsure).
 
 One IMT step on an input x' (clean or attacked), with f and D both in eval mode:
@@ -18,31 +18,19 @@ only the clip to [0, 1] remains). Either way the forward pass is the real IMT.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atld.errors import ConfigError, check_choice, check_finite_range, require
+from atld.config.vocab import InferenceMode, parse
+from atld.errors import ConfigError, check_finite_range, require
+from atld.models.common import eval_mode
 
-INFERENCE_MODES = ("atld-", "atld", "atld+")
-ATLD_PLUS_FACTOR = 0.5  # ATLD+: step multiplier m inside D's uncertain window (method doc §4)
+INFERENCE_MODES = tuple(InferenceMode)
+ATLD_PLUS_FACTOR = 0.5  # ATLD+: step multiplier m inside D's uncertain window (docs/method.md §4)
 DEFAULT_WINDOW = (0.3, 0.7)  # ATLD+ window when no dataset spec is at hand
-
-
-@contextlib.contextmanager
-def eval_mode(*modules: nn.Module):
-    """Put modules in eval mode for the block and restore each one's previous mode after."""
-    modes = [m.training for m in modules]
-    try:
-        for m in modules:
-            m.eval()
-        yield
-    finally:
-        for m, mode in zip(modules, modes):
-            m.train(mode)
 
 
 def _check_window(window) -> tuple[float, float]:
@@ -78,7 +66,7 @@ def imt_direction(classifier: nn.Module, discriminator: nn.Module, x: torch.Tens
 
 def imt_step(classifier: nn.Module, discriminator: nn.Module, x: torch.Tensor, epsilon: float,
              window: tuple[float, float] | None = None) -> torch.Tensor:
-    """One IMT step (method doc §4). x: float [B, C, H, W] in [0, 1] on the models' device.
+    """One IMT step (docs/method.md §4). x: float [B, C, H, W] in [0, 1] on the models' device.
     window None: m = 1 (ATLD); window (low, high): m = 0.5 where low < D < high (ATLD+).
     Returns x_t, detached, with ‖x_t − x‖∞ ≤ ε and x_t in [0, 1]."""
     check_finite_range("IMT epsilon", epsilon, 0.0, 1.0, "([0, 1] pixel units)")
@@ -90,7 +78,7 @@ def imt_step(classifier: nn.Module, discriminator: nn.Module, x: torch.Tensor, e
 
 
 def _take_step(x: torch.Tensor, step: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """clamp01(x − ε·step). |step| ≤ 1, so the projection onto B∞(x, ε) of the method doc is the
+    """clamp01(x − ε·step). |step| ≤ 1, so the projection onto B∞(x, ε) of docs/method.md §4 is the
     identity here and is left out; one formula for `imt_step` and `IMTPipeline` alike."""
     return (x - epsilon * step).clamp(0.0, 1.0)
 
@@ -129,13 +117,13 @@ def resolve_models(run_or_models, epsilon: float | None = None,
 
 
 def _window_for(mode: str, models: IMTModels) -> tuple[float, float] | None:
-    return models.window if mode == "atld+" else None
+    return models.window if mode == InferenceMode.IMT_PLUS else None
 
 
-def check_inference(mode: str, models: IMTModels) -> str:
+def check_inference(mode: str, models: IMTModels) -> InferenceMode:
     """Check the mode name and that IMT modes have a discriminator to use."""
-    check_choice("inference", mode, INFERENCE_MODES)
-    if mode != "atld-" and models.discriminator is None:
+    mode = parse(InferenceMode, mode, "inference")
+    if mode is not InferenceMode.BARE and models.discriminator is None:
         raise ConfigError(f"checkpoint {models.name!r} has no discriminator, so inference {mode!r} (IMT) "
                           "is impossible; use atld- (the bare classifier) or an ATLD checkpoint")
     return mode
@@ -147,8 +135,7 @@ def apply_inference(run_or_models, x: torch.Tensor, mode: str, *, epsilon: float
     (m = 1) for "atld", one ATLD+ step for "atld+". x: float [B, C, H, W] in [0, 1] (moved to the
     models' device and back). Raises ConfigError for IMT without a discriminator."""
     models = resolve_models(run_or_models, epsilon, window)
-    check_inference(mode, models)
-    if mode == "atld-":
+    if check_inference(mode, models) is InferenceMode.BARE:
         return x
     device = next(models.classifier.parameters()).device
     x_t = imt_step(models.classifier, models.discriminator, x.to(device), models.epsilon,
@@ -182,7 +169,7 @@ class IMTPipeline(nn.Module):
         self.epsilon, self.window, self.straight_through = models.epsilon, _window_for(mode, models), straight_through
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode == "atld-" or self.epsilon == 0:
+        if self.mode is InferenceMode.BARE or self.epsilon == 0:
             return self.classifier(x)
         step = imt_direction(self.classifier, self.discriminator, x, self.window)
         if self.straight_through:

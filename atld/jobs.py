@@ -1,6 +1,12 @@
-"""Background training jobs for a shared server (the app): one job per owner (browser session),
-a server-wide cap on concurrent jobs, a Stop that really stops, and run directories that two
-jobs can never share.
+"""Background training jobs for a shared server (the app).
+
+A job belongs to its run, not to the browser tab that started it: it is found again by its run
+name, and whoever holds its key (a random token handed out when it starts, which the Train page
+keeps in its address) can watch it and stop it, after a reload or from another tab. One job per
+owner (browser session) at a time, a server-wide cap (ATLD_MAX_JOBS), run directories created
+exclusively (two jobs never share one), and a time limit for jobs nobody watches: a job whose
+page has not looked at it for ATLD_UNWATCHED_MINUTES (default 30) stops after its current step,
+keeping its last finished epoch (resumable with `python -m atld train --resume`).
 
 The manager is plain Python (threads + a lock), so it is tested with threads, without Streamlit.
 """
@@ -9,17 +15,21 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from atld.checkpoints import safe_run_name
-from atld.errors import ATLDError, ConfigError
-from atld.train import Progress, TrainConfig, train
-
-DEFAULT_MAX_JOBS = int(os.environ.get("ATLD_MAX_JOBS", "1"))
+from atld.config.settings import settings
+from atld.config.train import TrainConfig
+from atld.config.vocab import RunStatus
+from atld.errors import ATLDError, ConfigError, TrainingDiverged
+from atld.runs.card import safe_run_name
+from atld.runs.rundir import create_run_dir, remove_if_unused
+from atld.train.trainer import Progress, train
 
 
 class JobRefused(ATLDError):
@@ -30,21 +40,39 @@ class JobRefused(ATLDError):
 class Job:
     id: int
     owner: str
+    key: str  # who holds it may watch and stop the job
     config: TrainConfig
     run_dir: Path
+    clock: Callable[[], float] = time.monotonic
     started: float = field(default_factory=time.time)
-    status: str = "running"  # running | finished | stopped | failed | diverged
+    status: RunStatus = RunStatus.RUNNING
     error: str | None = None
+    note: str | None = None  # why it stopped, when not by its Stop button
     epochs_done: int = 0
     step: int = 0
     steps: int = 0
     metrics: list[dict] = field(default_factory=list)
     stop_event: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    last_seen: float = 0.0  # clock() when a page last showed the job
+
+    def __post_init__(self):
+        self.last_seen = self.clock()
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
 
     @property
     def running(self) -> bool:
-        return self.status == "running"
+        return self.status == RunStatus.RUNNING
+
+    def seen(self) -> None:
+        """A page is showing the job (resets its unwatched time)."""
+        self.last_seen = self.clock()
+
+    def unwatched_seconds(self) -> float:
+        return self.clock() - self.last_seen
 
     def stop(self) -> None:
         """Ask the job to stop after its current step; the last finished epoch stays saved."""
@@ -57,13 +85,18 @@ class Job:
 
 
 class JobManager:
-    """Thread-safe registry of training jobs under one runs directory."""
+    """Thread-safe registry of the training jobs of one runs directory."""
 
-    def __init__(self, runs_dir: str | os.PathLike, max_jobs: int = DEFAULT_MAX_JOBS):
-        if max_jobs < 1:
+    def __init__(self, runs_dir: str | os.PathLike, max_jobs: int | None = None,
+                 unwatched_seconds: float | None = None, clock: Callable[[], float] = time.monotonic):
+        current = settings()  # validated environment: a bad ATLD_MAX_JOBS is one line, here
+        max_jobs = current.max_jobs if max_jobs is None else max_jobs
+        if not isinstance(max_jobs, int) or max_jobs < 1:
             raise ConfigError("max_jobs must be >= 1")
         self.runs_dir = Path(runs_dir)
         self.max_jobs = max_jobs
+        self.unwatched_seconds = 60 * current.unwatched_minutes if unwatched_seconds is None else unwatched_seconds
+        self.clock = clock
         self._lock = threading.Lock()
         self._jobs: dict[int, Job] = {}
         self._ids = itertools.count(1)
@@ -78,6 +111,15 @@ class JobManager:
             jobs = [j for j in self._jobs.values() if j.owner == owner]
         return max(jobs, key=lambda j: j.id) if jobs else None
 
+    def attach(self, run_name: str, key: str) -> Job | None:
+        """The newest job of run `run_name` if `key` is its key (compared in constant time)."""
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if j.name == run_name]
+        job = max(jobs, key=lambda j: j.id) if jobs else None
+        if job is None or not isinstance(key, str) or not secrets.compare_digest(job.key, key):
+            return None
+        return job
+
     def start(self, owner: str, config: TrainConfig, run_name: str, data=None) -> Job:
         """Start training `config` into runs_dir/run_name in a background thread.
 
@@ -91,16 +133,24 @@ class JobManager:
             if sum(j.running for j in self._jobs.values()) >= self.max_jobs:
                 raise JobRefused(f"the server is busy: {self.max_jobs} training run(s) already going "
                                  "(the server-wide limit); try again when one finishes")
-            self.runs_dir.mkdir(parents=True, exist_ok=True)
             try:
-                run_dir.mkdir()  # exclusive: a second job can never write into this run
+                create_run_dir(run_dir)  # exclusive: a second job can never write into this run
             except FileExistsError:
                 raise JobRefused(f"a run named {run_name!r} already exists; choose another name") from None
-            job = Job(next(self._ids), owner, config, run_dir)
+            except OSError as exc:
+                raise JobRefused(f"cannot create the run {run_name!r}: {exc.strerror}") from None
+            job = Job(next(self._ids), owner, secrets.token_urlsafe(16), config, run_dir, clock=self.clock)
             self._jobs[job.id] = job
         job.thread = threading.Thread(target=self._run, args=(job, data), name=f"atld-train-{job.id}", daemon=True)
         job.thread.start()
         return job
+
+    def _should_stop(self, job: Job) -> bool:
+        if job.unwatched_seconds() > self.unwatched_seconds and not job.stop_event.is_set():
+            job.note = (f"stopped: nobody watched this run for {self.unwatched_seconds / 60:.3g} min "
+                        "(ATLD_UNWATCHED_MINUTES); its last finished epoch is saved")
+            job.stop_event.set()
+        return job.stop_event.is_set()
 
     def _run(self, job: Job, data) -> None:
         def progress(event: Progress) -> None:
@@ -110,25 +160,16 @@ class JobManager:
                 job.metrics = [*job.metrics, event.metrics]
 
         try:
-            result = train(job.config, data=data, run_dir=job.run_dir, name=job.run_dir.name,
-                           progress=progress, should_stop=job.stop_event.is_set)
+            result = train(job.config, data=data, run_dir=job.run_dir, name=job.name, progress=progress,
+                           should_stop=lambda: self._should_stop(job))
             status = result.status
+        except TrainingDiverged as exc:
+            job.error, status = str(exc), RunStatus.DIVERGED
         except ATLDError as exc:
-            job.error = str(exc)
-            status = "diverged" if type(exc).__name__ == "TrainingDiverged" else "failed"
+            job.error, status = str(exc), RunStatus.FAILED
         except Exception as exc:  # noqa: BLE001 - a worker must never die silently
-            job.error = f"{type(exc).__name__}: {exc}"
+            job.error, status = f"{type(exc).__name__}: {exc}", RunStatus.FAILED
             traceback.print_exc()
-            status = "failed"
-        if status in ("failed",) and job.epochs_done == 0:
-            _remove_empty_run(job.run_dir)
+        remove_if_unused(job.run_dir)  # a job that failed before its first epoch leaves no folder
         with self._lock:
             job.status = status
-
-
-def _remove_empty_run(run_dir: Path) -> None:
-    """A run that failed before its first epoch leaves no files; drop its directory."""
-    try:
-        run_dir.rmdir()
-    except OSError:
-        pass

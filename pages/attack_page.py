@@ -7,10 +7,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from atld.config.vocab import AttackKind, InferenceMode
 from atld.errors import ATLDError
 from atld.ui import cached, state
 from atld.ui.attack_view import summary_rows
-from atld.ui.views import magnify, to_display
+from atld.ui.views import magnify, md, to_display
 
 st.title("Attack")
 sel = state.selection()
@@ -21,18 +22,18 @@ n_test = len(data.y_test)
 names = spec.labels()
 
 c1, c2, c3, c4 = st.columns([1, 1, 1.4, 1])
-kind = c1.radio("Attack", ("fgsm", "pgd", "cw"), index=1, key="atk_kind", horizontal=True,
-                format_func={"fgsm": "FGSM", "pgd": "PGD", "cw": "CW"}.get,
+kind = c1.radio("Attack", tuple(k.value for k in AttackKind), index=1, key="atk_kind", horizontal=True,
+                format_func=str.upper,
                 help="FGSM: one step of size ε from a random start; PGD: k steps of ε/4 on cross-entropy; "
                      "CW: k steps of ε/4 on the Carlini-Wagner margin (κ = 50)")
-steps = c2.slider("Steps", 1, 100, 20, key="atk_steps", disabled=kind == "fgsm",
+steps = c2.slider("Steps", 1, 100, 20, key="atk_steps", disabled=kind == AttackKind.FGSM,
                   help="number of signed steps (FGSM always takes 1)")
 eps_max = round(max(2 * spec.epsilon, run.config.resolved_epsilon), 4)
 epsilon = c3.slider("ε ([0, 1] pixel units)", 0.0, eps_max, float(spec.epsilon), step=round(spec.epsilon / 20, 5),
                     format="%.4f", key="atk_eps",
                     help=f"ℓ∞ radius of the attack; the dataset's ε is {spec.epsilon:.4g} "
                          f"(= {spec.epsilon * 255:.1f}/255)")
-imt_mode = c4.radio("IMT mode", ("atld", "atld+"), key="atk_imt", horizontal=True,
+imt_mode = c4.radio("IMT mode", (InferenceMode.IMT.value, InferenceMode.IMT_PLUS.value), key="atk_imt", horizontal=True,
                     disabled=run.discriminator is None,
                     help="ATLD: one IMT step of the run's training ε; ATLD+: half a step where D is unsure")
 c5, c6 = st.columns(2)
@@ -44,7 +45,7 @@ indices = tuple(int(i) % n_test for i in range(start, start + count))
 try:
     view = cached.attack(str(run.path), run.model_hash, indices, kind, float(epsilon), int(steps), sel.seed, imt_mode)
 except ATLDError as exc:
-    st.error(str(exc))
+    st.error(md(exc))
     st.stop()
 
 flipped = int((view.pred_adv != view.labels).sum())

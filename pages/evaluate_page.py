@@ -7,12 +7,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from atld.checkpoints import read_card
+from atld.attacks.registry import ATTACK_NAMES, DEFAULT_EVAL_ATTACKS, PRESET_NAMES
+from atld.config.eval import EvalConfig
+from atld.config.vocab import InferenceMode
 from atld.errors import ATLDError
+from atld.evaluate import evaluate, masking_findings
 from atld.ui import cached, state
 from atld.ui.evaluate_view import HONEST_ROBUSTNESS, accuracy_pivot, curve_figure, describe_range, epsilon_grid
-from atld.ui.runs import discover_runs
-from atld.ui.views import evaluation_frame
+from atld.ui.runs import card_of, discover_runs
+from atld.ui.views import evaluation_frame, md
 
 st.title("Evaluate")
 sel = state.selection()
@@ -21,30 +24,27 @@ spec = run.spec
 
 st.info(HONEST_ROBUSTNESS)
 
-st.subheader(f"Stored evaluation of {run.name}")
-card = read_card(run.path)
+st.subheader("Stored evaluation")
+card = card_of(run.path) or run.card
 stored = (card.get("evaluations") or {}).get("rows") or []
 if stored:
     st.caption("accuracy % (95 % Wilson interval); ATLD- is the bare classifier, ATLD / ATLD+ add IMT. "
                f"n = {describe_range(r['n'] for r in stored)} test images per row; attack ε = "
                f"{describe_range(r['epsilon'] for r in stored if r['attack'] != 'natural')}.")
     st.dataframe(accuracy_pivot(stored), width="stretch")
-    from atld.evaluate import masking_findings
-
     for finding in masking_findings(stored):
-        (st.warning if finding["flagged"] else st.success)(finding["message"])
+        (st.warning if finding["flagged"] else st.success)(md(finding["message"]))
     with st.expander("All stored rows"):
         st.dataframe(evaluation_frame(card["evaluations"]), hide_index=True, width="stretch")
 else:
     st.caption("This checkpoint carries no stored evaluation yet (`python -m atld eval` stores one).")
 
 st.subheader("Evaluate now (a quick look on a few test images)")
-from atld.evaluate import ATTACK_NAMES, DEFAULT_ATTACKS, EvalConfig, evaluate  # noqa: E402
 
 with st.form("eval_form"):
     c1, c2 = st.columns([3, 1])
     attacks = c1.multiselect("Attacks", ATTACK_NAMES, default=[a for a in ("natural", "fgsm", "pgd20", "cw20")
-                                                              if a in DEFAULT_ATTACKS], key="ev_attacks",
+                                                              if a in DEFAULT_EVAL_ATTACKS], key="ev_attacks",
                              help="autoattack and adaptive are much slower; keep the image count small")
     limit = c2.number_input("Test images", 10, len(state.get_data(spec.name).y_test), 100, step=10, key="ev_limit")
     go = st.form_submit_button("Evaluate", type="primary", key="ev_go")
@@ -58,7 +58,7 @@ if go:
         report = evaluate(run, EvalConfig(attacks=tuple(attacks) or ("natural",), limit=int(limit), seed=sel.seed,
                                           device="cpu"), data=state.get_data(spec.name), progress=progress)
     except ATLDError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
     else:
         st.session_state["ev_report"] = (str(run.path), report.rows)
     bar.empty()
@@ -76,7 +76,7 @@ labels = [r.label for r in entries]
 with st.form("curve_form"):
     c1, c2, c3 = st.columns([3, 1, 1])
     chosen = c1.multiselect("Checkpoints", labels, default=labels[:3], key="ev_curve_runs")
-    attack = c2.selectbox("Attack", ("fgsm", "pgd20", "cw20"), index=1, key="ev_curve_attack")
+    attack = c2.selectbox("Attack", PRESET_NAMES, index=PRESET_NAMES.index("pgd20"), key="ev_curve_attack")
     curve_limit = c3.number_input("Test images", 10, 1000, 100, step=10, key="ev_curve_limit")
     draw = st.form_submit_button("Draw the curve", key="ev_curve_go")
 if draw:
@@ -88,7 +88,7 @@ if request is not None:
     for label in request[0]:
         if label in labels:
             entry = entries[labels.index(label)]
-            curves[label] = cached.accuracy_curve(str(entry.path), entry.model_hash, grid, request[1], "atld-",
-                                                  request[2], sel.seed)
+            curves[label] = cached.accuracy_curve(str(entry.path), entry.model_hash, grid, request[1],
+                                                  InferenceMode.BARE.value, request[2], sel.seed)
     st.plotly_chart(curve_figure(curves, spec.epsilon), key="ev_curve_plot", width="stretch")
     st.caption("Bare classifiers (ATLD-), attacked directly; bars: 95 % Wilson intervals.")

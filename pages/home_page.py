@@ -6,8 +6,8 @@ import streamlit as st
 
 from atld.ui import state
 from atld.ui.exports import checkpoint_zip, config_json
-from atld.ui.runs import peek_card
-from atld.ui.views import card_summary, evaluation_frame, metrics_frame
+from atld.ui.runs import card_of
+from atld.ui.views import card_summary, evaluation_frame, md, metrics_frame
 
 st.title("ATLD lab")
 st.markdown(
@@ -38,16 +38,16 @@ if sel.run is None:
     st.info("No checkpoint for this dataset yet: train one on the Train page.")
     st.stop()
 
-card = peek_card(sel.run.path)  # torch-free: this page must draw fast on a fresh server
+card = card_of(sel.run.path)  # validated and torch-free: this page must draw fast on a fresh server
 if card is None:
-    st.error(f"{sel.run.path} no longer holds a readable run card.")
+    st.error(md(f"{sel.run.path} no longer holds a valid run card."))
     st.stop()
 summary = card_summary(card)
 cols = st.columns(len(summary))
 for col, (name, value) in zip(cols, summary.items()):
     col.metric(name, value)
 if card.get("message"):
-    st.warning(card["message"])
+    st.text(card["message"])  # text from the card: shown as it is, never as Markdown or HTML
 
 metrics = metrics_frame(card["metrics"])
 if not metrics.empty:
@@ -56,7 +56,7 @@ if not metrics.empty:
              if c in metrics]
     if shown:
         st.line_chart(metrics, x="epoch", y=shown, height=220)
-evals = evaluation_frame(card.get("evaluations") or {})
+evals = evaluation_frame(card.get("evaluations"))
 if not evals.empty:
     st.markdown("**Evaluations stored in the card**")
     st.dataframe(evals, hide_index=True, width="stretch")

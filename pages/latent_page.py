@@ -1,20 +1,21 @@
 """Latent explorer: natural and perturbed latents in one 2-D map (PCA at once, UMAP on request),
 coloured by class × natural/perturbed, by D score or by correctness; box/lasso selection shows the
 selected images; gap numbers computed in latent space beside the plot; a second checkpoint side
-by side on its own natural map; CSV export."""
+by side on its own natural map; CSV export (the same file as `python -m atld embed`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import streamlit as st
 
-from atld.attacks import NAMED_ATTACKS
+from atld.attacks.registry import PERTURBATION_NAMES
+from atld.config.vocab import ColorBy, FitMode, LatentSpace, PointSet, Projection
 from atld.errors import ATLDError
+from atld.latent.maps import map_csv, points_frame
 from atld.ui import cached, state
-from atld.ui.exports import frame_csv
-from atld.ui.latent_view import COLOR_MODES, gap_summary, latent_figure, point_table, selected_ids
+from atld.ui.latent_view import COLOR_MODES, gap_summary, latent_figure, selected_ids
 from atld.ui.runs import discover_runs
-from atld.ui.views import to_display
+from atld.ui.views import md, to_display
 
 st.title("Latent explorer")
 sel = state.selection()
@@ -24,23 +25,23 @@ names = spec.labels()
 n_test = len(state.get_data(spec.name).y_test)
 
 c1, c2, c3, c4 = st.columns(4)
-attack_name = c1.selectbox("Attack", tuple(NAMED_ATTACKS), index=tuple(NAMED_ATTACKS).index("pgd20"),
+attack_name = c1.selectbox("Attack", PERTURBATION_NAMES[1:], index=PERTURBATION_NAMES[1:].index("pgd20"),
                            key="lat_attack", help=f"at the dataset's ε = {spec.epsilon:.4g}, step ε/4")
 n = c2.select_slider("Test images", sorted({100, 200, 300, min(450, n_test), min(1000, n_test), n_test}),
                      value=min(300, n_test), key="lat_n", help="the first N test images (2N points)")
-space = c3.radio("Latent", ("logits", "features"), key="lat_space", horizontal=True,
+space = c3.radio("Latent", tuple(s.value for s in LatentSpace), key="lat_space", horizontal=True,
                  help="logits: what ATLD's D sees; features: the penultimate layer")
-color_by = c4.selectbox("Colour by", COLOR_MODES, key="lat_color",
-                        disabled=False, help="D score needs a checkpoint with a discriminator")
+color_by = c4.selectbox("Colour by", tuple(c.value for c in COLOR_MODES), key="lat_color",
+                        help="D score needs a checkpoint with a discriminator")
 c5, c6 = st.columns(2)
-fit_on = c5.radio("Map", ("joint", "natural"), key="lat_fit", horizontal=True,
-                  format_func={"joint": "joint fit (both clouds)",
-                               "natural": "natural map (perturbed projected onto it)"}.get)
-method = c6.radio("Projection", ("pca", "umap"), key="lat_method", horizontal=True,
-                  format_func={"pca": "PCA (instant)", "umap": "UMAP (on request)"}.get)
+fit_on = c5.radio("Map", (FitMode.JOINT.value, FitMode.NATURAL.value), key="lat_fit", horizontal=True,
+                  format_func={FitMode.JOINT: "joint fit (both clouds)",
+                               FitMode.NATURAL: "natural map (perturbed projected onto it)"}.get)
+method = c6.radio("Projection", (Projection.PCA.value, Projection.UMAP.value), key="lat_method", horizontal=True,
+                  format_func={Projection.PCA: "PCA (instant)", Projection.UMAP: "UMAP (on request)"}.get)
 
 umap_key = ("umap", str(run.path), n, attack_name, space, fit_on, sel.seed)
-if method == "umap" and st.session_state.get("lat_umap_ok") != umap_key:
+if method == Projection.UMAP and st.session_state.get("lat_umap_ok") != umap_key:
     warm = state.background_start()
     st.info("UMAP takes a few seconds (about 40 s more the first time in a fresh server, while its "
             f"compiler warms up{' — warm-up done' if warm['umap'].is_set() else ' — warming up in the background'}). "
@@ -48,32 +49,27 @@ if method == "umap" and st.session_state.get("lat_umap_ok") != umap_key:
     if st.button("Compute UMAP", key="lat_umap_go", type="primary"):
         st.session_state["lat_umap_ok"] = umap_key
         st.rerun()
-    method = "pca"
+    method = Projection.PCA.value
     st.caption("Showing PCA until then.")
 
-key = (str(run.path), run.model_hash, int(n), attack_name, float(spec.epsilon), sel.seed)
+key = (str(run.path), run.model_hash, int(n), attack_name, float(spec.epsilon), sel.seed, space)
 try:
-    arrays = cached.latents(*key)
-    emb = cached.embedding(*key, space, method, fit_on)
+    m = cached.latent_map(*key, method, fit_on)
 except ATLDError as exc:
-    st.error(str(exc))
+    st.error(md(exc))
     st.stop()
 
-table = point_table(emb, arrays["labels"], arrays["pred_nat"], arrays["pred_pert"], arrays.get("d_nat"),
-                    arrays.get("d_pert"), names)
+table = points_frame(m.coords, m.latents, names)
 left, right = st.columns([3, 1])
 with left:
-    acc_nat = float((arrays["pred_nat"] == arrays["labels"]).mean())
-    acc_pert = float((arrays["pred_pert"] == arrays["labels"]).mean())
-    st.caption(f"{run.name}: accuracy {100 * acc_nat:.1f} % natural, {100 * acc_pert:.1f} % under {attack_name}. "
-               "Circles: natural; crosses: perturbed. Drag to box-select, or pick the lasso in the toolbar.")
+    st.caption(md(f"{run.name}: accuracy {100 * m.latents.accuracy_nat:.1f} % natural, "
+                  f"{100 * m.latents.accuracy_pert:.1f} % under {attack_name}.")
+               + " Circles: natural; crosses: perturbed. Drag to box-select, or pick the lasso in the toolbar.")
     event = st.plotly_chart(latent_figure(table, color_by), key="lat_plot", on_select="rerun",
                             selection_mode=("points", "box", "lasso"), width="stretch")
 with right:
     st.markdown("**Gap, in latent space**")
-    with st.spinner("Measuring the gap…"):
-        numbers = cached.gap(*key, space)
-    for name, value, meaning in gap_summary(numbers):
+    for name, value, meaning in gap_summary(m.gap):
         st.metric(name, value, help=meaning)
         st.caption(meaning)
 
@@ -82,21 +78,24 @@ st.subheader(f"Selection ({len(ids)} points)")
 if not ids:
     st.caption("Select points on the map (box or lasso) to see their images here.")
 else:
-    rows = table.set_index("id").loc[ids]
+    rows = table.loc[ids]
     shown = rows.head(24)
-    images = np.where((shown.index.values >= len(arrays["labels"]))[:, None, None, None],
-                      arrays["images_pert"][shown["image"].values], arrays["images_nat"][shown["image"].values])
-    pics = to_display(images)
+    images_nat, images_pert = m.latents.images_nat.numpy(), m.latents.images_pert.numpy()
+    perturbed = (shown["set"] == PointSet.PERTURBED).to_numpy()[:, None, None, None]
+    pics = to_display(np.where(perturbed, images_pert[shown["index"].values], images_nat[shown["index"].values]))
     cols = st.columns(8)
-    for j, (pid, row) in enumerate(shown.iterrows()):
-        d = "" if np.isnan(row["d_score"]) else f" · D {row['d_score']:.2f}"
-        cols[j % 8].image(pics[j], caption=f"{row['kind'][:4]} #{row['image']}: {row['label']}→{row['prediction']}{d}")
+    for j, (_, row) in enumerate(shown.iterrows()):
+        d = "" if np.isnan(row["d_natural"]) else f" · D {row['d_natural']:.2f}"
+        caption = f"{row['set'][:4]} #{row['index']}: {row['label_name']}→{row['pred_name']}{d}"
+        cols[j % 8].image(pics[j], caption=caption)
     if len(rows) > len(shown):
         st.caption(f"showing the first {len(shown)} of {len(rows)} selected points")
-    st.dataframe(rows.reset_index()[["id", "kind", "image", "label", "prediction", "correct", "d_score"]],
-                 hide_index=True, width="stretch", height=200)
+    st.dataframe(rows.reset_index(names="id")[["id", "set", "index", "label_name", "pred_name", "correct",
+                                               "d_natural"]], hide_index=True, width="stretch", height=200)
 
-st.download_button("Embedding and scores (CSV)", frame_csv(table),
+csv_meta = {"checkpoint": str(run.path), "model_sha256": run.model_hash, "method_trained": run.config.method,
+            "dataset": spec.name, "split": "test"}
+st.download_button("Embedding and scores (CSV)", map_csv(m, csv_meta, names).encode(),
                    file_name=f"{run.path.name}-{attack_name}-{space}-{method}.csv", mime="text/csv", key="lat_csv")
 
 st.divider()
@@ -110,12 +109,10 @@ else:
     other = others[[r.label for r in others].index(other_label)]
     cols = st.columns(2)
     for col, entry in zip(cols, (sel.run, other)):
-        k = (str(entry.path), entry.model_hash, int(n), attack_name, float(spec.epsilon), sel.seed)
-        a = cached.latents(*k)
-        e = cached.embedding(*k, space, "pca", "natural")
-        t = point_table(e, a["labels"], a["pred_nat"], a["pred_pert"], a.get("d_nat"), a.get("d_pert"), names)
-        g = cached.gap(*k, space)
+        k = (str(entry.path), entry.model_hash, int(n), attack_name, float(spec.epsilon), sel.seed, space)
+        mm = cached.latent_map(*k, Projection.PCA.value, FitMode.NATURAL.value)
         with col:
-            st.plotly_chart(latent_figure(t, COLOR_MODES[0], title=entry.label, height=420),
-                            key=f"lat_cmp_{entry.label}", width="stretch")
-            st.caption(" · ".join(f"{name} {value}" for name, value, _ in gap_summary(g)))
+            st.plotly_chart(latent_figure(points_frame(mm.coords, mm.latents, names), ColorBy.CLASS,
+                                          title=entry.label, height=420), key=f"lat_cmp_{entry.label}",
+                            width="stretch")
+            st.caption(" · ".join(f"{name} {value}" for name, value, _ in gap_summary(mm.gap)))

@@ -6,12 +6,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from atld.checkpoints import read_card
+from atld.config.vocab import AttackKind, ColorBy, FitMode, InferenceMode, LatentSpace, PointSet, Projection
+from atld.latent.maps import points_frame
 from atld.ui import cached, state
-from atld.ui.latent_view import COLOR_MODES, latent_figure, point_table
+from atld.ui.latent_view import latent_figure
 from atld.ui.learn import STEPS, comparison_rows, d_histogram, pick_by_method
-from atld.ui.runs import discover_runs
-from atld.ui.views import evaluation_frame, magnify, to_display
+from atld.ui.runs import card_of, discover_runs
+from atld.ui.views import evaluation_frame, magnify, md, to_display
 
 st.title("Learn the manifold argument")
 sel = state.selection()
@@ -26,36 +27,36 @@ step = st.radio("Step", titles, key="learn_step", horizontal=True, label_visibil
 i = titles.index(step)
 st.subheader(step)
 st.info(STEPS[i][1])
-key = (str(run.path), run.model_hash, N, ATTACK, float(spec.epsilon), sel.seed)
+key = (str(run.path), run.model_hash, N, ATTACK, float(spec.epsilon), sel.seed, LatentSpace.LOGITS.value)
+NATURAL_MAP = (Projection.PCA.value, FitMode.NATURAL.value)
 
 if i == 0:
-    a = cached.latents(*key)
-    emb = cached.embedding(*key, "logits", "pca", "natural")
-    t = point_table(emb, a["labels"], a["pred_nat"], a["pred_pert"], a.get("d_nat"), a.get("d_pert"), names)
-    st.plotly_chart(latent_figure(t[t["kind"] == "natural"], COLOR_MODES[0]), key="learn_nat", width="stretch")
-    st.caption(f"PCA of the logits of {N} natural test images under {run.name}.")
+    m = cached.latent_map(*key, *NATURAL_MAP)
+    t = points_frame(m.coords, m.latents, names)
+    st.plotly_chart(latent_figure(t[t["set"] == PointSet.NATURAL], ColorBy.CLASS), key="learn_nat", width="stretch")
+    st.caption(md(f"PCA of the logits of {N} natural test images under {run.name}."))
 elif i == 1:
-    view = cached.attack(str(run.path), run.model_hash, (0, 1, 2, 3), "pgd", float(spec.epsilon), 20, sel.seed,
-                         "atld")
+    view = cached.attack(str(run.path), run.model_hash, (0, 1, 2, 3), AttackKind.PGD.value, float(spec.epsilon), 20,
+                         sel.seed, InferenceMode.IMT.value)
     cols = st.columns(3)
     for col, title, imgs in zip(cols, ("natural", "perturbation (magnified)", "adversarial"),
                                 (view.x, magnify(view.delta, spec.epsilon), view.x_adv)):
         col.markdown(f"**{title}**")
         col.image(list(to_display(imgs)), width=80)
-    st.caption("Predictions: " + ", ".join(f"{names[l]}→{names[p]}" for l, p in zip(view.labels, view.pred_adv)))
-    a = cached.latents(*key)
-    emb = cached.embedding(*key, "logits", "pca", "natural")
-    t = point_table(emb, a["labels"], a["pred_nat"], a["pred_pert"], a.get("d_nat"), a.get("d_pert"), names)
-    st.plotly_chart(latent_figure(t, COLOR_MODES[0]), key="learn_pert", width="stretch")
+    st.caption("Predictions: " + ", ".join(f"{names[t]}→{names[p]}" for t, p in zip(view.labels, view.pred_adv)))
+    m = cached.latent_map(*key, *NATURAL_MAP)
+    st.plotly_chart(latent_figure(points_frame(m.coords, m.latents, names), ColorBy.CLASS), key="learn_pert",
+                    width="stretch")
     st.caption("Crosses: the same images after PGD-20, projected onto the natural map.")
 elif i == 2:
-    a = cached.latents(*key)
-    g = cached.gap(*key, "logits")
-    if a.get("d_nat") is None:
-        st.warning(f"{run.name} has no discriminator; choose an ATLD checkpoint in the sidebar to see D's view. "
-                   "A fresh classifier (two-sample test) still measures the gap:")
+    m = cached.latent_map(*key, *NATURAL_MAP)
+    g = m.gap
+    if m.latents.d_nat is None:
+        st.warning(md(f"{run.name} has no discriminator; choose an ATLD checkpoint in the sidebar to see D's view. "
+                      "A fresh classifier (two-sample test) still measures the gap:"))
     else:
-        st.plotly_chart(d_histogram(a["d_nat"], a["d_pert"]), key="learn_hist", width="stretch")
+        st.plotly_chart(d_histogram(m.latents.d_nat.numpy(), m.latents.d_pert.numpy()), key="learn_hist",
+                        width="stretch")
         st.metric("D's AUC (natural vs perturbed)", f"{g['discriminator_auc']:.3f}",
                   help="0.5: D cannot tell them apart; 1: perfectly")
     st.metric("two-sample test accuracy", f"{100 * g['two_sample_accuracy']:.1f} %",
@@ -65,18 +66,16 @@ elif i == 3:
     if len(entries) < 2:
         st.warning("Needs checkpoints of at least two methods for this dataset (e.g. the shipped digits ones).")
     else:
-        arrays, gaps = {}, {}
-        for method, entry in entries.items():
-            k = (str(entry.path), entry.model_hash, N, ATTACK, float(spec.epsilon), sel.seed)
-            arrays[method], gaps[method] = cached.latents(*k), cached.gap(*k, "logits")
-        st.dataframe(pd.DataFrame(comparison_rows(entries, arrays, gaps)), hide_index=True, width="stretch")
+        maps = {method: cached.latent_map(str(entry.path), entry.model_hash, *key[2:], *NATURAL_MAP)
+                for method, entry in entries.items()}
+        st.dataframe(pd.DataFrame(comparison_rows(entries, maps)), hide_index=True, width="stretch")
         st.caption("Lower two-sample accuracy and MMD², higher kNN mixing: the perturbed latents stay on the "
                    "natural clouds. See them side by side on the Latent explorer page.")
 else:
-    card = read_card(run.path)
-    frame = evaluation_frame(card.get("evaluations") or {})
+    card = card_of(run.path) or run.card
+    frame = evaluation_frame(card.get("evaluations"))
     if frame.empty:
-        st.warning(f"{run.name} carries no stored evaluation; run one on the Evaluate page.")
+        st.warning(md(f"{run.name} carries no stored evaluation; run one on the Evaluate page."))
     else:
         st.dataframe(frame, hide_index=True, width="stretch")
     st.markdown(

@@ -1,5 +1,7 @@
 """Train: configure a run from TrainConfig's fields, launch it off the script thread, watch live
-curves, stop it. The finished run lands in the runs directory and appears in the picker."""
+curves, stop it. The job belongs to the run: the page's address carries the run and its key, so
+a reload (or the same address in another tab) finds it again with its curves and its Stop. The
+finished run lands in the runs directory and appears in the picker."""
 
 from __future__ import annotations
 
@@ -7,11 +9,12 @@ import time
 
 import streamlit as st
 
+from atld.config.fields import from_widget_values, widgets
+from atld.config.train import TrainConfig
 from atld.errors import ATLDError
+from atld.runs.card import default_run_name
 from atld.ui import state
-from atld.ui.forms import config_from_values, default_run_name, field_widgets
-from atld.ui.runs import runs_dir
-from atld.ui.views import metrics_frame
+from atld.ui.views import md, metrics_frame
 
 st.title("Train")
 sel = state.selection()
@@ -22,20 +25,21 @@ owner = state.owner_id()
 def draw_widget(w, container):
     key = f"train_{w.name}"
     if w.kind == "select":
-        return container.selectbox(w.label, w.options, index=w.options.index(w.default), key=key)
+        return container.selectbox(w.label, w.spec.choices, index=w.spec.choices.index(w.initial), key=key)
     if w.kind == "bool":
-        return container.checkbox(w.label, value=w.default, key=key)
+        return container.checkbox(w.label, value=w.initial, key=key)
     if w.kind == "int":
-        return container.number_input(w.label, value=w.default, step=1, key=key)
+        return container.number_input(w.label, value=w.initial, step=1, key=key)
     if w.kind == "float":
-        return container.number_input(w.label, value=w.default, format="%.6g", key=key)
-    return container.text_input(w.label, value=w.default, key=key)
+        return container.number_input(w.label, value=w.initial, format="%.6g", key=key)
+    return container.text_input(w.label, value=w.initial, key=key)
 
 
 def live_panel(job) -> None:
     """Progress, curves and Stop for `job`; reruns itself every second while the job runs."""
+    job.seen()  # someone is watching: the unwatched-job time limit starts again
     running = job.running
-    st.markdown(f"**Run `{job.run_dir.name}`** — {job.status}"
+    st.markdown(f"**Run `{job.name}`** — {job.status}"
                 + (f" · epoch {min(job.epochs_done + 1, job.config.epochs)}/{job.config.epochs}" if running else ""))
     if running:
         frac = (job.epochs_done + (job.step / job.steps if job.steps else 0)) / job.config.epochs
@@ -46,12 +50,14 @@ def live_panel(job) -> None:
             job.stop()
             st.toast("Stopping after the current step…")
     if job.error:
-        st.error(job.error)
+        st.error(md(job.error))
+    if job.note:
+        st.info(md(job.note))
     frame = metrics_frame(job.metrics)
     if frame.empty:
         st.caption("Curves appear after the first epoch.")
     else:
-        groups = {"losses": [c for c in frame if c.startswith("loss") or c.endswith("_loss") or c.startswith("l_")],
+        groups = {"losses": [c for c in frame if c.startswith("loss")],
                   "accuracy": [c for c in ("test_clean_acc", "test_pgd20_acc", "train_clean_acc",
                                             "train_perturbed_acc") if c in frame],
                   "discriminator": [c for c in ("d_acc", "d_auc") if c in frame]}
@@ -66,43 +72,48 @@ def live_panel(job) -> None:
         # The run just ended: rerun the whole app once so the picker lists it (and selects it).
         st.session_state["train_seen_done"] = job.id
         if job.epochs_done > 0:
-            st.session_state["atld_pending_run"] = (job.config.dataset, f"{job.run_dir.name} (runs)")
+            st.session_state["atld_pending_run"] = (job.config.dataset, f"{job.name} (runs)")
         st.rerun(scope="app")
 
 
-job = manager.job_of(owner)
+job = state.attached_job(manager)
 if job is not None:
     st.subheader("Your run")
     st.fragment(live_panel, run_every=1.0 if job.running else None)(job)
-    if not job.running:
-        if job.status in ("finished", "stopped") and job.epochs_done:
-            st.success(f"Run `{job.run_dir.name}` {job.status} after {job.epochs_done} epoch(s); "
-                       "it is selected in the sidebar picker.")
+    if not job.running and job.status in ("finished", "stopped") and job.epochs_done:
+        st.success(f"Run `{job.name}` {job.status} after {job.epochs_done} epoch(s); "
+                   "it is selected in the sidebar picker.")
+others = [j for j in manager.running() if job is None or j.id != job.id]
+if others:
+    st.caption("Also training on this server: " + ", ".join(
+        md(f"{j.name} (epoch {j.epochs_done + 1}/{j.config.epochs})") for j in others))
 
 if job is None or not job.running:
     st.subheader("New run")
-    widgets = field_widgets({"dataset": sel.dataset, "seed": sel.seed})
+    form_widgets = widgets(TrainConfig, {"dataset": sel.dataset, "seed": sel.seed})
     with st.form("train_form"):
         values = {}
         main_cols = st.columns(2)
-        mains = [w for w in widgets if w.main]
+        mains = [w for w in form_widgets if w.spec.main]
         for i, w in enumerate(mains):
             values[w.name] = draw_widget(w, main_cols[i % 2])
         with st.expander("Advanced settings (every TrainConfig field)"):
-            for w in widgets:
-                if not w.main:
+            for w in form_widgets:
+                if not w.spec.main:
                     values[w.name] = draw_widget(w, st)
         run_name = st.text_input("Run name (letters, digits, '.', '_', '-'; empty: automatic)", key="train_name")
         submitted = st.form_submit_button("Start training", type="primary", key="train_start")
-    st.caption(f"Runs are saved under `{runs_dir()}`. One run per browser session; the server runs at most "
-               f"{manager.max_jobs} at a time.")
+    limit = manager.unwatched_seconds / 60
+    st.caption(md(f"Runs are saved under {manager.runs_dir}. One run per browser session; the server runs at most "
+                  f"{manager.max_jobs} at a time; a run nobody watches for {limit:.3g} min stops (its last epoch "
+                  "stays saved). Reloading this page keeps your run."))
     if submitted:
         try:
-            config = config_from_values(values)
-            name = run_name.strip() or default_run_name(config, time.strftime("%Y%m%d-%H%M%S"))
+            config = from_widget_values(TrainConfig, values)
+            name = run_name.strip() or default_run_name(config.dataset, config.method, time.strftime("%Y%m%d-%H%M%S"))
             data = state.get_data(config.dataset)
-            manager.start(owner, config, name, data=data)
+            state.remember_job(manager.start(owner, config, name, data=data))
         except ATLDError as exc:
-            st.error(str(exc))
+            st.error(md(exc))
         else:
             st.rerun()

@@ -1,52 +1,55 @@
-"""`python -m atld train`: train and save a run directory (model.safetensors + card.json)."""
+"""`python -m atld train`: train and save a run directory (card.json + safetensors files)."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import signal
 import sys
 import time
 from pathlib import Path
 
-from atld.cli.dataclass_flags import add_dataclass_flags, dataclass_from_flags
+from atld.config.fields import add_flags, from_flags
+from atld.config.train import TrainConfig
 from atld.errors import ConfigError, TrainingDiverged
-from atld.train import Progress, TrainConfig, train
+from atld.fileio import printable
+from atld.runs.card import default_run_name, read_card, runs_dir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, help="run directory to create (default: runs/<dataset>-<method>-<time>)")
+    p.add_argument("--out", type=Path, help="a new run directory (default: the runs directory, ATLD_RUNS_DIR or "
+                                            "runs/, then <dataset>-<method>-<time>)")
     p.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR (to --epochs in total)")
-    p.add_argument("--data-root", type=Path, help="local folder holding the torchvision dataset files")
+    p.add_argument("--data-root", type=Path, help="local folder holding the dataset files")
     p.add_argument("--download", action="store_true", help="let torchvision download a missing dataset")
     p.add_argument("--name", help="a display name stored in the card")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_dataclass_flags(p, TrainConfig)
+    add_flags(p, TrainConfig)
 
 
 def run(args: argparse.Namespace) -> int:
-    from atld.checkpoints import read_card
-
     if args.resume is not None:
         card = read_card(args.resume)  # first: a missing or hostile run is the more basic error
         if args.out is not None and args.out != args.resume:
             raise ConfigError("give either --out or --resume (the resumed run stays in its directory)")
-        saved = TrainConfig.from_dict(card["config"])
-        config = dataclass_from_flags(TrainConfig, args, base=saved)
+        try:
+            saved = TrainConfig.from_dict(card["config"])
+        except ConfigError as exc:
+            raise ConfigError(f"the run's config is invalid: {exc}") from None
+        config = from_flags(TrainConfig, args, base=saved)
         run_dir = args.resume
     else:
-        config = dataclass_from_flags(TrainConfig, args)
-        run_dir = args.out or Path("runs") / f"{config.dataset}-{config.method}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if (run_dir / "card.json").exists():
-            raise ConfigError(f"{str(run_dir)!r} already holds a run; use --resume {run_dir} or another --out")
-        _check_writable(run_dir)
+        config = from_flags(TrainConfig, args)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = args.out or runs_dir() / default_run_name(config.dataset, config.method, stamp)
+    if args.name is not None and (len(args.name) > 256 or printable(args.name, 256) != args.name):
+        raise ConfigError("--name must be at most 256 printable characters")
 
-    from atld.data import load_dataset
+    from atld.data.loaders import load_dataset
+    from atld.train.distributed import from_env, shutdown
+    from atld.train.trainer import Progress, train
 
     data = load_dataset(config.dataset, args.data_root, args.download)  # fail fast, before any output
-    from atld.train.distributed import from_env, shutdown
-
     distributed = from_env()  # a DDP rank when launched by torchrun (WORLD_SIZE > 1), else None
     if distributed is not None and not distributed.is_main:
         args.quiet = True  # rank 0 reports
@@ -94,16 +97,3 @@ def run(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{k} {last[k]:.4f}" for k in ("test_clean_acc", "test_pgd20_acc") if k in last)
     print(f"saved {run_dir} ({result.card['epochs_done']} epochs; {summary})")
     return 0
-
-
-def _check_writable(run_dir: Path) -> None:
-    """Fail before training, not after the first epoch, if the run directory cannot be created."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--out {str(run_dir)!r} exists and is not a directory")
-    parent = run_dir
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ConfigError(f"cannot create {str(run_dir)!r}: {str(parent)!r} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot create {str(run_dir)!r}: {str(parent)!r} is not writable")

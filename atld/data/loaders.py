@@ -1,26 +1,29 @@
 """Loading a registered dataset into memory as tensors (no DataLoader, no download by default).
 
 Every loader returns an `ImageData`: four CPU tensors, images NCHW (uint8 in 0..255, or float32
-already in [0, 1]) and int64 labels. `as_float01` turns a batch into float32 [0, 1].
+already in [0, 1]) and int64 labels, checked by `check_image_data` against the dataset's spec
+(shapes, dtypes, value and label ranges, counts) whatever file they came from. `as_float01` turns
+a batch into float32 [0, 1].
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from atld.config.vocab import Split, parse
+from atld.data.idx import read_idx
 from atld.data.registry import DatasetSpec, get_spec
 from atld.errors import DataError
 
 DIGITS_TEST_SIZE = 450  # 1,797 images -> 1,347 train / 450 test, stratified
 DIGITS_SPLIT_SEED = 0  # fixed: every run and every checkpoint sees the same split
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
 @dataclass(frozen=True)
@@ -32,11 +35,9 @@ class ImageData:
     y_test: torch.Tensor
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        if name == "train":
+        if parse(Split, name, "split") is Split.TRAIN:
             return self.x_train, self.y_train
-        if name == "test":
-            return self.x_test, self.y_test
-        raise DataError(f"unknown split {name!r}; choose train or test")
+        return self.x_test, self.y_test
 
 
 def as_float01(x: torch.Tensor) -> torch.Tensor:
@@ -44,16 +45,37 @@ def as_float01(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
 
 
-def load_dataset(name: str, root: str | os.PathLike | None = None, download: bool = False) -> ImageData:
-    """Load `name` whole into CPU memory.
+def check_image_data(data: ImageData) -> ImageData:
+    """Check every claim the loaded files make against the spec: image shape and dtype, values in
+    [0, 1] for float images, one int64 label in [0, K) per image, non-empty splits of bounded size."""
+    spec = data.spec
+    for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
+        where = f"{spec.name} {split} split"
+        if x.dim() != 4 or tuple(x.shape[1:]) != tuple(spec.input_shape):
+            raise DataError(f"{where}: images are {tuple(x.shape)}, the dataset needs [N, {spec.input_shape}]")
+        if x.dtype not in (torch.uint8, torch.float32):
+            raise DataError(f"{where}: images are {x.dtype}, expected uint8 or float32")
+        if x.dtype == torch.float32 and len(x) and not (bool(torch.isfinite(x).all()) and 0 <= x.min() <= x.max() <= 1):
+            raise DataError(f"{where}: float images must be finite and in [0, 1]")
+        if y.dim() != 1 or len(y) != len(x) or y.dtype != torch.int64:
+            raise DataError(f"{where}: {len(x)} images but labels of shape {tuple(y.shape)} ({y.dtype})")
+        if not 1 <= len(y) <= spec.max_images:
+            raise DataError(f"{where} has {len(y)} images; expected 1 to {spec.max_images}")
+        if int(y.min()) < 0 or int(y.max()) >= spec.num_classes:
+            raise DataError(f"{where}: labels must be in 0..{spec.num_classes - 1}, "
+                            f"found {int(y.min())}..{int(y.max())}")
+    return data
 
-    `root` is the local folder for the torchvision datasets; `download=True` lets torchvision
-    fetch missing files (only when the user asks). A missing root or file raises `DataError`
-    with instructions.
-    """
+
+def load_dataset(name: str, root: str | os.PathLike | None = None, download: bool = False) -> ImageData:
+    """Load `name` whole into CPU memory, validated (`check_image_data`).
+
+    `root` is the local folder of the file-based datasets; `download=True` lets torchvision fetch
+    missing files (only when the user asks). A missing root or file raises `DataError` with
+    instructions."""
     spec = get_spec(name)
     if not spec.needs_root:
-        return _load_digits(spec)
+        return check_image_data(_load_digits(spec))
     if root is None:
         raise DataError(f"dataset {name!r} needs --data-root: a local folder holding {spec.source}"
                         f"{_download_hint(name)}")
@@ -63,12 +85,11 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
     loader = {"mnist": _load_idx, "fashion-mnist": _load_idx, "cifar10": _load_cifar,
               "cifar100": _load_cifar, "svhn": _load_svhn, "cifar10-exact": _load_cifar10_exact}[name]
     try:
-        return loader(spec, root, download)
-    except DataError:
-        raise
-    except (RuntimeError, OSError, KeyError, ValueError, AssertionError) as exc:
-        # torchvision says "Dataset not found or corrupted" for missing or altered files, and
-        # asserts on a malformed idx header.
+        return check_image_data(loader(spec, root, download))
+    except DataError as exc:
+        raise DataError(f"could not load {name!r} from {str(root)!r}: {exc}") from None
+    except (RuntimeError, OSError, KeyError, ValueError, AssertionError, TypeError, IndexError) as exc:
+        # torchvision says "Dataset not found or corrupted" for missing or altered files
         raise DataError(f"could not load {name!r} from {str(root)!r} ({_one_line(exc)}); it should hold "
                         f"{spec.source}{_download_hint(name)}") from None
 
@@ -97,46 +118,26 @@ def _load_digits(spec: DatasetSpec) -> ImageData:
     return ImageData(spec, images[idx_train], labels[idx_train], images[idx_test], labels[idx_test])
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("ATLD_CACHE", Path.home() / ".cache" / "atld"))
-
-
 def _load_idx(spec: DatasetSpec, root: Path, download: bool) -> ImageData:
-    from torchvision.datasets import MNIST, FashionMNIST
-
-    cls = MNIST if spec.name == "mnist" else FashionMNIST
-    root = _with_unzipped_idx(root, cls.__name__)
-    train = cls(str(root), train=True, download=download)
-    test = cls(str(root), train=False, download=download)
-    return ImageData(spec, train.data.unsqueeze(1).contiguous(), train.targets.long(),
-                     test.data.unsqueeze(1).contiguous(), test.targets.long())
-
-
-def _with_unzipped_idx(root: Path, folder: str) -> Path:
-    """torchvision reads only uncompressed idx files. If ROOT/<folder>/raw has only the .gz
-    copies (as ../shared/data does, read-only), decompress them once into the cache and read
-    from there; the originals are never modified. The cache folder is keyed by the SHA-256 of the
-    .gz files, so other (or altered) source files never reuse a stale decompressed copy."""
+    """MNIST / Fashion-MNIST from ROOT/<MNIST|FashionMNIST>/raw, plain or .gz, read by `read_idx`
+    (torchvision only downloads, when asked)."""
+    folder = "MNIST" if spec.name == "mnist" else "FashionMNIST"
     raw = root / folder / "raw"
-    gz = sorted(raw.glob("*-ubyte.gz")) if raw.is_dir() else []
-    if not gz or all((raw / f.stem).exists() for f in gz):
-        return root
-    digest = hashlib.sha256()
-    for f in gz:
-        digest.update(f.name.encode() + b"\0")
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-    cached = _cache_dir() / "idx" / f"{folder.lower()}-{digest.hexdigest()[:16]}"
-    (cached / folder / "raw").mkdir(parents=True, exist_ok=True)
-    for f in gz:
-        target = cached / folder / "raw" / f.stem
-        if not target.exists():
-            tmp = target.with_suffix(".tmp")
-            with gzip.open(f, "rb") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            os.replace(tmp, target)
-    return cached
+    if download and not all((raw / f).is_file() or (raw / f"{f}.gz").is_file()
+                            for pair in IDX_FILES.values() for f in pair):
+        from torchvision.datasets import MNIST, FashionMNIST
+
+        (MNIST if spec.name == "mnist" else FashionMNIST)(str(root), train=True, download=True)
+    if not raw.is_dir():
+        raise DataError(f"no {folder}/raw folder")
+    arrays = {}
+    for split, (images, labels) in IDX_FILES.items():
+        x = read_idx(raw / images, spec.input_shape[1:], spec.max_images)
+        y = read_idx(raw / labels, (), spec.max_images)
+        if len(x) != len(y):
+            raise DataError(f"{images} holds {len(x)} images but {labels} {len(y)} labels")
+        arrays[split] = (torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64)))
+    return ImageData(spec, *arrays["train"], *arrays["test"])
 
 
 def _load_cifar(spec: DatasetSpec, root: Path, download: bool) -> ImageData:
@@ -160,8 +161,9 @@ def _load_svhn(spec: DatasetSpec, root: Path, download: bool) -> ImageData:
     # torchvision already maps label 10 to digit 0 (the official code's 1..10 hack is not needed).
     train = SVHN(str(root), split="train", download=download)
     test = SVHN(str(root), split="test", download=download)
-    return ImageData(spec, torch.from_numpy(np.ascontiguousarray(train.data)), torch.from_numpy(train.labels),
-                     torch.from_numpy(np.ascontiguousarray(test.data)), torch.from_numpy(test.labels))
+    return ImageData(spec, torch.from_numpy(np.ascontiguousarray(train.data)),
+                     torch.from_numpy(train.labels.astype(np.int64)),
+                     torch.from_numpy(np.ascontiguousarray(test.data)), torch.from_numpy(test.labels.astype(np.int64)))
 
 
 def _load_cifar10_exact(spec: DatasetSpec, root: Path, download: bool) -> ImageData:
@@ -173,13 +175,24 @@ def _load_cifar10_exact(spec: DatasetSpec, root: Path, download: bool) -> ImageD
     if path is None:
         raise DataError(f"no cifar10_exact_subsets.npz under {str(root)!r}; point --data-root at ../shared/data")
     with np.load(path, allow_pickle=False) as z:
-        x_test = z["test_data_first"].reshape(-1, 3, 32, 32)
-        y_test = z["test_labels"][: len(x_test)]
-        train_labels = z["train_labels"]
+        x_test = _uint8_rows(z["test_data_first"])
+        test_labels, train_labels = z["test_labels"].astype(np.int64), z["train_labels"].astype(np.int64)
         xs, ys = [], []
         for k in range(1, 6):  # batch k's labels start at 10,000 * (k - 1)
-            rows = z[f"train_data_batch_{k}_data_first"].reshape(-1, 3, 32, 32)
+            rows = _uint8_rows(z[f"train_data_batch_{k}_data_first"])
+            labels = train_labels[10000 * (k - 1): 10000 * (k - 1) + len(rows)]
+            if len(labels) != len(rows):
+                raise DataError(f"batch {k} has {len(rows)} images but only {len(labels)} labels")
             xs.append(rows)
-            ys.append(train_labels[10000 * (k - 1): 10000 * (k - 1) + len(rows)])
-    return ImageData(spec, torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys).astype(np.int64)),
-                     torch.from_numpy(np.ascontiguousarray(x_test)), torch.from_numpy(y_test.astype(np.int64)))
+            ys.append(labels)
+    if len(test_labels) < len(x_test):
+        raise DataError(f"{len(x_test)} test images but {len(test_labels)} labels")
+    return ImageData(spec, torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)),
+                     torch.from_numpy(x_test), torch.from_numpy(test_labels[: len(x_test)]))
+
+
+def _uint8_rows(a: np.ndarray) -> np.ndarray:
+    """CIFAR rows [N, 3072] of uint8 -> [N, 3, 32, 32]."""
+    if a.dtype != np.uint8 or a.ndim != 2 or a.shape[1] != 3 * 32 * 32:
+        raise DataError(f"expected uint8 rows of 3072 values, got {a.dtype} {a.shape}")
+    return np.ascontiguousarray(a.reshape(-1, 3, 32, 32))

@@ -1,50 +1,56 @@
-"""The closed set of datasets and the defaults each one carries (the one source of truth).
+"""The datasets and the defaults each one carries: the one source of truth for ε, steps, shapes
+and budgets (torch-free).
 
 Units: every image is a float tensor in [0, 1]; every ε and step is in those same [0, 1] pixel
 units (CIFAR ε = 8/255 means 8 grey levels out of 255). Normalization lives inside the model.
 
-Step-size rule (one rule for every dataset): the PGD step is ε/4. Then PGD-10 (training) covers
-10·ε/4 = 2.5 ε of path, enough to cross the ε-ball corner to corner and back once, and the
-evaluation attacks PGD-20 / CW-20 cover 5 ε. For CIFAR/SVHN this gives exactly the paper's
-2/255 at ε = 8/255. ATLD's own training perturbation is one signed step of size ε from a random
-start (method doc §2) and IMT's step is ε (method doc §4).
+Step rule (one rule for every dataset, `attack_step`): the PGD / CW step is ε/4. PGD-10
+(training) then covers 10·ε/4 = 2.5 ε of path, enough to cross the ε-ball corner to corner and
+back once, and the evaluation attacks PGD-20 / CW-20 cover 5 ε. For CIFAR/SVHN this gives the
+paper's 2/255 at ε = 8/255. ATLD's own training perturbation is one signed step of size ε from a
+random start (docs/method.md §2) and IMT's step is ε (docs/method.md §4).
 
 ε per dataset: CIFAR-10/100 and SVHN 8/255 (the paper); MNIST 0.3 and Fashion-MNIST 0.1 (the
-customary values in the literature); digits 0.2, because at 0.1 a naturally trained small CNN
-still keeps about 57 % under PGD-20 on digits (too weak to show robustness), while at 0.2 it
-falls to about 1 %.
+customary values); digits 0.2, because at 0.1 a naturally trained small CNN still keeps about
+57 % under PGD-20 on digits (too weak to show robustness), while at 0.2 it falls to about 1 %.
+
+Budgets: `max_params` bounds classifier + discriminator parameters for the dataset (checked from
+the architecture's formula before any model is built: a card or flag asking for more is refused);
+`max_images` bounds each split read from a dataset file.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
+from atld.config.vocab import Augmentation
 from atld.errors import check_choice
 
-Augmentation = Literal["none", "crop-flip"]
+STEP_FRACTION = 0.25  # PGD / CW step = ε/4 (see the module docstring)
 
 
-@dataclass(frozen=True)
+def attack_step(epsilon: float) -> float:
+    """The PGD / CW step size for radius ε, both in [0, 1] pixel units: ε/4."""
+    return epsilon * STEP_FRACTION
+
+
+@dataclass(frozen=True, kw_only=True)
 class DatasetSpec:
     name: str
     input_shape: tuple[int, int, int]  # (channels, height, width)
     num_classes: int
     epsilon: float  # ℓ∞ radius, [0, 1] pixel units
-    augmentation: Augmentation  # per-batch, done on the data's device
-    mean: tuple[float, ...]  # per-channel normalization applied inside the model
+    augmentation: Augmentation  # per batch, on the data's device
+    mean: tuple[float, ...]  # per-channel normalization, applied inside the model
     std: tuple[float, ...]
     default_arch: str
     imt_window: tuple[float, float]  # ATLD+: half IMT step where low < D(natural) < high
-    gap_weight_scale: float  # ATLD: L = L_ce + s * gap_weight_scale * L_gap (method doc §2)
+    gap_weight_scale: float  # ATLD: L = L_ce + s · scale · L_gap (docs/method.md §2)
     needs_root: bool  # loaded from a local --data-root (False: ships with a package)
     source: str  # where the data comes from, for messages and docs
+    max_params: int  # parameters of classifier + discriminator at most
+    max_images: int = 100_000  # images per split read from a dataset file, at most
     class_names: tuple[str, ...] = ()
-
-    @property
-    def attack_step(self) -> float:
-        """PGD / CW step size in [0, 1] units: ε/4 (see module docstring)."""
-        return self.epsilon / 4
 
     @property
     def channels(self) -> int:
@@ -53,37 +59,56 @@ class DatasetSpec:
     def labels(self) -> tuple[str, ...]:
         return self.class_names or tuple(str(i) for i in range(self.num_classes))
 
+    def epsilon_or_default(self, epsilon: float | None) -> float:
+        """The given ε, else this dataset's ([0, 1] pixel units)."""
+        return self.epsilon if epsilon is None else epsilon
+
 
 _DIGITS = tuple(str(i) for i in range(10))
 _CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 _CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 _CIFAR_STD = (0.2471, 0.2435, 0.2616)
+_GREY = {"mean": (0.5,), "std": (0.5,)}
+_SMALL_BUDGET = 20_000_000  # grey 8x8 / 28x28 images: far above any model that suits them
+_CIFAR_BUDGET = 300_000_000  # 32x32 colour: WRN-70-16 (267 M) and the official D fit
 
-DATASETS: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in (
-        DatasetSpec("digits", (1, 8, 8), 10, 0.2, "none", (0.5,), (0.5,), "small-cnn",
-                    (0.3, 0.7), 0.5, False, "scikit-learn load_digits (ships with scikit-learn)", _DIGITS),
-        DatasetSpec("mnist", (1, 28, 28), 10, 0.3, "none", (0.5,), (0.5,), "small-cnn",
-                    (0.3, 0.7), 0.5, True, "torchvision MNIST (idx files under ROOT/MNIST/raw)", _DIGITS),
-        DatasetSpec("fashion-mnist", (1, 28, 28), 10, 0.1, "none", (0.5,), (0.5,), "small-cnn",
-                    (0.3, 0.7), 0.5, True, "torchvision FashionMNIST (idx files under ROOT/FashionMNIST/raw)", _FASHION),
-        DatasetSpec("cifar10", (3, 32, 32), 10, 8 / 255, "crop-flip", _CIFAR_MEAN, _CIFAR_STD, "wrn-28-10",
-                    (0.3, 0.7), 0.5, True, "torchvision CIFAR10 (ROOT/cifar-10-batches-py)", _CIFAR10),
-        DatasetSpec("cifar100", (3, 32, 32), 100, 8 / 255, "crop-flip", (0.5071, 0.4865, 0.4409),
-                    (0.2673, 0.2564, 0.2762), "wrn-28-10", (0.3, 0.7), 0.1, True,
-                    "torchvision CIFAR100 (ROOT/cifar-100-python)"),
-        DatasetSpec("svhn", (3, 32, 32), 10, 8 / 255, "none", (0.4377, 0.4438, 0.4728),
-                    (0.1980, 0.2010, 0.1970), "wrn-28-10", (0.3, 0.6), 0.5, True,
-                    "torchvision SVHN (ROOT/train_32x32.mat, ROOT/test_32x32.mat)", _DIGITS),
-        # The exact CIFAR-10 subsets in ../shared/data (8,068 train / 1,017 test real images):
-        # for benchmarks and the reproduction study on machines without the full data set.
-        DatasetSpec("cifar10-exact", (3, 32, 32), 10, 8 / 255, "crop-flip", _CIFAR_MEAN, _CIFAR_STD,
-                    "preact-resnet18", (0.3, 0.7), 0.5, True,
-                    "exact CIFAR-10 subsets (ROOT/cifar10/exact/cifar10_exact_subsets.npz)", _CIFAR10),
-    )
-}
+DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
+    DatasetSpec(name="digits", input_shape=(1, 8, 8), num_classes=10, epsilon=0.2, augmentation=Augmentation.NONE,
+                **_GREY, default_arch="small-cnn", imt_window=(0.3, 0.7), gap_weight_scale=0.5, needs_root=False,
+                source="scikit-learn load_digits (ships with scikit-learn)", max_params=_SMALL_BUDGET,
+                max_images=2_000, class_names=_DIGITS),
+    DatasetSpec(name="mnist", input_shape=(1, 28, 28), num_classes=10, epsilon=0.3, augmentation=Augmentation.NONE,
+                **_GREY, default_arch="small-cnn", imt_window=(0.3, 0.7), gap_weight_scale=0.5, needs_root=True,
+                source="torchvision MNIST (idx files under ROOT/MNIST/raw)", max_params=_SMALL_BUDGET,
+                class_names=_DIGITS),
+    DatasetSpec(name="fashion-mnist", input_shape=(1, 28, 28), num_classes=10, epsilon=0.1,
+                augmentation=Augmentation.NONE, **_GREY, default_arch="small-cnn", imt_window=(0.3, 0.7),
+                gap_weight_scale=0.5, needs_root=True,
+                source="torchvision FashionMNIST (idx files under ROOT/FashionMNIST/raw)", max_params=_SMALL_BUDGET,
+                class_names=_FASHION),
+    DatasetSpec(name="cifar10", input_shape=(3, 32, 32), num_classes=10, epsilon=8 / 255,
+                augmentation=Augmentation.CROP_FLIP, mean=_CIFAR_MEAN, std=_CIFAR_STD, default_arch="wrn-28-10",
+                imt_window=(0.3, 0.7), gap_weight_scale=0.5, needs_root=True,
+                source="torchvision CIFAR10 (ROOT/cifar-10-batches-py)", max_params=_CIFAR_BUDGET,
+                class_names=_CIFAR10),
+    DatasetSpec(name="cifar100", input_shape=(3, 32, 32), num_classes=100, epsilon=8 / 255,
+                augmentation=Augmentation.CROP_FLIP, mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762),
+                default_arch="wrn-28-10", imt_window=(0.3, 0.7), gap_weight_scale=0.1, needs_root=True,
+                source="torchvision CIFAR100 (ROOT/cifar-100-python)", max_params=_CIFAR_BUDGET),
+    DatasetSpec(name="svhn", input_shape=(3, 32, 32), num_classes=10, epsilon=8 / 255, augmentation=Augmentation.NONE,
+                mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970), default_arch="wrn-28-10",
+                imt_window=(0.3, 0.6), gap_weight_scale=0.5, needs_root=True,
+                source="torchvision SVHN (ROOT/train_32x32.mat, ROOT/test_32x32.mat)", max_params=_CIFAR_BUDGET,
+                max_images=700_000, class_names=_DIGITS),
+    # The exact CIFAR-10 subsets in ../shared/data (8,068 train / 1,017 test real images): for
+    # benchmarks and the reproduction study on machines without the full data set.
+    DatasetSpec(name="cifar10-exact", input_shape=(3, 32, 32), num_classes=10, epsilon=8 / 255,
+                augmentation=Augmentation.CROP_FLIP, mean=_CIFAR_MEAN, std=_CIFAR_STD, default_arch="preact-resnet18",
+                imt_window=(0.3, 0.7), gap_weight_scale=0.5, needs_root=True,
+                source="exact CIFAR-10 subsets (ROOT/cifar10/exact/cifar10_exact_subsets.npz)",
+                max_params=_CIFAR_BUDGET, class_names=_CIFAR10),
+)}
 
 DATASET_NAMES = tuple(DATASETS)
 

@@ -1,9 +1,9 @@
-"""Gradient-masking diagnostics (issue 3, method doc §7), each finding in plain words.
+"""Gradient-masking diagnostics (docs/method.md §7), each finding in plain words.
 
 Checks, each flagged when it suggests that a white-box number overstates robustness:
 1. PGD accuracy against the number of steps: more steps should never help the model; a curve
    still falling after 20 steps, or rising, says the gradient is a poor guide.
-2. PGD-20 − AutoAttack gap above 5 points (the method doc's ATLD- shows 66.4 → 34.5).
+2. PGD-20 − AutoAttack gap above 5 points (the paper's own ATLD- drops from 66.4 to 34.5).
 3. A black-box attack (Square, no gradients) stronger than the white-box ones.
 4. For IMT (atld, atld+): the adaptive attack through IMT more than 5 points below the
    non-adaptive protocol, i.e. the reported robustness relies on the attacker ignoring IMT.
@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from atld.attacks import AttackConfig, attack_batched
-from atld.evaluate.config import EvalConfig
-from atld.evaluate.runner import _correct, _load, _test_set, evaluate
+from atld.attacks.gradient import AttackConfig, attack_batched
+from atld.config.eval import EvalConfig
+from atld.config.vocab import AttackKind
 from atld.device import resolve_device
 from atld.errors import check_int_at_least, require
-from atld.inference import check_inference, eval_mode, resolve_models
+from atld.evaluate.runner import correct_after, evaluate, evaluation_set, load_run
+from atld.inference import check_inference, resolve_models
+from atld.models.common import eval_mode
 
 GAP_POINTS = 5.0  # accuracy points; a larger PGD-20 − AutoAttack (or non-adaptive − adaptive) gap is flagged
 STEPS = (1, 5, 10, 20, 50, 100)  # PGD steps for the accuracy-vs-steps curve
@@ -126,18 +128,18 @@ def masking_diagnostics(run, *, inference: str = "atld-", limit: int | None = 20
     for k in steps:
         check_int_at_least("PGD steps", k, 1)
     dev = resolve_device(device)
-    run = _load(run, dev)
+    run = load_run(run, dev)
     check_inference(inference, resolve_models(run))
     config = EvalConfig(attacks=tuple(attacks), inferences=(inference,), limit=limit, batch_size=batch_size,
                         epsilon=epsilon, seed=seed, device=device, square_queries=square_queries)
-    x, y = _test_set(run, config, data, data_root)
-    eps = run.spec.epsilon if epsilon is None else epsilon
+    x, y = evaluation_set(run, config.limit, data, data_root)
+    eps = run.spec.epsilon_or_default(epsilon)
     curve = []
     with eval_mode(run.classifier), torch.autocast(dev.type, enabled=False):
         for k in steps:
             gen = torch.Generator(dev).manual_seed(seed)
-            x_adv = attack_batched(run.classifier, x, y, AttackConfig("pgd", eps, steps=k), batch_size, gen)
-            correct = _correct(run, x_adv, y, inference, batch_size, dev)
+            x_adv = attack_batched(run.classifier, x, y, AttackConfig(AttackKind.PGD, eps, steps=k), batch_size, gen)
+            correct = correct_after(run, x_adv, y, inference, batch_size, dev)
             curve.append({"steps": k, "accuracy": correct.float().mean().item(), "n": len(y), "inference": inference})
     rows = evaluate(run, config, data=data, data_root=data_root).rows
     return MaskingReport(curve, rows, masking_findings(rows, curve))

@@ -11,12 +11,13 @@ import os
 from dataclasses import dataclass, field
 
 from atld.errors import CheckpointError, check_int_at_least, require
+from atld.fileio import printable
+from atld.runs.card import EVAL_FORMAT, EVAL_VERSION, read_card
+from atld.runs.rundir import RunWriter
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 ROW_KEYS = ("attack", "inference", "protocol", "accuracy", "correct", "n", "ci_low", "ci_high", "epsilon",
             "seconds", "note")
-CARD_FORMAT = "atld-eval"
-CARD_VERSION = 1
 
 
 def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -62,7 +63,7 @@ class EvalReport:
         fmt = "  ".join(f"{{:<{w}}}" for w in widths)
         out = [fmt.format(*head).rstrip(), fmt.format(*("-" * w for w in widths)).rstrip()]
         out += [fmt.format(*line).rstrip() for line in lines]
-        title = self.meta.get("checkpoint", "")
+        title = printable(self.meta.get("checkpoint", ""), 200)  # a card's name: text from a stranger
         if title:
             out.insert(0, f"{title}: {self.meta.get('dataset', '')}, n = {self.meta.get('n', '?')}, "
                           f"seed {self.meta.get('seed', '?')}, {self.meta.get('device', '')}")
@@ -91,29 +92,27 @@ class EvalReport:
         """What `store_evaluation` writes under card["evaluations"]: every row tagged with the
         seed, date and model hash it came from."""
         tag = {k: self.meta.get(k) for k in ("seed", "date", "model_hash")}
-        return {"format": CARD_FORMAT, "version": CARD_VERSION, "updated": self.meta.get("date"),
+        return {"format": EVAL_FORMAT, "version": EVAL_VERSION, "updated": self.meta.get("date"),
                 "rows": [{**r, **tag} for r in self.rows]}
 
 
 def _cell_key(row: dict) -> tuple:
-    return row.get("attack"), row.get("inference"), round(float(row.get("epsilon", -1)), 6)
+    return row["attack"], row["inference"], round(float(row["epsilon"]), 6)
 
 
 def store_evaluation(run_dir: str | os.PathLike, report: EvalReport) -> dict:
-    """Merge the report into the card's "evaluations" (atomically, via `update_card`): a new row
-    replaces a stored one with the same attack, inference and ε; other rows stay. Refuses a
+    """Merge the report into the card's "evaluations" (atomically, under the run's writer lock): a
+    new row replaces a stored one with the same attack, inference and ε; other rows stay. Refuses a
     report made on a different model (its hash differs from the card's). Returns the new card."""
-    from atld.checkpoints import MODEL, read_card, update_card
-
-    card = read_card(run_dir)
-    model_hash = report.meta.get("model_hash")
-    card_hash = card.get("sha256", {}).get(MODEL)
-    if model_hash and card_hash and model_hash != card_hash:
-        raise CheckpointError("this evaluation was made on a different model than the one in "
-                              f"{str(run_dir)!r} (model hashes differ); not storing it")
-    new = report.to_card()
-    old = card.get("evaluations") or {}
-    kept = [r for r in old.get("rows", []) if isinstance(r, dict)] if old.get("format") == CARD_FORMAT else []
-    replaced = {_cell_key(r) for r in new["rows"]}
-    rows = [r for r in kept if _cell_key(r) not in replaced] + new["rows"]
-    return update_card(run_dir, evaluations={**new, "rows": rows})
+    with RunWriter.claim(run_dir, new=False) as writer:
+        card = read_card(run_dir)
+        model_hash = report.meta.get("model_hash")
+        card_hash = card.get("sha256", {}).get(card["files"]["model"])
+        if model_hash and card_hash and model_hash != card_hash:
+            raise CheckpointError("this evaluation was made on a different model than the one in "
+                                  f"{str(run_dir)!r} (model hashes differ); not storing it")
+        new = report.to_card()
+        kept = (card.get("evaluations") or {}).get("rows", [])
+        replaced = {_cell_key(r) for r in new["rows"]}
+        rows = [r for r in kept if _cell_key(r) not in replaced] + new["rows"]
+        return writer.update(evaluations={**new, "rows": rows})

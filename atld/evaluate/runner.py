@@ -1,40 +1,42 @@
 """Running an evaluation: every (attack, inference) cell of `EvalConfig` on a checkpoint.
 
-Protocols (the row's "protocol"):
+The attack table (`atld.attacks.registry.ATTACKS`) says what each attack targets, which decides
+the row's protocol (docs/evaluation.md):
 - direct: the attack targets exactly what is evaluated (all atld- rows, and natural inputs).
-- non-adaptive (the official ATLD protocol, method doc §5/§7): FGSM / PGD / CW / AutoAttack
-  attack the bare classifier; IMT is then applied to the adversarial images. One attack serves
-  the three inference rows.
-- adaptive through IMT: the attack targets the whole defense (classifier after IMT). "adaptive"
-  runs APGD-CE and APGD-T (official AutoAttack code) through IMT with a straight-through
-  (BPDA) gradient of its sign step; an image counts as robust only if it survives both.
-  "square" (black-box, needs no gradient) also queries the whole defense.
+- non-adaptive (the official ATLD protocol, docs/method.md §5, §7): the attack targets the bare
+  classifier and IMT is then applied to the adversarial images; one attack serves every
+  inference row.
+- adaptive through IMT: the attack targets the whole defense (classifier after IMT, a
+  straight-through (BPDA) gradient of its sign step): "adaptive" (APGD-CE and APGD-T; an image
+  counts as robust only if it survives both) and "square" (black-box).
 Every prediction is made with the real IMT (`atld.inference.predict`), in fp32.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
-from atld.attacks import apgd, attack_batched, attack_from_name, autoattack, square
-from atld.data import ImageData, as_float01, load_dataset
+from atld.attacks.registry import ATTACKS, Target
+from atld.config.eval import EvalConfig
+from atld.config.vocab import InferenceMode, Protocol
+from atld.data.loaders import ImageData, as_float01, load_dataset
 from atld.device import resolve_device
 from atld.errors import ConfigError, DataError
-from atld.evaluate.config import (PROTOCOL_ADAPTIVE, PROTOCOL_DIRECT, PROTOCOL_NON_ADAPTIVE, EvalConfig)
 from atld.evaluate.report import EvalReport, make_row
-from atld.inference import INFERENCE_MODES, IMTPipeline, check_inference, eval_mode, predict, resolve_models
+from atld.fileio import now_iso
+from atld.inference import INFERENCE_MODES, IMTPipeline, check_inference, predict, resolve_models
+from atld.models.common import eval_mode
+from atld.runs.store import LoadedRun, load_checkpoint
 
 Progress = Callable[[int, int, str], None]  # (cells done, cells in all, what runs next)
 
 
-def _load(run, device: torch.device):
-    from atld.checkpoints import LoadedRun, load_checkpoint
-
+def load_run(run, device: torch.device) -> LoadedRun:
+    """`run` itself (a LoadedRun) or the checkpoint directory it names, loaded on `device`."""
     if isinstance(run, (str, os.PathLike)):
         return load_checkpoint(run, device=device)
     if not isinstance(run, LoadedRun):
@@ -42,38 +44,40 @@ def _load(run, device: torch.device):
     return run
 
 
-def _test_set(run, config: EvalConfig, data: ImageData | None, data_root) -> tuple[torch.Tensor, torch.Tensor]:
+def evaluation_set(run: LoadedRun, limit: int | None, data: ImageData | None,
+                   data_root) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `limit` test images (float [N, C, H, W] in [0, 1]) and labels of the run's dataset."""
     if data is None:
         data = load_dataset(run.config.dataset, data_root)
     if data.spec.name != run.config.dataset:
         raise DataError(f"data is {data.spec.name!r} but the checkpoint was trained on {run.config.dataset!r}")
-    n = len(data.y_test) if config.limit is None else min(config.limit, len(data.y_test))
+    n = len(data.y_test) if limit is None else min(limit, len(data.y_test))
     if n == 0:
         raise DataError("the test set is empty")
     return as_float01(data.x_test[:n]), data.y_test[:n].long()
 
 
-def _inferences(run, config: EvalConfig) -> tuple[str, ...]:
+def inference_modes(run: LoadedRun, config: EvalConfig) -> tuple[InferenceMode, ...]:
     if config.inferences is not None:
         models = resolve_models(run)
-        for mode in config.inferences:
-            check_inference(mode, models)
-        return config.inferences
-    return INFERENCE_MODES if run.discriminator is not None else ("atld-",)
+        return tuple(check_inference(mode, models) for mode in config.inferences)
+    return INFERENCE_MODES if run.discriminator is not None else (InferenceMode.BARE,)
 
 
-def _correct(run, x: torch.Tensor, y: torch.Tensor, mode: str, batch_size: int, device) -> torch.Tensor:
+def correct_after(run, x: torch.Tensor, y: torch.Tensor, mode: str, batch_size: int, device) -> torch.Tensor:
     """[N] bool: is the prediction after `mode`'s inference right? (batched, on the CPU)"""
     out = [predict(run, xb.to(device), mode).argmax(1).cpu() == yb
            for xb, yb in zip(x.split(batch_size), y.split(batch_size))]
     return torch.cat(out)
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+def _protocol(target: Target, mode: InferenceMode) -> Protocol:
+    if target is Target.NONE or mode is InferenceMode.BARE:
+        return Protocol.DIRECT
+    return Protocol.ADAPTIVE if target is Target.DEFENSE else Protocol.NON_ADAPTIVE
 
 
-def evaluate(run, config: EvalConfig = EvalConfig(), data: ImageData | None = None,
+def evaluate(run, config: EvalConfig | None = None, data: ImageData | None = None,
              progress: Progress | None = None, *, data_root=None) -> EvalReport:
     """Evaluate `run` (a LoadedRun or a checkpoint directory) on the first `config.limit` test
     images under every attack × inference of `config`; see the module docstring for protocols.
@@ -81,90 +85,60 @@ def evaluate(run, config: EvalConfig = EvalConfig(), data: ImageData | None = No
     data: the dataset (default: loaded for the checkpoint's dataset from `data_root`).
     progress(done, total, label) is called before each cell and once at the end.
     Raises ConfigError for an unknown name or IMT asked of a checkpoint without discriminator."""
+    config = config or EvalConfig()
     device = resolve_device(config.device)
-    run = _load(run, device)
-    modes = _inferences(run, config)
-    x, y = _test_set(run, config, data, data_root)
-    eps = run.spec.epsilon if config.epsilon is None else config.epsilon
+    run = load_run(run, device)
+    modes = inference_modes(run, config)
+    x, y = evaluation_set(run, config.limit, data, data_root)
+    eps = run.spec.epsilon_or_default(config.epsilon)
+    budget = config.budget(device)
     run.classifier.to(device)
     if run.discriminator is not None:
         run.discriminator.to(device)
-    total = sum(len(modes) for _ in config.attacks)
-    done = 0
-    rows = []
+    total, done, rows = len(config.attacks) * len(modes), 0, []
 
     def tick(label: str) -> None:
         if progress is not None:
             progress(done, total, label)
 
-    def batch_attack(fn) -> torch.Tensor:
-        out = [fn(xb.to(device), yb.to(device)).detach().cpu()
-               for xb, yb in zip(x.split(config.batch_size), y.split(config.batch_size))]
-        return torch.cat(out)
-
     models = [run.classifier] + ([run.discriminator] if run.discriminator is not None else [])
     with eval_mode(*models), torch.autocast(device.type, enabled=False):  # fp32 numbers, never bf16
-        for attack in config.attacks:
-            if attack in ("adaptive", "square"):
-                for mode in modes:
-                    tick(f"{attack} / {mode}")
-                    rows.append(_attack_the_defense(run, attack, mode, x, y, eps, config, device, batch_attack))
-                    done += 1
-                continue
-            tick(f"{attack} (bare classifier)")
-            t0 = time.perf_counter()
-            if attack == "natural":
-                x_adv = x
-            elif attack == "autoattack":
-                x_adv = autoattack(run.classifier, x, y, eps, device=device, seed=config.seed,
-                                   batch_size=config.batch_size)
-            else:
-                gen = torch.Generator(device).manual_seed(config.seed)
-                x_adv = attack_batched(run.classifier, x, y, attack_from_name(attack, eps), config.batch_size, gen)
-            attack_seconds = time.perf_counter() - t0
-            shared = len([m for m in modes if m != "atld-"]) > 0 and attack != "natural"
+        for name in config.attacks:
+            attack = ATTACKS[name]
+            shared = None
+            if attack.target is not Target.DEFENSE:  # one attack on the bare classifier serves every mode
+                tick(f"{name} (bare classifier)")
+                t0 = time.perf_counter()
+                shared = attack.perturb(run.classifier, x, y, eps, budget), time.perf_counter() - t0
             for mode in modes:
-                tick(f"{attack} / {mode}")
+                tick(f"{name} / {mode}")
                 t1 = time.perf_counter()
-                correct = _correct(run, x_adv, y, mode, config.batch_size, device)
-                seconds = attack_seconds + time.perf_counter() - t1
-                protocol = PROTOCOL_NON_ADAPTIVE if mode != "atld-" and attack != "natural" else PROTOCOL_DIRECT
-                note = ("one bare-classifier attack serves every inference row; seconds include it"
-                        if shared else "")
-                rows.append(make_row(attack, mode, protocol, int(correct.sum()), len(y),
-                                     0.0 if attack == "natural" else eps, seconds, note))
+                if shared is None:
+                    candidates = attack.perturb(IMTPipeline(run, mode, straight_through=True).eval(), x, y, eps,
+                                                budget)
+                    spent = 0.0
+                else:
+                    candidates, spent = shared
+                parts = [(label, correct_after(run, xa, y, mode, config.batch_size, device))
+                         for label, xa in candidates]
+                correct = torch.stack([ok for _, ok in parts]).all(0)
+                note = attack.note(budget, mode is InferenceMode.BARE)
+                if len(parts) > 1:
+                    worst = " and ".join(f"{label} {100 * ok.float().mean().item():.2f}%" for label, ok in parts)
+                    note = f"worst case per image over {worst}" + (f" ({note})" if note else "")
+                if shared is not None and attack.target is not Target.NONE and len(modes) > 1:
+                    note = "one bare-classifier attack serves every inference row; seconds include it"
+                rows.append(make_row(name, mode, _protocol(attack.target, mode), int(correct.sum()), len(y),
+                                     0.0 if attack.target is Target.NONE else eps,
+                                     spent + time.perf_counter() - t1, note))
                 done += 1
     tick("done")
     meta = {"checkpoint": run.name, "path": str(run.path), "model_hash": run.model_hash,
             "dataset": run.config.dataset, "method": run.config.method, "arch": run.config.resolved_arch,
             "n": len(y), "limit": config.limit, "epsilon": eps, "imt_epsilon": run.config.resolved_epsilon,
             "imt_window": list(run.spec.imt_window), "seed": config.seed, "device": str(device),
-            "torch": torch.__version__, "date": _now(), "config": config.to_dict()}
+            "torch": torch.__version__, "date": now_iso(), "config": config.to_dict()}
     return EvalReport(rows, meta)
-
-
-def _attack_the_defense(run, attack, mode, x, y, eps, config: EvalConfig, device, batch_attack) -> dict:
-    """adaptive (APGD-CE + APGD-T through IMT, BPDA) or square (black-box) on f after `mode`."""
-    t0 = time.perf_counter()
-    pipeline = IMTPipeline(run, mode, straight_through=True).eval()
-    protocol = PROTOCOL_DIRECT if mode == "atld-" else PROTOCOL_ADAPTIVE
-    common = dict(device=device, seed=config.seed, batch_size=config.batch_size)
-    if attack == "square":
-        x_adv = batch_attack(lambda xb, yb: square(pipeline, xb, yb, eps, queries=config.square_queries, **common))
-        correct = _correct(run, x_adv, y, mode, config.batch_size, device)
-        note = f"black-box Square ({config.square_queries} queries) on the whole defense"
-    else:
-        correct = torch.ones(len(y), dtype=torch.bool)
-        parts = []
-        for loss, label in (("ce", "APGD-CE"), ("targeted", "APGD-T")):
-            x_adv = batch_attack(lambda xb, yb: apgd(pipeline, xb, yb, eps, loss=loss, steps=config.apgd_steps,
-                                                     **common))
-            ok = _correct(run, x_adv, y, mode, config.batch_size, device)
-            parts.append(f"{label} {100 * ok.float().mean().item():.2f}%")
-            correct &= ok
-        how = "through IMT with a straight-through (BPDA) gradient" if mode != "atld-" else "on the bare classifier"
-        note = (f"worst case per image over {' and '.join(parts)} ({config.apgd_steps} steps each), {how}")
-    return make_row(attack, mode, protocol, int(correct.sum()), len(y), eps, time.perf_counter() - t0, note)
 
 
 def robust_accuracy_curve(run, epsilons, attack: str = "pgd20", inference: str = "atld-", limit: int | None = 450,
@@ -175,8 +149,7 @@ def robust_accuracy_curve(run, epsilons, attack: str = "pgd20", inference: str =
     epsilons = list(epsilons)
     if not epsilons:
         raise ConfigError("give at least one epsilon for the curve")
-    resolved = resolve_device(device)
-    run = _load(run, resolved)
+    run = load_run(run, resolve_device(device))
     if data is None:
         data = load_dataset(run.config.dataset, data_root)  # once, not once per ε
     rows = []

@@ -7,34 +7,40 @@ on the checkpoint, data and attack, so a projection is never served for other la
 
 Storage is data, never code: arrays as `.npz` read with `allow_pickle=False`, numbers as JSON.
 Files are written whole to a temporary name and renamed, so a reader never sees half a file; an
-unreadable entry is treated as a miss and rewritten.
+entry that cannot be read, parsed or does not fit what was asked (a corrupt or foreign file) is
+a miss and is rewritten; a cache folder that cannot be written is skipped.
 
 Location: `directory`, else $ATLD_CACHE/latent, else ~/.cache/atld/latent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import os
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
-from atld.attacks import AttackConfig
+from atld.attacks.gradient import AttackConfig
+from atld.config.settings import settings
+from atld.errors import DataError
+from atld.fileio import atomic_write, read_regular
 from atld.latent.embed import Embedder
 from atld.latent.extract import LatentSet, extract_latents
-from atld.latent.gap import gap_numbers
+from atld.latent.gap import MEASURE_KEYS, gap_numbers
 
 CACHE_VERSION = 1  # bump when a cached computation changes meaning
+MAX_ENTRY_BYTES = 2 * 2**30  # a cache entry bigger than this is not ours
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("ATLD_CACHE", Path.home() / ".cache" / "atld")).expanduser() / "latent"
+    return settings().cache_dir.expanduser() / "latent"
 
 
 def digest(*arrays) -> str:
@@ -70,48 +76,50 @@ class LatentCache:
     def _path(self, key: str, suffix: str) -> Path:
         return self.directory / f"{key}{suffix}"
 
-    def _write(self, path: Path, write: Callable[[object], None]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    def _load(self, path: Path, parse: Callable[[bytes], object], check: Callable[[object], bool]):
+        """The entry at `path` if it can be read, parsed and passes `check`; else None (a miss).
+        Entries are data, and any failure to read one only means it is not usable."""
+        if not self.enabled or not path.is_file():
+            return None
         try:
-            with os.fdopen(fd, "wb") as fh:
-                write(fh)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-    def arrays(self, key: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        """Arrays stored under `key`, or `compute()`'s result (then stored)."""
-        path = self._path(key, ".npz")
-        if self.enabled and path.is_file():
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    out = {k: z[k] for k in z.files}
+            value = parse(read_regular(path, MAX_ENTRY_BYTES, DataError, path.name))
+            if check(value):
                 self.hits += 1
-                return out
-            except (OSError, ValueError, EOFError):
-                path.unlink(missing_ok=True)
-        self.misses += 1
-        out = compute()
+                return value
+        except Exception:  # noqa: BLE001 - a corrupt, truncated or foreign entry is a miss, never an error
+            pass
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
+
+    def _store(self, path: Path, data: bytes) -> None:
+        """Write an entry atomically; a cache that cannot be written (full, read-only) is skipped."""
         if self.enabled:
-            self._write(path, lambda fh: np.savez(fh, **out))
+            with contextlib.suppress(OSError):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(path, data)
+
+    def arrays(self, key: str, compute: Callable[[], dict[str, np.ndarray]],
+               check: Callable[[dict[str, np.ndarray]], bool] = lambda a: True) -> dict[str, np.ndarray]:
+        """Arrays stored under `key` (and passing `check`), or `compute()`'s result (then stored)."""
+        path = self._path(key, ".npz")
+        out = self._load(path, _parse_npz, check)
+        if out is None:
+            self.misses += 1
+            out = compute()
+            buf = io.BytesIO()
+            np.savez(buf, **out)
+            self._store(path, buf.getvalue())
         return out
 
-    def json(self, key: str, compute: Callable[[], dict]) -> dict:
-        """A JSON object stored under `key`, or `compute()`'s result (then stored)."""
+    def json(self, key: str, compute: Callable[[], dict], check: Callable[[dict], bool] = lambda d: True) -> dict:
+        """A JSON object stored under `key` (and passing `check`), or `compute()`'s result (then stored)."""
         path = self._path(key, ".json")
-        if self.enabled and path.is_file():
-            try:
-                out = json.loads(path.read_text())
-                self.hits += 1
-                return out
-            except (OSError, ValueError):
-                path.unlink(missing_ok=True)
-        self.misses += 1
-        out = compute()
-        if self.enabled:
-            self._write(path, lambda fh: fh.write(json.dumps(out, allow_nan=True).encode()))
+        out = self._load(path, lambda data: json.loads(data), lambda v: isinstance(v, dict) and check(v))
+        if out is None:
+            self.misses += 1
+            out = compute()
+            self._store(path, json.dumps(out, allow_nan=True).encode())
         return out
 
     # ------------------------------------------------------------------ computations
@@ -131,15 +139,33 @@ class LatentCache:
         key = cache_key(kind="latents", model=model_hash, data=digest(x, y),
                         attack=None if attack is None else dataclasses.asdict(attack),
                         seed=seed, batch_size=batch_size, device=device.type)
-        return LatentSet.from_arrays(self.arrays(key, compute), attack)
+        return LatentSet.from_arrays(self.arrays(key, compute, lambda a: _latents_fit(a, len(y))), attack)
 
     def embedding(self, embedder: Embedder, z_nat, z_pert, labels=None) -> np.ndarray:
         """`embedder.fit(z_nat, z_pert, labels).embedding_`, cached by the inputs and parameters.
         (A cache hit returns the array only: the fitted estimator is not stored.)"""
         key = cache_key(kind="embedding", inputs=digest(z_nat, z_pert, labels), params=embedder.get_params())
-        return self.arrays(key, lambda: {"embedding": embedder.fit(z_nat, z_pert, labels).embedding_})["embedding"]
+        rows = len(z_nat) + (0 if z_pert is None else len(z_pert))
+        return self.arrays(key, lambda: {"embedding": embedder.fit(z_nat, z_pert, labels).embedding_},
+                           lambda a: a["embedding"].shape == (rows, embedder.n_components))["embedding"]
 
     def gap(self, z_nat, z_pert, labels=None, d_nat=None, d_pert=None, **kwargs) -> dict:
         """`gap_numbers(...)`, cached by the inputs and keyword arguments."""
         key = cache_key(kind="gap", inputs=digest(z_nat, z_pert, labels, d_nat, d_pert), params=kwargs)
-        return self.json(key, lambda: gap_numbers(z_nat, z_pert, labels, d_nat, d_pert, **kwargs))
+        return self.json(key, lambda: gap_numbers(z_nat, z_pert, labels, d_nat, d_pert, **kwargs),
+                         lambda d: set(MEASURE_KEYS) <= set(d) and isinstance(d.get("per_class"), list))
+
+
+def _parse_npz(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        if sum(info.file_size for info in z.zip.infolist()) > MAX_ENTRY_BYTES:
+            raise ValueError("entry too large")
+        return {k: z[k] for k in z.files}
+
+
+def _latents_fit(arrays: dict[str, np.ndarray], n: int) -> bool:
+    """A cached LatentSet must hold every field, each with one row per image."""
+    required = ("images_nat", "images_pert", "logits_nat", "logits_pert", "features_nat", "features_pert", "labels",
+                "pred_nat", "pred_pert")
+    return all(k in arrays and len(arrays[k]) == n for k in required) and \
+        all(len(arrays[k]) == n for k in ("d_nat", "d_pert") if k in arrays)

@@ -26,10 +26,10 @@ import warnings
 import numpy as np
 from numpy.typing import ArrayLike
 
-from atld.errors import ConfigError, DataError, check_choice, check_int_at_least, require
+from atld.config.vocab import FitMode, Projection, parse
+from atld.errors import ConfigError, DataError, check_int_at_least, require
+from atld.latent.gap import as_2d
 
-EMBED_METHODS = ("pca", "umap", "tsne")
-FIT_MODES = ("joint", "natural")
 TSNE_MAX_POINTS = 3000  # sklearn's exact-gradient-free Barnes-Hut t-SNE takes ~1 min beyond this on 2 cores
 TSNE_EXACT_POINTS = 500  # up to this many points t-SNE uses exact gradients (faster on small sets)
 UMAP_PCA_DIMS = 50  # UMAP input is PCA-reduced to at most this many dimensions
@@ -83,14 +83,13 @@ class Embedder:
     def __init__(self, method: str = "pca", fit_on: str = "joint", n_components: int = 2,
                  random_state: int | None = 0, max_fit_points: int | None = None, pca_dims: int = UMAP_PCA_DIMS,
                  **params):
-        check_choice("projection method", method, EMBED_METHODS)
-        check_choice("fit mode", fit_on, FIT_MODES)
+        method, fit_on = parse(Projection, method, "projection"), parse(FitMode, fit_on, "fit mode")
         check_int_at_least("n_components", n_components, 1)
         require(n_components <= 3, f"n_components must be 2 or 3 for a map, got {n_components}")
         if max_fit_points is not None:
             check_int_at_least("max fit points", max_fit_points, 3)
         check_int_at_least("pca dims", pca_dims, n_components)
-        require(not (method == "tsne" and fit_on == "natural"),
+        require(not (method is Projection.TSNE and fit_on is FitMode.NATURAL),
                 "t-SNE cannot project new points onto a fitted map; use fit_on='joint' or method pca/umap")
         self.method, self.fit_on, self.n_components = method, fit_on, n_components
         self.random_state, self.max_fit_points, self.pca_dims = random_state, max_fit_points, pca_dims
@@ -102,12 +101,12 @@ class Embedder:
                 "random_state": self.random_state, "max_fit_points": self.max_fit_points,
                 "pca_dims": self.pca_dims, **self.params}
 
-    def fit(self, z_nat: ArrayLike, z_pert: ArrayLike | None = None, labels: ArrayLike | None = None) -> "Embedder":
+    def fit(self, z_nat: ArrayLike, z_pert: ArrayLike | None = None, labels: ArrayLike | None = None) -> Embedder:
         """Fit the map and set `embedding_`. z_nat [N, D], z_pert [M, D] (or None); labels: int
         [N] (also used for z_pert when M = N, as for paired latents) or [N + M], for the
         class-stratified subsample. Returns self."""
-        z_nat = _as_2d("z_nat", z_nat)
-        z_pert = np.zeros((0, z_nat.shape[1])) if z_pert is None else _as_2d("z_pert", z_pert)
+        z_nat = as_2d("z_nat", z_nat)
+        z_pert = np.zeros((0, z_nat.shape[1])) if z_pert is None else as_2d("z_pert", z_pert)
         require(z_nat.shape[1] == z_pert.shape[1], f"natural and perturbed latents differ in width: "
                 f"{z_nat.shape[1]} vs {z_pert.shape[1]}", DataError)
         n, m = len(z_nat), len(z_pert)
@@ -138,7 +137,7 @@ class Embedder:
         """Place new latents [K, D] on the fitted map -> [K, n_components] (PCA and UMAP)."""
         require(hasattr(self, "model_"), "fit the Embedder before calling transform")
         require(self.method != "tsne", "t-SNE has no transform; fit jointly instead")
-        z = _as_2d("z", z)
+        z = as_2d("z", z)
         if len(z) == 0:
             return np.zeros((0, self.n_components))
         if self.reducer_ is not None:
@@ -194,13 +193,6 @@ class Embedder:
         return labels * 2 + side
 
 
-def _as_2d(name: str, z) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    require(z.ndim == 2, f"{name} must be a 2-D array [N, D], got shape {z.shape}", DataError)
-    require(bool(np.isfinite(z).all()), f"{name} contains NaN or infinite values", DataError)
-    return z
-
-
 def _pad(out: np.ndarray, width: int) -> np.ndarray:
     """PCA of data with fewer dimensions than asked: zero columns keep the output shape stable."""
     if out.shape[1] < width:
@@ -239,6 +231,3 @@ def warm_up_umap() -> float:
         Embedder("umap", fit_on="natural", random_state=0, max_fit_points=150).fit(z[:150], z[150:], labels)
         _WARM = True
         return time.perf_counter() - start
-
-
-warm_up = warm_up_umap  # the name issue 4 uses

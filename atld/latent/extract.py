@@ -1,29 +1,23 @@
 """Extraction: where natural and perturbed images land in a classifier's latent space.
 
-Two latent spaces are kept for every image: the logits (what ATLD's discriminator D sees, method
-doc §1) and the penultimate features. The attack always targets the bare classifier (as the
-official evaluation does, method doc §5); D only scores the latents it produces.
+Two latent spaces are kept for every image: the logits (what ATLD's discriminator D sees,
+docs/method.md §1) and the penultimate features. The attack always targets the bare classifier
+(as the official evaluation does, docs/method.md §5); D only scores the latents it produces.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 
-from atld.attacks import NAMED_ATTACKS, AttackConfig, run_attack
+from atld.attacks.gradient import AttackConfig, run_attack
+from atld.config.vocab import LatentSpace, parse
 from atld.data.loaders import as_float01
 from atld.data.registry import DatasetSpec
-from atld.errors import ConfigError, DataError, check_choice, check_int_at_least, require
-
-LatentSpace = Literal["logits", "features"]
-LATENT_SPACES = ("logits", "features")
-
-# The attacks offered by name (method doc §5; presets live in atld.attacks): ε comes from the
-# dataset spec, the step is ε/4 (FGSM: ε); "natural" means no attack.
-ATTACK_NAMES = ("natural", *NAMED_ATTACKS)
+from atld.errors import ConfigError, DataError, check_int_at_least, require
+from atld.models.common import eval_mode
 
 
 @dataclass(frozen=True)
@@ -50,11 +44,11 @@ class LatentSet:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def latents(self, space: LatentSpace = "logits") -> tuple[np.ndarray, np.ndarray]:
+    def latents(self, space: LatentSpace = LatentSpace.LOGITS) -> tuple[np.ndarray, np.ndarray]:
         """(z_nat, z_pert) as float32 numpy arrays [N, D] of the chosen space."""
-        check_choice("latent space", space, LATENT_SPACES)
-        nat, pert = (self.logits_nat, self.logits_pert) if space == "logits" else (self.features_nat,
-                                                                                    self.features_pert)
+        space = parse(LatentSpace, space, "latent space")
+        nat, pert = ((self.logits_nat, self.logits_pert) if space is LatentSpace.LOGITS
+                     else (self.features_nat, self.features_pert))
         return nat.numpy(), pert.numpy()
 
     @property
@@ -71,7 +65,7 @@ class LatentSet:
         return out
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], attack: AttackConfig | None) -> "LatentSet":
+    def from_arrays(cls, arrays: dict[str, np.ndarray], attack: AttackConfig | None) -> LatentSet:
         get = {k: (torch.from_numpy(np.array(arrays[k])) if k in arrays else None) for k in _TENSOR_FIELDS}
         return cls(**get, attack=attack)
 
@@ -118,11 +112,9 @@ def extract_latents(run, x: torch.Tensor, y: torch.Tensor, attack: AttackConfig 
     if attack is not None and not isinstance(attack, AttackConfig):
         raise ConfigError(f"attack must be an AttackConfig or None, got {type(attack).__name__}")
     device = torch.device(device)
-    modes = [(m, m.training) for m in (classifier, discriminator) if m is not None]
-    for m, _ in modes:
-        m.to(device).eval()
+    models = [m.to(device) for m in (classifier, discriminator) if m is not None]
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in _TENSOR_FIELDS}
-    try:
+    with eval_mode(*models):
         for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
             xb = as_float01(xb.to(device))
             require(bool(torch.isfinite(xb).all()) and float(xb.min()) >= 0 and float(xb.max()) <= 1,
@@ -137,9 +129,6 @@ def extract_latents(run, x: torch.Tensor, y: torch.Tensor, attack: AttackConfig 
                                ("d_nat", dn), ("d_pert", dp)):
                 if value is not None:
                     parts[key].append(value)
-    finally:
-        for m, was_training in modes:
-            m.train(was_training)
     # torch.cat allocates: every field is its own copy (even with attack None, where the natural
     # and perturbed parts are the same tensors), so editing one never changes another.
     return LatentSet(**{k: (torch.cat(v) if v else None) for k, v in parts.items()}, attack=attack)

@@ -37,7 +37,8 @@ MEASURE_KEYS = ("discriminator_auc", "two_sample_accuracy", "two_sample_p_value"
                 "mmd_bandwidth", "knn_mixing", "knn_mixing_expected")
 
 
-def _as_2d(name: str, z) -> np.ndarray:
+def as_2d(name: str, z) -> np.ndarray:
+    """z as a float64 array [N, D] of finite values, or a one-line DataError."""
     z = np.asarray(z, dtype=np.float64)
     require(z.ndim == 2, f"{name} must be a 2-D array [N, D], got shape {z.shape}", DataError)
     require(bool(np.isfinite(z).all()), f"{name} contains NaN or infinite values", DataError)
@@ -74,7 +75,7 @@ def two_sample_test(z_nat: ArrayLike, z_pert: ArrayLike, folds: int = 5, random_
     from sklearn.preprocessing import StandardScaler
 
     rng = np.random.default_rng(random_state)
-    z_nat, z_pert = _balanced(_as_2d("z_nat", z_nat), _as_2d("z_pert", z_pert), rng)
+    z_nat, z_pert = _balanced(as_2d("z_nat", z_nat), as_2d("z_pert", z_pert), rng)
     n = len(z_nat)
     require(n >= folds, f"the two-sample test needs at least {folds} points per side, got {n}", DataError)
     z = np.concatenate([z_nat, z_pert])
@@ -95,7 +96,7 @@ def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def median_bandwidth(z: ArrayLike, max_points: int = 1000, random_state: int = 0) -> float:
     """Median pairwise Euclidean distance of (a seeded subsample of) z: the RBF σ."""
-    z = _as_2d("z", z)
+    z = as_2d("z", z)
     if len(z) > max_points:
         z = z[np.random.default_rng(random_state).choice(len(z), max_points, replace=False)]
     d = _sq_dists(z, z)[np.triu_indices(len(z), k=1)]
@@ -107,7 +108,7 @@ def mmd_test(z_nat: ArrayLike, z_pert: ArrayLike, bandwidth: float | None = None
              random_state: int = 0) -> tuple[float, float, float]:
     """(unbiased MMD², permutation p-value, σ) with an RBF kernel of width σ (median heuristic when
     `bandwidth` is None). p = (1 + #{permuted MMD² ≥ observed}) / (1 + permutations)."""
-    z_nat, z_pert = _as_2d("z_nat", z_nat), _as_2d("z_pert", z_pert)
+    z_nat, z_pert = as_2d("z_nat", z_nat), as_2d("z_pert", z_pert)
     n, m = len(z_nat), len(z_pert)
     require(n >= 2 and m >= 2, f"MMD needs at least 2 points per side, got {n} and {m}", DataError)
     check_int_at_least("permutations", permutations, 1)
@@ -141,7 +142,7 @@ def knn_mixing(z_nat: ArrayLike, z_pert: ArrayLike, neighbors: int = 10) -> tupl
     pooled set, the value expected under perfect mixing n_nat / (N − 1))."""
     from sklearn.neighbors import NearestNeighbors
 
-    z_nat, z_pert = _as_2d("z_nat", z_nat), _as_2d("z_pert", z_pert)
+    z_nat, z_pert = as_2d("z_nat", z_nat), as_2d("z_pert", z_pert)
     n, m = len(z_nat), len(z_pert)
     check_int_at_least("neighbors", neighbors, 1)
     require(n + m - 1 >= neighbors, f"kNN mixing needs more than {neighbors} points, got {n + m}", DataError)
@@ -185,7 +186,7 @@ def gap_numbers(z_nat: ArrayLike, z_pert: ArrayLike, labels: ArrayLike | None = 
     mmd_p_value, mmd_bandwidth, knn_mixing, knn_mixing_expected, settings, per_class (a list of
     dicts with label and the same measures; None values for classes with fewer than
     MIN_CLASS_POINTS points per side; empty without labels)."""
-    z_nat, z_pert = _as_2d("z_nat", z_nat), _as_2d("z_pert", z_pert)
+    z_nat, z_pert = as_2d("z_nat", z_nat), as_2d("z_pert", z_pert)
     require(z_nat.shape[1] == z_pert.shape[1],
             f"natural and perturbed latents differ in width: {z_nat.shape[1]} vs {z_pert.shape[1]}", DataError)
     require((d_nat is None) == (d_pert is None), "give D scores for both sides or for neither")
@@ -223,7 +224,7 @@ def gap_numbers(z_nat: ArrayLike, z_pert: ArrayLike, labels: ArrayLike | None = 
     return out
 
 
-def gap_for_latents(latents: "LatentSet", space: str = "logits", **kwargs) -> dict:
+def gap_for_latents(latents: LatentSet, space: str = "logits", **kwargs) -> dict:
     """`gap_numbers` for a `LatentSet` (its true labels and D scores), in `space` ("logits" | "features")."""
     z_nat, z_pert = latents.latents(space)
     d_nat = None if latents.d_nat is None else latents.d_nat.numpy()

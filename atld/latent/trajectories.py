@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from atld.attacks import ATTACK_KINDS, AttackConfig
-from atld.errors import DataError, check_choice, check_finite_range, check_int_at_least, require
+from atld.attacks.gradient import AttackConfig
+from atld.config.vocab import AttackKind, LatentSpace, parse
+from atld.errors import DataError, check_finite_range, check_int_at_least, require
 from atld.latent.embed import Embedder
-from atld.latent.extract import LatentSpace, extract_latents
+from atld.latent.extract import extract_latents
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,10 @@ class Trajectories:
     labels: torch.Tensor
     images: torch.Tensor
 
-    def latents(self, space: LatentSpace = "logits") -> np.ndarray:
+    def latents(self, space: LatentSpace = LatentSpace.LOGITS) -> np.ndarray:
         """[E, N, D] float32 numpy array of the chosen space."""
-        return (self.logits if space == "logits" else self.features).numpy()
+        return (self.logits if parse(LatentSpace, space, "latent space") is LatentSpace.LOGITS
+                else self.features).numpy()
 
 
 def trajectories(run, x: torch.Tensor, y: torch.Tensor, epsilons, attack_kind: str = "pgd", steps: int = 20,
@@ -43,7 +45,7 @@ def trajectories(run, x: torch.Tensor, y: torch.Tensor, epsilons, attack_kind: s
     """Attack the N points x [N, C, H, W] (labels y [N]) at every ε in `epsilons` ([0, 1] pixel
     units, ascending or not) with `attack_kind` ("fgsm" | "pgd" | "cw", step ε/4, `steps` steps)
     and collect their latents. Use few points (a selection): cost is E attacks of N images."""
-    check_choice("attack", attack_kind, ATTACK_KINDS)
+    attack_kind = parse(AttackKind, attack_kind, "attack")
     check_int_at_least("attack steps", steps, 1)
     eps = [check_finite_range("epsilon", float(e), 0.0, 1.0, "([0, 1] pixel units)") for e in epsilons]
     require(len(eps) >= 1, "give at least one epsilon", DataError)
@@ -59,7 +61,7 @@ def trajectories(run, x: torch.Tensor, y: torch.Tensor, epsilons, attack_kind: s
                         d, sets[0].labels, torch.stack([s.images_pert for s in sets]))
 
 
-def embed_trajectories(traj: Trajectories, embedder: Embedder | None = None, space: LatentSpace = "logits",
+def embed_trajectories(traj: Trajectories, embedder: Embedder | None = None, space: LatentSpace = LatentSpace.LOGITS,
                        background: np.ndarray | None = None) -> np.ndarray:
     """Project every point of every trail on one map -> [E, N, n_components].
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -37,3 +39,16 @@ class Classifier(nn.Module):
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.features(x)
         return self.head(feats), feats
+
+
+@contextlib.contextmanager
+def eval_mode(*modules: nn.Module):
+    """Put modules in eval mode for the block and restore each one's previous mode after."""
+    modes = [m.training for m in modules]
+    try:
+        for m in modules:
+            m.eval()
+        yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)

@@ -1,4 +1,4 @@
-"""ATLD's discriminator D, rebuilt as the residual MLP it effectively is (method doc §3).
+"""ATLD's discriminator D, rebuilt as the residual MLP it effectively is (docs/method.md §3).
 
 The official D is a WRN-28-5 fed the logit vector as a [B, K, 1, 1] map; on a 1x1 map each 3x3
 conv only uses its centre tap, so it is a pre-activation residual MLP with BatchNorm. Here:
@@ -17,6 +17,10 @@ from torch import nn
 
 from atld.errors import check_int_at_least, require
 
+MAX_WIDTHS = 16  # layers of widths at most
+MAX_WIDTH = 8192  # units per layer at most
+MAX_BLOCKS = 64  # residual blocks per width at most
+
 
 @dataclass(frozen=True)
 class DiscriminatorSpec:
@@ -24,15 +28,26 @@ class DiscriminatorSpec:
     blocks_per_group: int = 4  # official: (28 - 4) / 6
 
     def __post_init__(self):
-        require(len(self.widths) >= 2 and all(isinstance(w, int) and w >= 1 for w in self.widths),
-                f"discriminator widths must be >= 2 positive integers, got {self.widths!r}")
-        require(max(self.widths) <= 8192, f"discriminator widths are absurdly large: {self.widths!r}")
+        require(isinstance(self.widths, tuple) and 2 <= len(self.widths) <= MAX_WIDTHS
+                and all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in self.widths),
+                f"discriminator widths must be 2 to {MAX_WIDTHS} positive integers, got {str(self.widths)[:80]}")
+        require(max(self.widths) <= MAX_WIDTH, f"discriminator widths are absurdly large: {self.widths!r}")
         check_int_at_least("discriminator blocks_per_group", self.blocks_per_group, 1)
-        require(self.blocks_per_group <= 64, "discriminator blocks_per_group must be <= 64")
+        require(self.blocks_per_group <= MAX_BLOCKS, f"discriminator blocks_per_group must be <= {MAX_BLOCKS}")
 
 
 OFFICIAL_DISCRIMINATOR = DiscriminatorSpec()
 SMALL_DISCRIMINATOR = DiscriminatorSpec(widths=(16, 32, 64), blocks_per_group=1)
+
+
+def discriminator_params(num_classes: int, spec: DiscriminatorSpec) -> int:
+    """Learnable parameters of `Discriminator(num_classes, spec)` (a formula: nothing is built)."""
+    total, din = num_classes * spec.widths[0], spec.widths[0]
+    for dout in spec.widths[1:]:
+        for _ in range(spec.blocks_per_group):  # BN, fc, BN, fc, and a shortcut when the width changes
+            total += 2 * din + din * dout + 2 * dout + dout * dout + (din * dout if din != dout else 0)
+            din = dout
+    return total + 2 * din + (din + 1) + (din + 1) * num_classes
 
 
 class _PreActLinearBlock(nn.Module):

@@ -25,6 +25,15 @@ class PreActBlock(nn.Module):
         return out + shortcut
 
 
+def preact_block_params(cin: int, cout: int, stride: int) -> int:
+    """Learnable parameters of `PreActBlock` (two BatchNorms, two 3x3 convs, maybe a 1x1 shortcut)."""
+    shortcut = cin * cout if stride != 1 or cin != cout else 0
+    return 2 * cin + cin * cout * 9 + 2 * cout + cout * cout * 9 + shortcut
+
+
+PREACT18_LAYERS = ((64, 1), (128, 2), (256, 2), (512, 2))  # (width, stride) of each pair of blocks
+
+
 class PreActResNet18(Classifier):
     def __init__(self, input_shape: tuple[int, int, int], num_classes: int,
                  mean: tuple[float, ...], std: tuple[float, ...]):
@@ -33,7 +42,7 @@ class PreActResNet18(Classifier):
         self.normalize = Normalize(mean, std)
         self.stem = nn.Conv2d(input_shape[0], 64, 3, 1, 1, bias=False)
         layers, cin = [], 64
-        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        for cout, stride in PREACT18_LAYERS:
             layers += [PreActBlock(cin, cout, stride), PreActBlock(cout, cout, 1)]
             cin = cout
         self.layers = nn.Sequential(*layers)
@@ -44,3 +53,12 @@ class PreActResNet18(Classifier):
         out = self.layers(self.stem(self.normalize(x)))
         out = F.relu(self.bn(out))
         return F.adaptive_avg_pool2d(out, 1).flatten(1)
+
+
+def preact_resnet18_params(channels: int, num_classes: int) -> int:
+    """Learnable parameters of `PreActResNet18` (a formula: nothing is built)."""
+    total, cin = channels * 64 * 9, 64
+    for cout, stride in PREACT18_LAYERS:
+        total += preact_block_params(cin, cout, stride) + preact_block_params(cout, cout, 1)
+        cin = cout
+    return total + 2 * 512 + 513 * num_classes

@@ -40,3 +40,15 @@ class SmallCNN(Classifier):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self.normalize(x))
+
+
+def small_cnn_params(input_shape: tuple[int, int, int], num_classes: int, batch_norm: bool, width: int = 32,
+                     hidden: int = 128) -> int:
+    """Learnable parameters of `SmallCNN` (a formula: nothing is built)."""
+    c, h, w = input_shape
+
+    def conv(cin: int, cout: int) -> int:  # 3x3 weights, then BatchNorm's scale and shift, or a bias
+        return cin * cout * 9 + (2 * cout if batch_norm else cout)
+
+    convs = conv(c, width) + conv(width, width) + conv(width, 2 * width) + conv(2 * width, 2 * width)
+    return convs + (2 * width * (h // 4) * (w // 4) + 1) * hidden + (hidden + 1) * num_classes

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from atld.models.common import Classifier, Normalize
-from atld.models.preact_resnet import PreActBlock  # WRN's block is the same pre-activation block
+from atld.models.preact_resnet import PreActBlock, preact_block_params  # WRN's block is the same block
 
 
 class WideResNet(Classifier):
@@ -17,17 +17,12 @@ class WideResNet(Classifier):
         super().__init__()
         if depth < 10 or (depth - 4) % 6:
             raise ValueError(f"WideResNet depth must be 6n + 4 with n >= 1, got {depth}")
-        n = (depth - 4) // 6
-        widths = (16, 16 * widen, 32 * widen, 64 * widen)
+        widths = _widths(widen)
         self.num_classes, self.feature_dim = num_classes, widths[3]
         self.normalize = Normalize(mean, std)
         self.stem = nn.Conv2d(input_shape[0], widths[0], 3, 1, 1, bias=False)
-        layers, cin = [], widths[0]
-        for cout, stride in zip(widths[1:], (1, 2, 2)):
-            for i in range(n):
-                layers.append(PreActBlock(cin, cout, stride if i == 0 else 1))
-                cin = cout
-        self.layers = nn.Sequential(*layers)
+        self.layers = nn.Sequential(*(PreActBlock(*b) for b in _blocks(depth, widen)))
+        cin = widths[3]
         self.bn = nn.BatchNorm2d(cin)
         self.head = nn.Linear(cin, num_classes)
         for m in self.modules():
@@ -37,3 +32,24 @@ class WideResNet(Classifier):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn(self.layers(self.stem(self.normalize(x)))))
         return F.adaptive_avg_pool2d(out, 1).flatten(1)
+
+
+def _widths(widen: int) -> tuple[int, int, int, int]:
+    return 16, 16 * widen, 32 * widen, 64 * widen
+
+
+def _blocks(depth: int, widen: int) -> list[tuple[int, int, int]]:
+    """(in width, out width, stride) of every block: (depth − 4) / 6 blocks in each of 3 groups."""
+    widths, out, cin = _widths(widen), [], 16
+    for cout, stride in zip(widths[1:], (1, 2, 2)):
+        for i in range((depth - 4) // 6):
+            out.append((cin, cout, stride if i == 0 else 1))
+            cin = cout
+    return out
+
+
+def wide_resnet_params(channels: int, num_classes: int, depth: int, widen: int) -> int:
+    """Learnable parameters of `WideResNet` (a formula: nothing is built)."""
+    last = _widths(widen)[3]
+    blocks = sum(preact_block_params(*b) for b in _blocks(depth, widen))
+    return channels * 16 * 9 + blocks + 2 * last + (last + 1) * num_classes

@@ -1,6 +1,3 @@
-"""Training: one loop (`trainer.train`) and the methods natural, pgd-at, atld."""
-
-from atld.train.config import METHODS, TrainConfig
-from atld.train.trainer import Progress, TrainResult, learning_rate, train
-
-__all__ = ["METHODS", "Progress", "TrainConfig", "TrainResult", "learning_rate", "train"]
+"""Training: the loop (`trainer`), its optimizers and saved state (`optim`), and data-parallel
+training (`distributed`). Nothing is imported here, so that `atld.runs.store` can use `optim`
+while the trainer uses the store."""

@@ -1,7 +1,7 @@
 """What the Attack page shows for a few images: natural, adversarial and IMT-corrected inputs,
 predictions, confidences and discriminator scores before and after. Streamlit-free.
 
-The attack targets the bare classifier (as the official evaluation does, method doc §5); IMT is
+The attack targets the bare classifier (as the official evaluation does, docs/method.md §5); IMT is
 then applied to the adversarial image with the run's own training ε (atld.inference)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from atld.attacks import AttackConfig, run_attack
+from atld.attacks.gradient import AttackConfig, run_attack
 from atld.errors import require
 
 

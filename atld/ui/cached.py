@@ -1,6 +1,6 @@
-"""Cached computations for the pages (`st.cache_data`: results are NumPy/pandas, keyed by the
-checkpoint's path and model hash plus every parameter). Each wrapper only loads its inputs and
-calls one core function."""
+"""Cached computations for the pages (`st.cache_data`: results are NumPy / pandas / plain objects,
+keyed by the checkpoint's path and model hash plus every parameter). Each wrapper only loads its
+inputs and calls one core function."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from atld.ui.state import get_data, get_run
 
 
 def _test_images(dataset: str, indices: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    from atld.data import as_float01
+    from atld.data.loaders import as_float01
 
     data = get_data(dataset)
     idx = torch.tensor(indices, dtype=torch.long)
@@ -22,7 +22,7 @@ def _test_images(dataset: str, indices: tuple[int, ...]) -> tuple[torch.Tensor, 
 def attack(path: str, model_hash: str, indices: tuple[int, ...], kind: str, epsilon: float, steps: int,
            seed: int, imt_mode: str):
     """atld.ui.attack_view.attack_view on test images `indices`."""
-    from atld.attacks import AttackConfig
+    from atld.attacks.gradient import AttackConfig
     from atld.ui.attack_view import attack_view
 
     run = get_run(path, model_hash)
@@ -30,43 +30,20 @@ def attack(path: str, model_hash: str, indices: tuple[int, ...], kind: str, epsi
     return attack_view(run, x, y, AttackConfig(kind, epsilon, steps=steps), seed=seed, imt_mode=imt_mode)
 
 
-@st.cache_data(show_spinner="Computing latents…", max_entries=16)
-def latents(path: str, model_hash: str, n: int, attack_name: str, epsilon: float, seed: int) -> dict:
-    """atld.latent.extract_latents on the first `n` test images under the named attack, as
-    NumPy arrays (LatentSet.arrays(); d_nat/d_pert absent without a discriminator)."""
-    from atld.attacks import attack_from_name
-    from atld.latent import extract_latents
+@st.cache_data(show_spinner="Computing latents, their map and the gap…", max_entries=32)
+def latent_map(path: str, model_hash: str, n: int, attack_name: str, epsilon: float, seed: int, space: str,
+               projection: str, fit_on: str):
+    """atld.latent.latent_map on the first `n` test images: latents, the 2-D map and the gap numbers
+    (the `embed` command's pipeline; its disk cache serves repeated requests)."""
+    from atld.config.latent import LatentConfig
+    from atld.latent import LatentCache, latent_map
 
     run = get_run(path, model_hash)
     data = get_data(run.config.dataset)
     n = min(n, len(data.y_test))
-    generator = torch.Generator().manual_seed(int(seed))
-    found = extract_latents(run, data.x_test[:n], data.y_test[:n], attack_from_name(attack_name, epsilon),
-                            generator=generator)
-    return found.arrays()
-
-
-@st.cache_data(show_spinner="Projecting…", max_entries=32)
-def embedding(path: str, model_hash: str, n: int, attack_name: str, epsilon: float, seed: int, space: str,
-              method: str, fit_on: str):
-    """atld.latent.Embedder(method, fit_on).fit(...).embedding_ for `latents(...)`: [2N, 2]."""
-    from atld.latent import Embedder
-
-    arrays = latents(path, model_hash, n, attack_name, epsilon, seed)
-    key = "logits" if space == "logits" else "features"
-    return Embedder(method, fit_on, random_state=seed).fit(
-        arrays[f"{key}_nat"], arrays[f"{key}_pert"], arrays["labels"]).embedding_
-
-
-@st.cache_data(show_spinner="Measuring the gap…", max_entries=32)
-def gap(path: str, model_hash: str, n: int, attack_name: str, epsilon: float, seed: int, space: str) -> dict:
-    """atld.latent.gap_numbers in latent space (not on the 2-D map)."""
-    from atld.latent import gap_numbers
-
-    a = latents(path, model_hash, n, attack_name, epsilon, seed)
-    key = "logits" if space == "logits" else "features"
-    return gap_numbers(a[f"{key}_nat"], a[f"{key}_pert"], a["labels"], a.get("d_nat"), a.get("d_pert"),
-                       permutations=100, random_state=seed)
+    config = LatentConfig(attack=attack_name, epsilon=epsilon, projection=projection, fit_on=fit_on, space=space,
+                          limit=max(n, 2), seed=seed, permutations=100)
+    return latent_map(run, data.x_test[:n], data.y_test[:n], config, LatentCache())
 
 
 @st.cache_data(show_spinner="Computing robust accuracy vs ε…", max_entries=32)

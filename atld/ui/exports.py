@@ -1,5 +1,5 @@
 """Downloads offered by the app: the run config as JSON, the checkpoint as a zip, tables as CSV.
-Streamlit-free; every function returns the bytes/text a download button serves."""
+Streamlit-free and torch-free; every function returns the bytes/text a download button serves."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import json
 import zipfile
 from pathlib import Path
 
+from atld.errors import CheckpointError
+from atld.fileio import read_regular
+from atld.runs.card import CARD, MARKER, MAX_CARD_BYTES, MAX_TENSOR_FILE_BYTES, card_files, read_card
 
 
 def config_json(card: dict) -> str:
@@ -18,19 +21,20 @@ def config_json(card: dict) -> str:
 
 
 def checkpoint_zip(run_dir: str | Path) -> bytes:
-    """A zip of the run directory's card and tensor files (only the files the card names, so a
-    stray file never leaves the server), under a folder named after the run."""
-    from atld.checkpoints import CARD, read_card  # imports torch: only when the zip is asked for
-
+    """A zip of the run: its card, the tensor files the card names and the lab's marker (so the
+    unzipped folder can be resumed), under a folder named after the run. Nothing else in the
+    folder leaves the server, and links or special files are never followed."""
     run_dir = Path(run_dir)
     card = read_card(run_dir)  # validates; refuses a broken run
-    names = [CARD] + [n for n in card["files"].values() if n]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name in names:
-            path = run_dir / name
-            if path.is_file() and not path.is_symlink():
-                zf.write(path, f"{run_dir.name}/{name}")
+        tensors = ((name, MAX_TENSOR_FILE_BYTES) for name in card_files(card))
+        for name, limit in ((CARD, MAX_CARD_BYTES), (MARKER, 4096), *tensors):
+            try:
+                zf.writestr(f"{run_dir.name}/{name}", read_regular(run_dir / name, limit, CheckpointError, name))
+            except CheckpointError:
+                if name != MARKER:  # an older run without the marker still zips
+                    raise
     return buf.getvalue()
 
 

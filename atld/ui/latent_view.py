@@ -1,76 +1,58 @@
-"""The Latent explorer's figure, selection and tables, built without Streamlit.
+"""The Latent explorer's figure, selection and gap summary, built without Streamlit.
 
-Point ids: a map of N images has 2N points; id i < N is natural image i, id N + i is its
-perturbed copy. Every plotly point carries its id in `customdata[0]`, because plotly's point
-indices are per trace and the traces are split by class and kind."""
+The points are the rows of `atld.latent.maps.points_frame` (the same table the CSV export and
+the `embed` command write): row i is point i; i < N is natural image i, N + i its perturbed copy.
+Every plotly point carries its id in `customdata[0]`, because plotly's point indices are per
+trace and the traces are split by class and set."""
 
 from __future__ import annotations
 
 import numpy as np
 
-COLOR_MODES = ("class × natural/perturbed", "D score", "correct / wrong")
-KINDS = ("natural", "perturbed")
+from atld.config.vocab import ColorBy, PointSet
+
+COLOR_MODES = tuple(ColorBy)
+KINDS = tuple(PointSet)
 
 
-def point_table(embedding: np.ndarray, labels: np.ndarray, pred_nat: np.ndarray, pred_pert: np.ndarray,
-                d_nat: np.ndarray | None, d_pert: np.ndarray | None, class_names: tuple[str, ...],
-                indices: np.ndarray | None = None):
-    """One row per point (2N rows, natural first): id, kind, image (test index), x, y, class (the
-    label's index), label, prediction (names), correct, d_score (NaN without D). embedding: [2N, 2]."""
-    import pandas as pd
-
-    n = len(labels)
-    if indices is None:
-        indices = np.arange(n)
-    both = lambda a, b: np.concatenate([a, b])  # noqa: E731
-    d = both(d_nat, d_pert) if d_nat is not None else np.full(2 * n, np.nan)
-    lab = both(labels, labels)
-    pred = both(pred_nat, pred_pert)
-    return pd.DataFrame({
-        "id": np.arange(2 * n), "kind": np.repeat(KINDS, n), "image": both(indices, indices),
-        "x": embedding[:, 0], "y": embedding[:, 1], "class": lab,
-        "label": [class_names[i] for i in lab], "prediction": [class_names[i] for i in pred],
-        "correct": lab == pred, "d_score": d.astype(float)})
-
-
-def latent_figure(table, color_by: str = COLOR_MODES[0], title: str = "", height: int = 520):
-    """A plotly scatter of `point_table` rows. Natural points are circles, perturbed are crosses;
-    colour by class (one trace per class × kind), by D score (a colour scale) or by correctness."""
+def latent_figure(table, color_by: str = ColorBy.CLASS, title: str = "", height: int = 520):
+    """A plotly scatter of a point table. Natural points are circles, perturbed are crosses;
+    colour by class (one trace per class × set), by D score (a colour scale) or by correctness."""
     import plotly.graph_objects as go
     from plotly.colors import qualitative
 
     fig = go.Figure()
-    symbols = {"natural": "circle", "perturbed": "x"}
+    symbols = {PointSet.NATURAL: "circle", PointSet.PERTURBED: "x"}
 
     def add(rows, name, color=None, legendgroup=None, **marker):
         fig.add_trace(go.Scatter(
             x=rows["x"], y=rows["y"], mode="markers", name=name, legendgroup=legendgroup,
-            customdata=np.stack([rows["id"], rows["image"]], axis=1),
+            customdata=np.stack([rows.index.values, rows["index"].values], axis=1),
             text=[f"{k} #{i}: label {lab}, pred {p}" + ("" if np.isnan(d) else f", D {d:.2f}")
-                  for k, i, lab, p, d in zip(rows["kind"], rows["image"], rows["label"], rows["prediction"],
-                                             rows["d_score"])],
+                  for k, i, lab, p, d in zip(rows["set"], rows["index"], rows["label_name"], rows["pred_name"],
+                                             rows["d_natural"])],
             hovertemplate="%{text}<extra></extra>",
-            marker=dict(color=color, size=7, symbol=symbols[rows["kind"].iloc[0]], opacity=0.75, **marker)))
+            marker=dict(color=color, size=7, symbol=symbols[rows["set"].iloc[0]], opacity=0.75, **marker)))
 
-    if color_by == "D score" and table["d_score"].notna().any():
+    if color_by == ColorBy.D_SCORE and table["d_natural"].notna().any():
         for kind in KINDS:
-            rows = table[table["kind"] == kind]
-            add(rows, kind, color=rows["d_score"], colorscale="RdBu", cmin=0.0, cmax=1.0,
-                showscale=kind == "natural", colorbar=dict(title="D: P(natural)"))
-    elif color_by == "correct / wrong":
+            rows = table[table["set"] == kind]
+            add(rows, kind, color=rows["d_natural"], colorscale="RdBu", cmin=0.0, cmax=1.0,
+                showscale=kind == PointSet.NATURAL, colorbar=dict(title="D: P(natural)"))
+    elif color_by == ColorBy.CORRECT:
         for kind in KINDS:
             for ok, colour in ((True, "#2a9d8f"), (False, "#e63946")):
-                rows = table[(table["kind"] == kind) & (table["correct"] == ok)]
+                rows = table[(table["set"] == kind) & (table["correct"] == ok)]
                 if len(rows):
                     add(rows, f"{kind}, {'correct' if ok else 'wrong'}", color=colour)
     else:
         palette = qualitative.D3 + qualitative.Set3
-        for c in sorted(table["class"].unique()):
+        for c in sorted(table["label"].unique()):
             for kind in KINDS:
-                rows = table[(table["class"] == c) & (table["kind"] == kind)]
+                rows = table[(table["label"] == c) & (table["set"] == kind)]
                 if len(rows):
-                    label = rows["label"].iloc[0]
-                    add(rows, f"{label} · {kind}", color=palette[c % len(palette)], legendgroup=str(label))
+                    name = rows["label_name"].iloc[0]
+                    add(rows, f"{name} · {kind}", color=palette[c % len(palette)], legendgroup=str(name))
     fig.update_layout(title=title or None, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
                       dragmode="select", legend=dict(itemsizing="constant", font=dict(size=10)),
                       xaxis=dict(showticklabels=False, title=None), yaxis=dict(showticklabels=False, title=None))

@@ -42,15 +42,16 @@ def d_histogram(d_nat: np.ndarray, d_pert: np.ndarray, bins: int = 20):
     return fig
 
 
-def comparison_rows(entries: dict[str, RunEntry], arrays: dict[str, dict], gaps: dict[str, dict]) -> list[dict]:
-    """Per method: accuracy natural / perturbed and the gap numbers, for the step-4 table."""
+def comparison_rows(entries: dict[str, RunEntry], maps: dict) -> list[dict]:
+    """Per method: accuracy natural / perturbed and the gap numbers (from `atld.latent.LatentMap`s),
+    for the step-4 table."""
     rows = []
     for method, entry in entries.items():
-        a, g = arrays[method], gaps[method]
+        m = maps[method]
         rows.append({"checkpoint": entry.label, "method": method,
-                     "clean acc %": round(100 * float((a["pred_nat"] == a["labels"]).mean()), 1),
-                     "attacked acc %": round(100 * float((a["pred_pert"] == a["labels"]).mean()), 1),
-                     "two-sample acc %": round(100 * g["two_sample_accuracy"], 1),
-                     "MMD²": round(g["mmd2"], 4),
-                     "kNN mixing %": round(100 * g["knn_mixing"], 1)})
+                     "clean acc %": round(100 * m.latents.accuracy_nat, 1),
+                     "attacked acc %": round(100 * m.latents.accuracy_pert, 1),
+                     "two-sample acc %": round(100 * m.gap["two_sample_accuracy"], 1),
+                     "MMD²": round(m.gap["mmd2"], 4),
+                     "kNN mixing %": round(100 * m.gap["knn_mixing"], 1)})
     return rows

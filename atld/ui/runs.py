@@ -1,34 +1,28 @@
-"""Where the app finds checkpoints: the shipped ones (`checkpoints/` beside app.py) and the app's
-own runs directory (default `runs/`, or the environment variable ATLD_RUNS_DIR). Streamlit-free.
+"""Where the app finds checkpoints, and the one validated view of their cards (Streamlit-free).
 
-Listing is deliberately torch-free: the sidebar and the Home page only read `card.json` files
-(`peek_card`), so the first page renders before torch is imported (importing torch takes 1.5 s on
-an idle 2-core machine and several seconds on a busy one). Loading a model goes through
-`atld.checkpoints.load_checkpoint`, which validates the card fully (schema, hashes, shapes)."""
+Runs come from the shipped checkpoints (ATLD_CHECKPOINTS_DIR, default `checkpoints/`) and the
+runs directory (ATLD_RUNS_DIR, default `runs/`). Listing is torch-free and cheap on every rerun:
+a card is read and validated (`atld.runs.card.read_card`: the full schema) only when its file's
+size, modification time or inode changed since the last look; pages get cards only through
+`card_of`, so every card they show has passed the schema. Loading a model goes through
+`atld.runs.store.load_checkpoint`, which checks everything else (tensors, budget)."""
 
 from __future__ import annotations
 
-import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-CARD = "card.json"  # the name atld.checkpoints writes (kept equal by test_app_logic)
-MAX_CARD_BYTES = 16 * 2**20  # as atld.checkpoints: a bigger card is hostile or broken
-_CARD_FIELDS = {"format": str, "method": str, "dataset": str, "arch": str, "config": dict, "seed": int,
-                "epochs_done": int, "metrics": list, "files": dict, "has_discriminator": bool, "status": str}
+from atld.config.settings import settings
+from atld.errors import CheckpointError
+from atld.fileio import printable
+from atld.runs.card import CARD, list_runs, read_card
 
-APP_ROOT = Path(__file__).resolve().parents[2]  # the repository root, where app.py lives
+MAX_CACHED_CARDS = 1000
 
-
-def runs_dir() -> Path:
-    """The directory the app trains into (ATLD_RUNS_DIR, else <repo>/runs)."""
-    return Path(os.environ.get("ATLD_RUNS_DIR") or APP_ROOT / "runs")
-
-
-def shipped_dir() -> Path:
-    """The shipped checkpoints (ATLD_CHECKPOINTS_DIR, else <repo>/checkpoints)."""
-    return Path(os.environ.get("ATLD_CHECKPOINTS_DIR") or APP_ROOT / "checkpoints")
+_cache: dict[Path, tuple[tuple[int, int, int], dict | None]] = {}
+_cache_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -39,58 +33,54 @@ class RunEntry:
     source: str  # "shipped" | "runs"
     dataset: str
     method: str
-    status: str  # the card's status: finished | stopped | running | diverged
+    status: str  # the card's status: finished | stopped | running | diverged | failed
     epochs_done: int
     has_discriminator: bool
-    model_hash: str  # SHA-256 of model.safetensors (part of every cache key)
+    model_hash: str  # SHA-256 of the model file (part of every cache key)
 
 
-def peek_card(run_dir: str | os.PathLike) -> dict | None:
-    """The card of a run directory for display, or None when it is not a plausible run (missing,
-    a symbolic link, too large, not JSON, a required field missing or of the wrong type). Reads
-    one small JSON file; never touches tensors (load_checkpoint checks everything else)."""
-    path = Path(run_dir) / CARD
+def card_of(run_dir: str | os.PathLike) -> dict | None:
+    """The validated card of `run_dir`, or None when it has none or it fails the schema. Re-read
+    only when card.json's size, modification time or inode changed."""
+    path = Path(run_dir)
     try:
-        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_CARD_BYTES:
-            return None
-        card = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError):  # RecursionError: a deeply nested (hostile) card
+        info = os.stat(path / CARD, follow_symlinks=False)
+    except OSError:
         return None
-    if not isinstance(card, dict) or card.get("format") != "atld-run":
-        return None
-    for key, kind in _CARD_FIELDS.items():
-        value = card.get(key)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            return None
+    signature = (info.st_size, info.st_mtime_ns, info.st_ino)
+    with _cache_lock:
+        hit = _cache.get(path)
+    if hit is not None and hit[0] == signature:
+        return hit[1]
+    try:
+        card = read_card(path)
+    except CheckpointError:
+        card = None
+    with _cache_lock:
+        if len(_cache) >= MAX_CACHED_CARDS:
+            _cache.clear()
+        _cache[path] = (signature, card)
     return card
 
 
-def _run_dirs(root: Path) -> list[Path]:
-    """Directories directly under `root` holding a card, sorted by name (as atld.checkpoints.list_runs)."""
-    if not root.is_dir():
-        return []
-    return [p for p in sorted(root.iterdir()) if p.is_dir() and not p.is_symlink() and (p / CARD).is_file()]
-
-
 def discover_runs(dirs: list[tuple[str, Path]] | None = None) -> list[RunEntry]:
-    """Every loadable run under the given (source, directory) pairs, shipped first.
+    """Every listable run under the given (source, directory) pairs, shipped first.
 
-    Runs with no finished epoch yet and directories whose card is not a plausible run card are
-    skipped; a run that lists but fails the full check at load time shows that error instead."""
+    Runs with no finished epoch yet and directories whose card fails the schema are skipped; a
+    run that lists but fails the full check at load time shows that error instead."""
     if dirs is None:
-        dirs = [("shipped", shipped_dir()), ("runs", runs_dir())]
+        current = settings()
+        dirs = [("shipped", current.checkpoints_dir), ("runs", current.runs_dir)]
     out: list[RunEntry] = []
     seen: set[Path] = set()
     for source, root in dirs:
-        for path in _run_dirs(root):
+        for path in list_runs(root):
             real = path.resolve()
-            if real in seen:
+            card = card_of(path)
+            if real in seen or card is None or card["epochs_done"] < 1:
                 continue
             seen.add(real)
-            card = peek_card(path)
-            if card is None or card["epochs_done"] < 1:
-                continue
-            out.append(RunEntry(path, f"{path.name} ({source})", source, card["dataset"], card["method"],
-                                card["status"], card["epochs_done"], card["has_discriminator"],
-                                (card.get("sha256") or {}).get(str(card["files"].get("model")), "")))
+            out.append(RunEntry(path, f"{printable(path.name, 80)} ({source})", source, card["dataset"],
+                                card["method"], card["status"], card["epochs_done"], card["has_discriminator"],
+                                card.get("sha256", {}).get(card["files"]["model"], "")))
     return out

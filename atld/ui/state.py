@@ -1,5 +1,5 @@
-"""The Streamlit-bound part of the app: cached loaders, the sidebar selection kept across pages,
-the process-wide job manager and the UMAP warm-up thread.
+"""The Streamlit-bound part of the app: the settings check, cached loaders, the sidebar selection
+kept across pages, the process-wide job manager and the UMAP warm-up thread.
 
 Caching: models are `st.cache_resource` (one copy per process, keyed by path + model hash so a
 retrained run is never served stale); arrays are `st.cache_data` in the pages' compute helpers."""
@@ -13,7 +13,10 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from atld.ui.runs import RunEntry, discover_runs, runs_dir
+from atld.config.settings import Settings, settings
+from atld.errors import SEED_LIMIT, ATLDError
+from atld.ui.runs import RunEntry, discover_runs
+from atld.ui.views import md
 
 SELECTION_KEY = "atld_selection"
 
@@ -26,13 +29,22 @@ class Selection:
     seed: int  # seeds attacks' random starts and subsampling on every page
 
 
+def checked_settings() -> Settings:
+    """The validated environment; a bad ATLD_* variable stops the page with one line."""
+    try:
+        return settings()
+    except ATLDError as exc:
+        st.error(md(exc))
+        st.stop()
+
+
 def configure_torch() -> None:
     """One intra-op thread per computation by default: the server shares its cores between
     browser sessions and training threads, and on a busy 2-core machine two spinning threads per
     op made a PGD-20 call 7x slower than one. ATLD_TORCH_THREADS overrides it."""
     import torch
 
-    threads = int(os.environ.get("ATLD_TORCH_THREADS", "1"))
+    threads = settings().torch_threads
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
@@ -40,7 +52,7 @@ def configure_torch() -> None:
 @st.cache_resource(show_spinner="Loading the checkpoint…", max_entries=8)
 def get_run(path: str, model_hash: str):
     """The checkpoint at `path` (models on the CPU, eval mode); `model_hash` keys the cache."""
-    from atld.checkpoints import load_checkpoint
+    from atld.runs.store import load_checkpoint
 
     configure_torch()
     return load_checkpoint(path, device="cpu")
@@ -49,23 +61,42 @@ def get_run(path: str, model_hash: str):
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
 def get_data(dataset: str):
     """The dataset's tensors (digits ship with scikit-learn; others need ATLD_DATA_ROOT)."""
-    from atld.data import load_dataset
+    from atld.data.loaders import load_dataset
 
     configure_torch()
-    return load_dataset(dataset, os.environ.get("ATLD_DATA_ROOT"))
+    return load_dataset(dataset, settings().data_root)
 
 
 @st.cache_resource
 def job_manager(directory: str):
     """One JobManager per process and runs directory: the server-wide cap (ATLD_MAX_JOBS,
-    default 1) holds across all browser sessions."""
+    default 1) and the unwatched-job time limit hold across all browser sessions."""
     from atld.jobs import JobManager
 
     return JobManager(directory)
 
 
 def current_job_manager():
-    return job_manager(str(runs_dir()))
+    return job_manager(str(settings().runs_dir))
+
+
+JOB_KEY = "atld_job"  # session state: (run name, key) of the job this session watches
+
+
+def remember_job(job) -> None:
+    """Keep the job's run and key in the session and in the page's address: a reload, or the same
+    address in another tab, finds the job again (`attached_job`)."""
+    st.session_state[JOB_KEY] = (job.name, job.key)
+    st.query_params.update(run=job.name, key=job.key)
+
+
+def attached_job(manager):
+    """The job this session started or whose run and key the address carries, or None."""
+    name, key = st.session_state.get(JOB_KEY) or (st.query_params.get("run"), st.query_params.get("key"))
+    job = manager.attach(name, key) if name and key else None
+    if job is not None:
+        remember_job(job)
+    return job
 
 
 def owner_id() -> str:
@@ -85,7 +116,7 @@ def _lower_this_threads_priority() -> None:
 
 
 # Imported in the background after the first page is drawn, so the next page finds them loaded.
-PRELOAD = ("torch", "atld.checkpoints", "atld.attacks", "atld.inference", "atld.latent", "atld.evaluate",
+PRELOAD = ("torch", "atld.runs.store", "atld.attacks", "atld.inference", "atld.latent", "atld.evaluate",
            "atld.jobs", "plotly.graph_objects", "pandas")
 
 
@@ -98,8 +129,9 @@ def background_start() -> dict:
     import importlib
 
     status = {"preloaded": threading.Event(), "umap": threading.Event(), "error": None}
-    warm = os.environ.get("ATLD_UMAP_WARMUP", "1") != "0"
-    if os.environ.get("ATLD_PRELOAD", "1") == "0":  # benchmarks: measure without the background work
+    current = settings()
+    warm = current.umap_warmup
+    if not current.preload:  # benchmarks: measure without the background work
         status["preloaded"].set()
         status["umap"].set()
         return status
@@ -128,6 +160,7 @@ def background_start() -> dict:
 def sidebar() -> Selection:
     """Draw the dataset / checkpoint / seed pickers (the app's entry script calls this on every
     rerun, so the widgets and their values persist across pages) and store the selection."""
+    checked_settings()
     runs = discover_runs()
     pending = st.session_state.pop("atld_pending_run", None)
     if pending is not None and any(r.label == pending[1] for r in runs):
@@ -147,12 +180,12 @@ def sidebar() -> Selection:
             label = st.selectbox("Checkpoint", labels, key="atld_run",
                                  help="shipped checkpoints and the runs you trained (runs directory)")
             run = mine[labels.index(label)]
-            st.caption(f"{run.method} · {run.epochs_done} epochs · {run.status}"
-                       + (" · has D" if run.has_discriminator else " · no discriminator"))
+            st.caption(md(f"{run.method} · {run.epochs_done} epochs · {run.status}"
+                          + (" · has D" if run.has_discriminator else " · no discriminator")))
         else:
             run = None
             st.info("No checkpoint for this dataset yet: train one on the Train page.")
-        seed = st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="atld_seed",
+        seed = st.number_input("Seed", min_value=0, max_value=SEED_LIMIT - 1, value=0, step=1, key="atld_seed",
                                help="seeds random starts of attacks and subsampling on every page")
     selection = Selection(run, dataset, int(seed))
     st.session_state[SELECTION_KEY] = selection
@@ -170,10 +203,8 @@ def require_run(sel: Selection):
     if sel.run is None:
         st.info("Choose or train a checkpoint first (sidebar / Train page).")
         st.stop()
-    from atld.errors import ATLDError
-
     try:
         return get_run(str(sel.run.path), sel.run.model_hash)
     except ATLDError as exc:  # e.g. a checkpoint from an older architecture: say why, in one line
-        st.error(f"cannot load {sel.run.label}: {exc}")
+        st.error(md(f"cannot load {sel.run.label}: {exc}"))
         st.stop()

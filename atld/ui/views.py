@@ -6,63 +6,53 @@ are visible."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+
+from atld.fileio import printable
+
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>|~$])")
+
+
+def md(text: object) -> str:
+    """`text` (from a card, a file name, an error message) safe inside Streamlit Markdown: the
+    characters that make links, images, HTML, code, emphasis, tables and formulas are escaped, so
+    none can come from it (an image link in a card would otherwise be fetched by every viewer's
+    browser). Control characters are replaced and the text cut to one line."""
+    return _MARKDOWN.sub(r"\\\1", printable(text, 2000))
 
 
 def card_summary(card: dict) -> dict[str, str]:
-    """A few headline facts of a run card, as display strings."""
-    last = card["metrics"][-1] if card.get("metrics") else {}
+    """A few headline facts of a (schema-validated) run card, as display strings."""
+    last = card["metrics"][-1] if card["metrics"] else {}
     out = {"method": card["method"], "dataset": card["dataset"], "arch": card["arch"],
            "epochs": f"{card['epochs_done']}/{card.get('epochs_planned', card['epochs_done'])}",
            "status": card["status"]}
-    eps = card.get("config", {}).get("epsilon")
-    if eps is not None:
+    eps = card["config"].get("epsilon")
+    if isinstance(eps, (int, float)) and not isinstance(eps, bool):
         out["ε (train)"] = f"{eps:.4g}"
     for key, name in (("test_clean_acc", "clean acc"), ("test_pgd20_acc", "PGD-20 acc")):
         if key in last:
             out[name] = f"{100 * last[key]:.1f} %"
-    return out
+    return {k: printable(v, 80) for k, v in out.items()}
 
 
 def metrics_frame(metrics: list[dict]):
-    """Per-epoch metrics (card["metrics"] or a job's) as a DataFrame with an `epoch` column;
-    non-numeric entries are dropped."""
+    """Per-epoch metrics (a card's or a job's: numbers only) as a DataFrame with an `epoch` column."""
     import pandas as pd
 
-    rows = [{k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-            for m in metrics]
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(metrics)
     if not frame.empty and "epoch" not in frame:
         frame.insert(0, "epoch", range(1, len(frame) + 1))
     return frame
 
 
-def _rows_in(value) -> list[dict] | None:
-    if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("rows"), list):
-        return value["rows"]
-    return None
-
-
-def evaluation_frame(evaluations: dict):
-    """Every evaluation row stored in a card as one DataFrame (accuracy columns in %).
-
-    Accepts the card's `evaluations` object whether it holds the rows directly (`{"rows": [...]}`)
-    or one entry per named evaluation (`{"name": {"rows": [...], ...}, ...}`); the name becomes
-    the `set` column."""
+def evaluation_frame(evaluations: dict | None):
+    """The evaluation rows stored in a card (`{"rows": [...]}`) as a DataFrame, accuracy columns in %."""
     import pandas as pd
 
-    rows: list[dict] = []
-    direct = _rows_in(evaluations)
-    if direct is not None:
-        rows = [dict(r) for r in direct]
-    else:
-        for name, value in (evaluations or {}).items():
-            found = _rows_in(value)
-            if found:
-                rows += [{"set": name, **r} for r in found]
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame((evaluations or {}).get("rows", []))
     for col in ("accuracy", "ci_low", "ci_high"):
         if col in frame:
             frame[col] = (100 * frame[col].astype(float)).round(1)

@@ -1,4 +1,5 @@
-"""PGD adversarial training (Madry et al., 2018): CE on PGD-k examples (k = 10, step ε/4).
+"""PGD adversarial training (Madry et al., 2018): CE on PGD-k examples (k = 10, step ε/4;
+docs/method.md §5).
 
 The attack runs with the classifier in eval mode (BatchNorm statistics are not polluted by the
 attack's intermediate points); the update runs in train mode."""
@@ -8,8 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from atld.attacks import AttackConfig, run_attack
-from atld.train.methods.base import StepContext, StepOutput
+from atld.attacks.gradient import AttackConfig, run_attack
+from atld.methods.base import StepContext, StepOutput, descend
 
 
 def pgd_at_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
@@ -24,8 +25,6 @@ def pgd_at_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepOutpu
         f.train()
         logits = f(x_adv)
     loss = F.cross_entropy(logits.float(), y)
-    ctx.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    ctx.optimizer.step()
+    descend(ctx.optimizer, loss)
     return StepOutput(loss.detach(), {"loss_ce": loss.detach()},
                       logits_clean=logits_clean.detach(), logits_perturbed=logits.detach())

@@ -1,4 +1,5 @@
-"""Loss terms of ATLD training (method doc §2). Each is a pure function over tensors."""
+"""Loss terms of ATLD and Feature Scattering training (docs/method.md §2). Each is a pure function
+over tensors."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ RATIO_TINY = 1e-12  # a gap-gradient maximum at or below this counts as zero
 
 
 def smooth_labels(y: torch.Tensor, num_classes: int, delta: float) -> torch.Tensor:
-    """Label smoothing δ (method doc §1): [B] int64 -> [B, K] with 1 − δ on the true class and
+    """Label smoothing δ (docs/method.md §1): [B] int64 -> [B, K] with 1 − δ on the true class and
     δ / (K − 1) on every other class; rows sum to 1."""
     off = delta / (num_classes - 1)
     target = torch.full((y.shape[0], num_classes), off, device=y.device, dtype=torch.float32)

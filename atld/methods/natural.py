@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from atld.train.methods.base import StepContext, StepOutput
+from atld.methods.base import StepContext, StepOutput, descend
 
 
 def natural_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
@@ -14,7 +14,5 @@ def natural_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepOutp
     with ctx.autocast():
         logits = f(x)
     loss = F.cross_entropy(logits.float(), y)
-    ctx.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    ctx.optimizer.step()
+    descend(ctx.optimizer, loss)
     return StepOutput(loss.detach(), {"loss_ce": loss.detach()}, logits_clean=logits.detach())

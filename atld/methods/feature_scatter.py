@@ -1,4 +1,4 @@
-"""Feature Scattering training (Zhang & Wang, NeurIPS 2019), ATLD's main baseline (method doc §6).
+"""Feature Scattering training (Zhang & Wang, NeurIPS 2019), ATLD's main baseline (docs/method.md §6).
 
 As the released code (github.com/Haichao-Zhang/FeatureScatter, `Attack_FeaScatter` and `ot.py`)
 does it, one iteration on a batch (x, y):
@@ -24,9 +24,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from atld.attacks import project_linf
-from atld.train.losses import smooth_labels, soft_cross_entropy
-from atld.train.methods.base import StepContext, StepOutput
+from atld.attacks.gradient import project_linf, uniform_noise
+from atld.methods.base import StepContext, StepOutput, descend
+from atld.methods.losses import smooth_labels, soft_cross_entropy
 
 SINKHORN_REG = 0.01  # entropic regularisation of the OT plan, in cosine-cost units (released code)
 SINKHORN_MAX_ITER = 100  # Sinkhorn iterations at most (released code: 100)
@@ -87,8 +87,7 @@ def feature_scatter_perturbation(f, x: torch.Tensor, z_nat: torch.Tensor, epsilo
 
     f must be in eval mode (the caller sets it); z_nat = f(x) [B, K], constant. Only ∂L_ot/∂x0
     is computed: no gradient is left on f's parameters."""
-    noise = torch.rand(x.shape, device=x.device, dtype=x.dtype, generator=generator) * 2 - 1
-    x0 = (x + epsilon * noise).requires_grad_(True)
+    x0 = (x + uniform_noise(x, epsilon, generator)).requires_grad_(True)  # not clamped, as the released code
     with torch.enable_grad():
         with autocast() if autocast else torch.autocast(x.device.type, enabled=False):
             z0 = f(x0)
@@ -108,8 +107,6 @@ def feature_scatter_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> 
     with ctx.autocast():
         logits = f(x_adv)
     loss = soft_cross_entropy(logits, target)
-    ctx.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    ctx.optimizer.step()
+    descend(ctx.optimizer, loss)
     return StepOutput(loss.detach(), {"loss_ce": loss.detach()},
                       logits_clean=z_nat.detach(), logits_perturbed=logits.detach().float())

@@ -1,4 +1,4 @@
-"""ATLD training (method doc §2), as the released code does it, with its accidents removed.
+"""ATLD training (docs/method.md §2), as the released code does it, with its accidents removed.
 
 One iteration on a batch (x, y):
  1. z_nat = f_eval(x), no gradient: the constant natural latents (logits).
@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import torch
 
-from atld.attacks import project_linf
-from atld.train.losses import gap_ratio, latent_gap_loss, natural_bce, smooth_labels, soft_cross_entropy
-from atld.train.methods.base import StepContext, StepOutput
+from atld.attacks.gradient import project_linf, uniform_noise
+from atld.methods.base import StepContext, StepOutput, descend
+from atld.methods.losses import gap_ratio, latent_gap_loss, natural_bce, smooth_labels, soft_cross_entropy
 
 
 def atld_start(x: torch.Tensor, epsilon: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Step 2: x0 = x + U(−ε, ε), not clamped (as the released code)."""
-    noise = torch.rand(x.shape, device=x.device, dtype=x.dtype, generator=generator) * 2 - 1
-    return x + epsilon * noise
+    return x + uniform_noise(x, epsilon, generator)
 
 
 def atld_perturbation(f, discriminator, x: torch.Tensor, z_nat: torch.Tensor, epsilon: float,
@@ -77,9 +76,7 @@ def atld_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
             d_nat, c_nat = D(z_nat)
         loss_d = (natural_bce(d_adv, natural=False) + natural_bce(d_nat, natural=True)
                   + soft_cross_entropy(c_nat, target) + soft_cross_entropy(c_adv, target))
-        ctx.d_optimizer.zero_grad(set_to_none=True)
-        loss_d.backward()
-        ctx.d_optimizer.step()
+        descend(ctx.d_optimizer, loss_d)
 
     params = [p for p in f.parameters() if p.requires_grad]
     loss_ce = soft_cross_entropy(z_adv, target)
@@ -102,8 +99,6 @@ def atld_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         terms["loss_fool"] = loss_fool.detach()
         D.train()
 
-    ctx.optimizer.zero_grad(set_to_none=True)
-    loss.backward(inputs=params)  # f's parameters only: D gets no gradient from f's loss
-    ctx.optimizer.step()
+    descend(ctx.optimizer, loss, inputs=params)  # f's parameters only: D gets no gradient from f's loss
     return StepOutput(loss.detach(), terms, logits_clean=z_nat.detach(), logits_perturbed=z_adv_const,
                       d_natural=d_nat.detach().float(), d_perturbed=d_adv.detach().float())

@@ -1,0 +1,113 @@
+"""Settings read from the environment, each validated in one place (torch-free).
+
+| variable | default | meaning |
+|---|---|---|
+| ATLD_RUNS_DIR | <repository>/runs | where new runs go (CLI default and the app's Train page) |
+| ATLD_CHECKPOINTS_DIR | <repository>/checkpoints | the shipped checkpoints the app lists |
+| ATLD_DATA_ROOT | none | the app's folder of torchvision datasets (digits needs none) |
+| ATLD_CACHE | ~/.cache/atld | dataset and latent caches |
+| ATLD_MAX_JOBS | 1 | training jobs the app server runs at once (1-64) |
+| ATLD_UNWATCHED_MINUTES | 30 | an app training job nobody watches stops after this long (0.1-10080) |
+| ATLD_TORCH_THREADS | 1 | intra-op threads per app computation (1-256) |
+| ATLD_UMAP_WARMUP | 1 | 0: skip UMAP's one-time compilation after the app starts |
+| ATLD_PRELOAD | 1 | 0: skip importing torch & co. in the background after the first page |
+
+`settings()` reads them afresh on every call (tests and the app may change them) and raises a
+one-line `ConfigError` for a bad value; the CLI and the app call it at start. <repository> is
+the folder that holds the `atld` package (a checkout or an editable install).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from atld.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Settings:
+    runs_dir: Path
+    checkpoints_dir: Path
+    data_root: Path | None
+    cache_dir: Path
+    max_jobs: int
+    unwatched_minutes: float
+    torch_threads: int
+    umap_warmup: bool
+    preload: bool
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None or value == "":
+        return None
+    if len(value) > 4096 or any(ord(c) < 32 for c in value):
+        raise ConfigError(f"{name} must be a path of printable characters (at most 4096)")
+    return value
+
+
+def _folder(env: Mapping[str, str], name: str, default: Path | None) -> Path | None:
+    value = _text(env, name)
+    if value is None:
+        return default
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{name}={value[:200]!r} exists and is not a directory")
+    return path
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = env.get(name, "").strip()
+    if value == "":
+        return default
+    try:
+        number = int(value, 10)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number in [{low}, {high}], got {value[:40]!r}") from None
+    if not low <= number <= high:
+        raise ConfigError(f"{name} must be in [{low}, {high}], got {number}")
+    return number
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    value = env.get(name, "").strip()
+    if value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and low <= number <= high):
+        raise ConfigError(f"{name} must be a number in [{low}, {high}], got {value[:40]!r}")
+    return number
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = env.get(name, "").strip()
+    if value == "":
+        return default
+    if value not in ("0", "1"):
+        raise ConfigError(f"{name} must be 0 or 1, got {value[:40]!r}")
+    return value == "1"
+
+
+def settings(env: Mapping[str, str] | None = None) -> Settings:
+    """The validated settings (see the module docstring); ConfigError for a bad value."""
+    env = os.environ if env is None else env
+    return Settings(
+        runs_dir=_folder(env, "ATLD_RUNS_DIR", REPO_ROOT / "runs"),
+        checkpoints_dir=_folder(env, "ATLD_CHECKPOINTS_DIR", REPO_ROOT / "checkpoints"),
+        data_root=_folder(env, "ATLD_DATA_ROOT", None),
+        cache_dir=_folder(env, "ATLD_CACHE", Path.home() / ".cache" / "atld"),
+        max_jobs=_int(env, "ATLD_MAX_JOBS", 1, 1, 64),
+        unwatched_minutes=_float(env, "ATLD_UNWATCHED_MINUTES", 30.0, 0.1, 10080.0),
+        torch_threads=_int(env, "ATLD_TORCH_THREADS", 1, 1, 256),
+        umap_warmup=_flag(env, "ATLD_UMAP_WARMUP", True),
+        preload=_flag(env, "ATLD_PRELOAD", True),
+    )

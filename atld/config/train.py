@@ -1,0 +1,188 @@
+"""Training configuration: one frozen dataclass, the single source of truth for the CLI, the app
+and the run card. Every field states its unit; `None` means "the dataset's default"
+(`atld.data.registry`). Validation lives here, once, in `__post_init__`: every value a flag, a
+form or a stranger's card can carry is checked before anything is built, including the size of
+the models it describes against the dataset's parameter budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from atld.config.fields import build, setting
+from atld.config.vocab import Amp, DeviceChoice, Variant, device_name, parse
+from atld.data.registry import DATASET_NAMES, DatasetSpec, attack_step, get_spec
+from atld.errors import ConfigError, check_choice, check_finite_range, check_int_at_least, check_seed, require
+from atld.methods import METHOD_NAMES, METHODS, MethodSpec, methods_help
+from atld.models.discriminator import DiscriminatorSpec
+from atld.models.registry import check_arch, default_discriminator_spec, model_params
+
+MAX_EPOCHS = 10_000
+MAX_BATCH = 1_000_000
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str = setting("digits", "dataset name", choices=DATASET_NAMES, main=True)
+    method: str = setting("atld", f"training method ({methods_help()})", choices=METHOD_NAMES, main=True)
+    arch: str | None = setting(None, "classifier: small-cnn | small-cnn-nobn | preact-resnet18 | wrn-<depth>-<widen>; "
+                                     "default per dataset")
+    epochs: int = setting(30, "number of passes over the training set", main=True, app_default=5)
+    batch_size: int = setting(50, "images per step (official ATLD: 50)", main=True)
+    lr: float = setting(0.1, "classifier SGD learning rate (official: 0.1)", main=True)
+    momentum: float = setting(0.9, "classifier SGD momentum")
+    weight_decay: float = setting(2e-4, "classifier SGD weight decay (L2 coefficient)")
+    lr_milestones: tuple[float, ...] = setting((0.5, 0.75), "fractions of the epochs at which lr is multiplied by "
+                                                           "lr_gamma")
+    lr_gamma: float = setting(0.1, "learning-rate decay factor at each milestone")
+    epsilon: float | None = setting(None, "ℓ∞ radius of training perturbations, [0, 1] pixel units; default per "
+                                          "dataset", main=True)
+    pgd_steps: int = setting(10, "PGD-AT: attack steps per training batch (Madry: 10)")
+    pgd_step_size: float | None = setting(None, "PGD-AT step, [0, 1] pixel units; default ε/4")
+    label_smoothing: float = setting(0.5, "ATLD and Feature Scattering: δ; the true class gets 1 − δ "
+                                          "(docs/method.md §1)")
+    gap_weight_scale: float | None = setting(None, "ATLD: L = L_ce + s·scale·L_gap; default 0.5 (CIFAR-100: 0.1)")
+    s_max: float = setting(10.0, "ATLD: cap on the ratio s (a documented deviation from the released code)")
+    variant: Variant = setting(Variant.CODE, "ATLD: 'code' = released code (D never trains f); 'paper' = f also "
+                                             "minimizes D's divergence estimate")
+    paper_d_weight: float = setting(1.0, "ATLD paper variant: weight of the term −log D(f(x_adv)) in f's loss")
+    d_lr: float = setting(1e-3, "discriminator SGD learning rate (official: 1e-3)")
+    d_momentum: float = setting(0.9, "discriminator SGD momentum")
+    d_weight_decay: float = setting(2e-4, "discriminator SGD weight decay")
+    d_updates: int = setting(2, "discriminator SGD steps per batch (official: 2)")
+    d_widths: tuple[int, ...] | None = setting(None, "discriminator widths; default: official (16,80,160,320) or "
+                                                     "small (16,32,64) for small-cnn")
+    d_blocks: int | None = setting(None, "discriminator residual blocks per width; default 4 (official) or 1 "
+                                         "(small-cnn)")
+    seed: int = setting(0, "seed for initialisation, shuffling, random starts and augmentation, in [0, 2^32)",
+                        main=True)
+    device: str = setting("auto", "auto | cpu | cuda | cuda:N", choices=tuple(DeviceChoice), app_default="cpu")
+    eval_limit: int = setting(450, "test images used for the per-epoch clean and PGD-20 accuracy (0: skip)",
+                              main=True, app_default=200)
+    amp: Amp = setting(Amp.AUTO, "mixed precision for training: auto (bf16 on CUDA, off on CPU) | off | bf16")
+    channels_last: bool = setting(True, "use channels_last memory format for image models (CUDA and CPU)")
+    compile: bool = setting(False, "torch.compile the classifier (CUDA; slower start, faster steps)")
+
+    def __post_init__(self):
+        check_choice("dataset", self.dataset, DATASET_NAMES)
+        check_choice("method", self.method, METHOD_NAMES)
+        # Cards come from strangers: check types before any string method is called on them.
+        require(self.arch is None or isinstance(self.arch, str), f"arch must be a string, got {self.arch!r}")
+        object.__setattr__(self, "device", device_name(self.device))
+        object.__setattr__(self, "variant", parse(Variant, self.variant, "variant"))
+        object.__setattr__(self, "amp", parse(Amp, self.amp, "amp"))
+        for name in ("channels_last", "compile"):
+            require(isinstance(getattr(self, name), bool), f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.arch is not None:
+            check_arch(self.arch, self.spec)
+        check_int_at_least("epochs", self.epochs, 1)
+        require(self.epochs <= MAX_EPOCHS, f"epochs must be <= {MAX_EPOCHS}, got {self.epochs}")
+        check_int_at_least("batch size", self.batch_size, 1)
+        require(self.batch_size <= MAX_BATCH, f"batch size is absurdly large: {self.batch_size}")
+        require(self.batch_size >= self.method_spec.min_batch_size,
+                f"batch size must be >= {self.method_spec.min_batch_size} for {self.method} (its discriminator's "
+                "BatchNorm needs two latents per batch)")
+        check_finite_range("lr", self.lr, 0.0, 10.0)
+        require(self.lr > 0, "lr must be > 0")
+        check_finite_range("momentum", self.momentum, 0.0, 0.999)
+        check_finite_range("weight decay", self.weight_decay, 0.0, 1.0)
+        require(isinstance(self.lr_milestones, tuple) and len(self.lr_milestones) <= 100,
+                "lr milestones must be at most 100 fractions")
+        for m in self.lr_milestones:
+            check_finite_range("lr milestone", m, 0.0, 1.0, "(fraction of the epochs)")
+        check_finite_range("lr gamma", self.lr_gamma, 0.0, 1.0)
+        if self.epsilon is not None:
+            check_finite_range("epsilon", self.epsilon, 0.0, 1.0, "([0, 1] pixel units)")
+        check_int_at_least("pgd steps", self.pgd_steps, 1)
+        require(self.pgd_steps <= 1000, f"pgd steps must be <= 1000, got {self.pgd_steps}")
+        if self.pgd_step_size is not None:
+            check_finite_range("pgd step size", self.pgd_step_size, 0.0, 1.0, "([0, 1] pixel units)")
+        check_finite_range("label smoothing", self.label_smoothing, 0.0, 1.0)
+        require(self.label_smoothing < 1.0, "label smoothing must be < 1 (the true class needs weight > 0)")
+        if self.gap_weight_scale is not None:
+            check_finite_range("gap weight scale", self.gap_weight_scale, 0.0, 1e3)
+        check_finite_range("s_max", self.s_max, 0.0, 1e6)
+        require(self.s_max > 0, "s_max must be > 0")
+        check_finite_range("paper d weight", self.paper_d_weight, 0.0, 1e3)
+        check_finite_range("d lr", self.d_lr, 0.0, 10.0)
+        check_finite_range("d momentum", self.d_momentum, 0.0, 0.999)
+        check_finite_range("d weight decay", self.d_weight_decay, 0.0, 1.0)
+        check_int_at_least("d updates", self.d_updates, 1)
+        require(self.d_updates <= 100, f"d updates must be <= 100, got {self.d_updates}")
+        require(self.d_widths is None or isinstance(self.d_widths, tuple),
+                f"d widths must be a list of integers, got {str(self.d_widths)[:60]}")
+        dspec = self.discriminator_spec()  # validates d_widths and d_blocks
+        check_seed("seed", self.seed)
+        check_int_at_least("eval limit", self.eval_limit, 0)
+        self.check_budget(self.uses_discriminator, dspec)
+
+    # --- derived values (the dataset's defaults filled in) ---
+    @property
+    def spec(self) -> DatasetSpec:
+        return get_spec(self.dataset)
+
+    @property
+    def method_spec(self) -> MethodSpec:
+        return METHODS[self.method]
+
+    @property
+    def resolved_arch(self) -> str:
+        return self.arch or self.spec.default_arch
+
+    @property
+    def resolved_epsilon(self) -> float:
+        return self.spec.epsilon_or_default(self.epsilon)
+
+    @property
+    def resolved_pgd_step_size(self) -> float:
+        return attack_step(self.resolved_epsilon) if self.pgd_step_size is None else self.pgd_step_size
+
+    @property
+    def resolved_gap_weight_scale(self) -> float:
+        return self.spec.gap_weight_scale if self.gap_weight_scale is None else self.gap_weight_scale
+
+    @property
+    def uses_discriminator(self) -> bool:
+        return self.method_spec.discriminator
+
+    def check_budget(self, with_discriminator: bool, dspec: DiscriminatorSpec | None = None) -> int:
+        """The parameters of the classifier (and the discriminator) this config describes, from the
+        architectures' formulas; ConfigError when over the dataset's budget. Nothing is built, so a
+        card asking for a 24 GiB WideResNet or a discriminator of a thousand layers costs nothing."""
+        dspec = (dspec or self.discriminator_spec()) if with_discriminator else None
+        params = model_params(self.resolved_arch, self.spec, dspec)
+        require(params <= self.spec.max_params,
+                f"the models would have {params:,} parameters, over the {self.spec.max_params:,} allowed for "
+                f"{self.dataset}")
+        return params
+
+    def discriminator_spec(self) -> DiscriminatorSpec:
+        base = default_discriminator_spec(self.resolved_arch)
+        return DiscriminatorSpec(widths=self.d_widths if self.d_widths is not None else base.widths,
+                                 blocks_per_group=self.d_blocks if self.d_blocks is not None else base.blocks_per_group)
+
+    def resolved(self) -> TrainConfig:
+        """A copy with every dataset default written out (what the run card stores)."""
+        d_spec = self.discriminator_spec()
+        return dataclasses.replace(
+            self, arch=self.resolved_arch, epsilon=self.resolved_epsilon,
+            pgd_step_size=self.resolved_pgd_step_size, gap_weight_scale=self.resolved_gap_weight_scale,
+            d_widths=d_spec.widths, d_blocks=d_spec.blocks_per_group)
+
+    def to_dict(self) -> dict:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """Build from a (card's) dict; unknown keys or wrong types give a ConfigError."""
+        if not isinstance(data, dict):
+            raise ConfigError("config must be a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(repr(k)[:40] for k in set(data) - names)  # repr: keys are untrusted text
+        require(not unknown, f"unknown config field(s): {', '.join(unknown[:5])}")
+        return build(cls, {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})
+
+    def with_overrides(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)

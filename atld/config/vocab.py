@@ -1,0 +1,132 @@
+"""Every fixed closed vocabulary of the lab, as string enums (torch-free).
+
+A `StrEnum` member is its own string value: it compares equal to the plain string, prints as
+it, and is written to JSON as it, so cards, CSV files and flags keep plain strings while the
+code gets a closed set. `parse(EnumClass, value, what)` turns user or file input into a member
+or a one-line `ConfigError`.
+
+Open-ended vocabularies are the keys of their registries, each defined once beside what it
+names: datasets (`atld.data.registry.DATASETS`), architectures (`atld.models.registry`),
+training methods (`atld.methods.METHODS`) and named attacks (`atld.attacks.registry.ATTACKS`).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import TypeVar
+
+from atld.errors import ConfigError
+
+
+class InferenceMode(StrEnum):
+    """How a prediction is made (docs/method.md §4)."""
+    BARE = "atld-"  # the classifier alone
+    IMT = "atld"  # one IMT step of the training ε
+    IMT_PLUS = "atld+"  # half a step where D is unsure
+
+
+class Protocol(StrEnum):
+    """How an evaluation row's attack relates to what it evaluates (docs/evaluation.md)."""
+    DIRECT = "direct"
+    NON_ADAPTIVE = "non-adaptive: attack the bare classifier, then IMT"
+    ADAPTIVE = "adaptive through IMT"
+
+
+class AttackKind(StrEnum):
+    """The gradient attacks of `atld.attacks.gradient` (docs/method.md §5)."""
+    FGSM = "fgsm"
+    PGD = "pgd"
+    CW = "cw"
+
+
+class LatentSpace(StrEnum):
+    LOGITS = "logits"  # what ATLD's discriminator sees
+    FEATURES = "features"  # the penultimate layer
+
+
+class Projection(StrEnum):
+    PCA = "pca"
+    UMAP = "umap"
+    TSNE = "tsne"
+
+
+class FitMode(StrEnum):
+    JOINT = "joint"  # the map is fit on both clouds
+    NATURAL = "natural"  # fit on natural latents; perturbed ones are projected onto it
+
+
+class PointSet(StrEnum):
+    """Which cloud a latent point belongs to."""
+    NATURAL = "natural"
+    PERTURBED = "perturbed"
+
+
+class ColorBy(StrEnum):
+    """How the Latent explorer colours its points."""
+    CLASS = "class × natural/perturbed"
+    D_SCORE = "D score"
+    CORRECT = "correct / wrong"
+
+
+class Variant(StrEnum):
+    """ATLD's classifier loss (docs/method.md §2.3)."""
+    CODE = "code"  # the released code: D never sends a gradient to f
+    PAPER = "paper"  # f also minimizes D's divergence estimate
+
+
+class Amp(StrEnum):
+    AUTO = "auto"  # bf16 on CUDA, off on the CPU
+    OFF = "off"
+    BF16 = "bf16"
+
+
+class DeviceChoice(StrEnum):
+    """What a user may ask for; "cuda:N" picks a GPU by index (see `atld.device`)."""
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+class Augmentation(StrEnum):
+    NONE = "none"
+    CROP_FLIP = "crop-flip"  # zero-pad 4, random crop, random horizontal flip
+
+
+class Split(StrEnum):
+    TRAIN = "train"
+    TEST = "test"
+
+
+class RunStatus(StrEnum):
+    """A run's status in its card (and a training job's)."""
+    RUNNING = "running"
+    FINISHED = "finished"
+    STOPPED = "stopped"  # by the user, a signal, or the unwatched-job time limit; resumable
+    DIVERGED = "diverged"  # a loss became NaN or infinite; the last good epoch is kept
+    FAILED = "failed"  # an error (e.g. a save that could not be written); the last good epoch is kept
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def parse(enum: type[E], value: object, what: str) -> E:
+    """`value` as a member of `enum`, or a one-line ConfigError naming the choices."""
+    try:
+        return enum(value)
+    except (ValueError, TypeError):
+        shown = repr(value)[:60]
+        raise ConfigError(f"unknown {what} {shown}; choose one of: {', '.join(m.value for m in enum)}") from None
+
+
+def device_name(value: object) -> str:
+    """A device a user may ask for: "auto" | "cpu" | "cuda" | "cuda:N" (`atld.device` resolves it)."""
+    if isinstance(value, str) and re.fullmatch(r"cuda:\d{1,3}", value):
+        return value
+    return parse(DeviceChoice, value, "device")

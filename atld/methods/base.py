@@ -1,0 +1,61 @@
+"""What a training method is: one step over a batch, returning metrics as device tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:  # the config validates against the method table, so it sits above this module
+    from atld.config.train import TrainConfig
+
+
+@dataclass
+class StepContext:
+    """Everything a method's step needs besides the batch."""
+    config: TrainConfig
+    classifier: nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    discriminator: nn.Module | None = None
+    d_optimizer: torch.optim.Optimizer | None = None
+    autocast: Callable = None  # returns a context manager: bf16 autocast or a no-op
+
+
+@dataclass
+class StepOutput:
+    """Per-batch results, all detached device tensors (no .item() in the hot loop).
+
+    loss_terms: name -> 0-dim tensor (batch means); logits_clean / logits_perturbed: [B, K] or
+    None; d_natural / d_perturbed: D's natural logits on the two latents (ATLD) or None."""
+    loss: torch.Tensor
+    loss_terms: dict[str, torch.Tensor]
+    logits_clean: torch.Tensor | None = None
+    logits_perturbed: torch.Tensor | None = None
+    d_natural: torch.Tensor | None = None
+    d_perturbed: torch.Tensor | None = None
+
+
+def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor, inputs: list[torch.Tensor] | None = None) -> None:
+    """One optimizer step on `loss`: clear the gradients, backpropagate (to `inputs` only, when
+    given, so other networks get no gradient), step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward(inputs=inputs)
+    optimizer.step()
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One row of the method table (`atld.methods.METHODS`)."""
+    name: str
+    step: Callable[[StepContext, torch.Tensor, torch.Tensor], StepOutput]
+    help: str  # one line, shown by `--help` and the app
+    discriminator: bool = False  # trains ATLD's discriminator D (and so allows IMT inference)
+
+    @property
+    def min_batch_size(self) -> int:
+        """D's BatchNorm needs at least two latents per batch in training mode."""
+        return 2 if self.discriminator else 1

@@ -1,0 +1,123 @@
+"""The table of classifier architectures: one row per family, with its constructor, its number of
+parameters computed from a formula (so a card or a flag asking for a huge model is refused before
+anything is built), the discriminator size that goes with it and the inputs it accepts.
+
+Names: "small-cnn" (with BatchNorm), "small-cnn-nobn", "preact-resnet18" and
+"wrn-<depth>-<widen>" (e.g. "wrn-28-10", the CIFAR default). Adding an architecture is one row
+here (and its module).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from atld.data.registry import DatasetSpec
+from atld.errors import ConfigError
+from atld.models.common import Classifier
+from atld.models.discriminator import (
+    OFFICIAL_DISCRIMINATOR,
+    SMALL_DISCRIMINATOR,
+    Discriminator,
+    DiscriminatorSpec,
+    discriminator_params,
+)
+from atld.models.preact_resnet import PreActResNet18, preact_resnet18_params
+from atld.models.small_cnn import SmallCNN, small_cnn_params
+from atld.models.wide_resnet import WideResNet, wide_resnet_params
+
+
+def _divisible_by_4(spec: DatasetSpec, name: str) -> None:
+    if spec.input_shape[1] % 4 or spec.input_shape[2] % 4:
+        raise ConfigError(f"{name} needs inputs divisible by 4, {spec.name} is {spec.input_shape}")
+
+
+def _wrn_shape(spec: DatasetSpec, name: str, depth: int, widen: int) -> None:
+    if depth < 10 or (depth - 4) % 6 or not 1 <= widen <= 20:
+        raise ConfigError(f"bad WideResNet {name!r}: depth must be 6n+4 (>= 10), widen 1..20")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One family of classifiers. `pattern` is the name, or a regex whose named groups are integer
+    arguments of `build`, `params` and `check` (each also receives the dataset spec)."""
+    pattern: str
+    build: Callable[..., Classifier]
+    params: Callable[..., int]  # learnable parameters, from a formula (never by building)
+    discriminator: DiscriminatorSpec  # ATLD's default D for this classifier
+    check: Callable[..., None] = field(default=lambda spec, name, **args: None)
+    example: str = ""  # a valid name, for messages
+
+    def match(self, name: str) -> dict[str, int] | None:
+        m = re.fullmatch(self.pattern, name)
+        return None if m is None else {k: int(v) for k, v in m.groupdict().items()}
+
+
+def _common(spec: DatasetSpec) -> dict:
+    return {"input_shape": spec.input_shape, "num_classes": spec.num_classes, "mean": spec.mean, "std": spec.std}
+
+
+ARCHITECTURES: tuple[Architecture, ...] = (
+    Architecture("small-cnn", lambda spec: SmallCNN(**_common(spec), batch_norm=True),
+                 lambda spec: small_cnn_params(spec.input_shape, spec.num_classes, batch_norm=True),
+                 SMALL_DISCRIMINATOR, check=lambda spec, name: _divisible_by_4(spec, name)),
+    Architecture("small-cnn-nobn", lambda spec: SmallCNN(**_common(spec), batch_norm=False),
+                 lambda spec: small_cnn_params(spec.input_shape, spec.num_classes, batch_norm=False),
+                 SMALL_DISCRIMINATOR, check=lambda spec, name: _divisible_by_4(spec, name)),
+    Architecture("preact-resnet18", lambda spec: PreActResNet18(**_common(spec)),
+                 lambda spec: preact_resnet18_params(spec.input_shape[0], spec.num_classes), OFFICIAL_DISCRIMINATOR),
+    Architecture(r"wrn-(?P<depth>\d{1,3})-(?P<widen>\d{1,2})",
+                 lambda spec, depth, widen: WideResNet(**_common(spec), depth=depth, widen=widen),
+                 lambda spec, depth, widen: wide_resnet_params(spec.input_shape[0], spec.num_classes, depth, widen),
+                 OFFICIAL_DISCRIMINATOR, check=lambda spec, name, depth, widen: _wrn_shape(spec, name, depth, widen),
+                 example="wrn-28-10"),
+)
+
+
+def resolve(arch: str, spec: DatasetSpec) -> tuple[Architecture, dict[str, int]]:
+    """The row and arguments of `arch`, checked against the dataset; ConfigError for anything else."""
+    if isinstance(arch, str):
+        for row in ARCHITECTURES:
+            args = row.match(arch)
+            if args is not None:
+                row.check(spec, arch, **args)
+                return row, args
+    names = ", ".join(row.example or row.pattern for row in ARCHITECTURES)
+    raise ConfigError(f"unknown architecture {str(arch)[:60]!r}; choose one of: {names} (wrn-<depth>-<widen>)")
+
+
+def check_arch(arch: str, spec: DatasetSpec) -> str:
+    """Check that `arch` names a known architecture that fits the dataset's input shape."""
+    resolve(arch, spec)
+    return arch
+
+
+def classifier_params(arch: str, spec: DatasetSpec) -> int:
+    """Learnable parameters of `arch` for `spec`, from its formula (nothing is built)."""
+    row, args = resolve(arch, spec)
+    return row.params(spec, **args)
+
+
+def build_classifier(arch: str, spec: DatasetSpec) -> Classifier:
+    """A freshly initialised classifier (seed the global RNG first for reproducibility; build
+    under `torch.device("meta")` to get its layout without allocating)."""
+    row, args = resolve(arch, spec)
+    return row.build(spec, **args)
+
+
+def default_discriminator_spec(arch: str) -> DiscriminatorSpec:
+    """The discriminator that goes with a classifier: small for the small CNNs, official otherwise."""
+    for row in ARCHITECTURES:
+        if row.match(arch) is not None:
+            return row.discriminator
+    return OFFICIAL_DISCRIMINATOR
+
+
+def build_discriminator(spec: DatasetSpec, dspec: DiscriminatorSpec) -> Discriminator:
+    return Discriminator(spec.num_classes, dspec)
+
+
+def model_params(arch: str, spec: DatasetSpec, dspec: DiscriminatorSpec | None) -> int:
+    """Parameters of the classifier plus, when given, its discriminator (the budget's measure)."""
+    return classifier_params(arch, spec) + (0 if dspec is None else discriminator_params(spec.num_classes, dspec))
