@@ -1,6 +1,6 @@
-"""The app's Streamlit-free helpers (atld/ui): the Train form generated from TrainConfig, run
-discovery, exports, image display, the Attack page's numbers and the Latent explorer's figure
-and selection parsing."""
+"""The app's Streamlit-free helpers (atld/ui): the Train form generated from TrainConfig
+(atld/config/fields.py), run discovery and the validated card view, exports, image display, the
+Attack page's numbers and the Latent explorer's figure and selection parsing."""
 
 from __future__ import annotations
 
@@ -15,58 +15,52 @@ import numpy as np
 import pytest
 import torch
 
-from atld.attacks import AttackConfig
-from atld.checkpoints import load_checkpoint
-from atld.data import as_float01, load_dataset
+from atld.attacks.gradient import AttackConfig
+from atld.config.fields import from_widget_values, widgets
+from atld.config.train import TrainConfig
+from atld.data.loaders import as_float01
 from atld.errors import ConfigError
-from atld.train.config import TrainConfig
+from atld.runs.card import CARD, MARKER, card_files, read_card
+from atld.runs.store import load_checkpoint
+from atld.ui import runs as ui_runs
 from atld.ui.attack_view import attack_view, summary_rows
 from atld.ui.exports import checkpoint_zip, config_json
-from atld.ui.forms import APP_DEFAULTS, MAIN_FIELDS, config_from_values, field_widgets
-from atld.ui.latent_view import COLOR_MODES, latent_figure, point_table, selected_ids
+from atld.ui.latent_view import COLOR_MODES, latent_figure, selected_ids
 from atld.ui.runs import discover_runs
-from atld.ui.views import evaluation_frame, magnify, metrics_frame, to_display
-from test_app_fixtures import app_checkpoints  # noqa: F401 - a fixture
+from atld.ui.views import evaluation_frame, magnify, md, metrics_frame, to_display
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One intra-op thread, as the app runs: on a busy 2-core machine two spinning threads make
-    small attacks several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+MAIN_FIELDS = {"dataset", "method", "epochs", "batch_size", "lr", "epsilon", "seed", "eval_limit"}
+APP_DEFAULTS = {"epochs": 5, "eval_limit": 200, "device": "cpu"}  # the app's starting values (a short run)
 
 
 # ----------------------------------------------------------------------------- the Train form
 
 def test_form_has_one_widget_per_config_field_with_its_help_text():
-    widgets = field_widgets()
-    assert [w.name for w in widgets] == [f.name for f in dataclasses.fields(TrainConfig)]
-    by_name = {w.name: w for w in widgets}
+    form = widgets(TrainConfig)
+    assert [w.name for w in form] == [f.name for f in dataclasses.fields(TrainConfig)]
+    by_name = {w.name: w for w in form}
     help_of = {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}
-    for w in widgets:
+    for w in form:
         assert help_of[w.name] in w.label  # the unit/meaning shown to the user comes from the dataclass
     assert "[0, 1] pixel units" in by_name["epsilon"].label
-    assert by_name["method"].kind == "select" and set(by_name["method"].options) >= {"natural", "pgd-at", "atld"}
+    assert by_name["method"].kind == "select" and set(by_name["method"].spec.choices) >= {"natural", "pgd-at", "atld"}
     assert by_name["epochs"].kind == "int" and by_name["lr"].kind == "float"
     assert by_name["epsilon"].kind == "text" and by_name["lr_milestones"].kind == "text"
     assert by_name["channels_last"].kind == "bool"
-    assert {w.name for w in widgets if w.main} == set(MAIN_FIELDS)
+    assert {w.name for w in form if w.spec.main} == MAIN_FIELDS
 
 
 def test_form_defaults_round_trip_to_the_app_defaults():
-    values = {w.name: w.default for w in field_widgets()}
-    assert config_from_values(values) == TrainConfig(**APP_DEFAULTS)
-    values = {w.name: w.default for w in field_widgets({"dataset": "mnist", "seed": 7})}
-    config = config_from_values(values)
+    values = {w.name: w.initial for w in widgets(TrainConfig)}
+    assert from_widget_values(TrainConfig, values) == TrainConfig(**APP_DEFAULTS)
+    values = {w.name: w.initial for w in widgets(TrainConfig, {"dataset": "mnist", "seed": 7})}
+    config = from_widget_values(TrainConfig, values)
     assert (config.dataset, config.seed, config.epsilon) == ("mnist", 7, None)
 
 
 def test_form_parses_text_fields():
-    config = config_from_values({"epsilon": " 0.25 ", "lr_milestones": "0.3, 0.9", "d_widths": "8,16",
-                                 "arch": "", "epochs": 3.0})
+    config = from_widget_values(TrainConfig, {"epsilon": " 0.25 ", "lr_milestones": "0.3, 0.9", "d_widths": "8,16",
+                                              "arch": "", "epochs": 3.0})
     assert config.epsilon == 0.25 and config.lr_milestones == (0.3, 0.9) and config.d_widths == (8, 16)
     assert config.arch is None and config.epochs == 3 and isinstance(config.epochs, int)
 
@@ -80,7 +74,7 @@ def test_form_parses_text_fields():
 ])
 def test_form_rejects_bad_values_with_one_line(values, fragment):
     with pytest.raises(ConfigError) as err:
-        config_from_values(values)
+        from_widget_values(TrainConfig, values)
     assert fragment in str(err.value) and "\n" not in str(err.value)
 
 
@@ -99,32 +93,55 @@ def test_discover_runs_lists_loadable_runs_and_skips_broken_ones(app_checkpoints
     assert not found[1].has_discriminator
 
 
-def test_peek_card_reads_only_plausible_cards(app_checkpoints, tmp_path):
-    import atld.checkpoints
-    from atld.ui import runs as ui_runs
-
-    assert ui_runs.CARD == atld.checkpoints.CARD and ui_runs.MAX_CARD_BYTES == atld.checkpoints.MAX_CARD_BYTES
+def test_card_of_gives_only_schema_valid_cards(app_checkpoints, tmp_path):
     good = app_checkpoints / "digits-atld"
-    assert ui_runs.peek_card(good) == atld.checkpoints.read_card(good)
+    assert ui_runs.card_of(good) == read_card(good)
     bad = tmp_path / "bad"
     bad.mkdir()
-    card = json.loads((good / "card.json").read_text())
-    for broken in ({**card, "format": "pickle"}, {**card, "epochs_done": "3"}, {**card, "has_discriminator": 1},
-                   [card]):
-        (bad / "card.json").write_text(json.dumps(broken))
-        assert ui_runs.peek_card(bad) is None
-    (bad / "card.json").unlink()
-    (bad / "card.json").symlink_to(good / "card.json")
-    assert ui_runs.peek_card(bad) is None
-    assert ui_runs.peek_card(tmp_path / "missing") is None
+    card = json.loads((good / CARD).read_text())
+    odd = [{**card, "format": "pickle"}, {**card, "epochs_done": "3"}, {**card, "has_discriminator": 1}, [card],
+           {**card, "metrics": [{"loss": "high"}]}, {**card, "metrics": [1.0, 2.0]},
+           {**card, "evaluations": {"format": "atld-eval", "version": 1, "rows": [{"attack": "pgd20"}]}},
+           {**card, "message": "line\x1b[31m red"}]
+    for broken in odd:
+        (bad / CARD).write_text(json.dumps(broken))
+        assert ui_runs.card_of(bad) is None, broken
+    (bad / CARD).unlink()
+    (bad / CARD).symlink_to(good / CARD)
+    assert ui_runs.card_of(bad) is None
+    assert ui_runs.card_of(tmp_path / "missing") is None
+
+
+def test_runs_list_rereads_a_card_only_when_its_size_or_mtime_changes(app_checkpoints, tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    for i in range(8):
+        shutil.copytree(app_checkpoints / "digits-natural", root / f"r{i}")
+    reads = []
+    real = ui_runs.read_card
+    monkeypatch.setattr(ui_runs, "read_card", lambda path: reads.append(path) or real(path))
+    first = discover_runs([("runs", root)])
+    assert len(first) == 8 and len(reads) == 8
+    assert discover_runs([("runs", root)]) == first and len(reads) == 8  # nothing changed: no card parsed
+    card_path = root / "r3" / CARD
+    card = json.loads(card_path.read_text())
+    card_path.write_text(json.dumps({**card, "status": "stopped"}))
+    again = discover_runs([("runs", root)])
+    assert len(reads) == 9 and again[3].status == "stopped"  # only the changed card was read again
+
+
+def test_markdown_from_a_card_is_escaped():
+    text = "![x](http://evil.example/pixel.png) <img src=x> **bold** `code`"
+    escaped = md(text)
+    assert "![" not in escaped and "<img" not in escaped and "**" not in escaped and "`c" not in escaped
+    assert escaped.replace("\\", "") == text
 
 
 def test_app_start_path_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, atld.ui.state, atld.ui.runs, atld.ui.exports, atld.ui.views; "
-            "print('torch' in sys.modules)")
+    code = ("import sys, atld.ui.state, atld.ui.runs, atld.ui.exports, atld.ui.views, atld.runs.card, "
+            "atld.runs.rundir, atld.config.settings, atld.config.vocab; print('torch' in sys.modules)")
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "False"
@@ -137,7 +154,7 @@ def test_checkpoint_zip_holds_only_the_card_files_and_loads_back(app_checkpoints
     data = checkpoint_zip(run)
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         names = sorted(zf.namelist())
-        assert names == sorted(["run/card.json", "run/model.safetensors", "run/train_state.safetensors"])
+        assert names == sorted(f"run/{n}" for n in (CARD, MARKER, *card_files(read_card(run))))
         zf.extractall(tmp_path / "unzipped")
     loaded = load_checkpoint(tmp_path / "unzipped" / "run")
     assert loaded.discriminator is not None and loaded.card["method"] == "atld"
@@ -158,13 +175,11 @@ def test_metrics_frame_keeps_numbers_and_adds_epochs():
     assert frame["loss"].tolist() == [1.0, 0.5] and np.isnan(frame["d_auc"][0])
 
 
-def test_evaluation_frame_reads_both_layouts_in_percent():
+def test_evaluation_frame_reads_the_rows_in_percent():
     row = {"attack": "pgd20", "inference": "atld-", "accuracy": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 100}
-    direct = evaluation_frame({"rows": [row]})
-    assert direct["accuracy"].tolist() == [50.0] and direct["ci_high"].tolist() == [60.0]
-    named = evaluation_frame({"quick": {"rows": [row]}, "full": {"rows": [row, row]}, "note": "text"})
-    assert named["set"].tolist() == ["quick", "full", "full"]
-    assert evaluation_frame({}).empty
+    direct = evaluation_frame({"format": "atld-eval", "version": 1, "rows": [row, row]})
+    assert direct["accuracy"].tolist() == [50.0, 50.0] and direct["ci_high"].tolist() == [60.0, 60.0]
+    assert evaluation_frame({}).empty and evaluation_frame(None).empty
 
 
 def test_to_display_enlarges_and_converts():
@@ -186,10 +201,9 @@ def test_magnify_maps_minus_eps_zero_plus_eps_to_black_grey_white():
 # ----------------------------------------------------------------------------- the Attack page's numbers
 
 @pytest.mark.parametrize("kind", ["fgsm", "pgd", "cw"])
-def test_attack_view_invariants(app_checkpoints, kind):
+def test_attack_view_invariants(app_checkpoints, digits, kind):
     run = load_checkpoint(app_checkpoints / "digits-atld")
-    data = load_dataset("digits")
-    x, y = as_float01(data.x_test[:6]), data.y_test[:6]
+    x, y = as_float01(digits.x_test[:6]), digits.y_test[:6]
     view = attack_view(run, x, y, AttackConfig(kind, 0.2, steps=5), seed=1)
     assert np.abs(view.delta).max() <= 0.2 + 1e-6 and view.x_adv.min() >= 0 and view.x_adv.max() <= 1
     assert view.linf == pytest.approx(np.abs(view.delta).reshape(6, -1).max(1))
@@ -204,10 +218,9 @@ def test_attack_view_invariants(app_checkpoints, kind):
     assert len(rows) == 6 and {"D(nat)", "D(adv)", "ATLD (IMT) → pred"} <= set(rows[0])
 
 
-def test_attack_view_lowers_accuracy_and_is_seeded(app_checkpoints):
+def test_attack_view_lowers_accuracy_and_is_seeded(app_checkpoints, digits):
     run = load_checkpoint(app_checkpoints / "digits-natural")
-    data = load_dataset("digits")
-    x, y = as_float01(data.x_test[:40]), data.y_test[:40]
+    x, y = as_float01(digits.x_test[:40]), digits.y_test[:40]
     a = attack_view(run, x, y, AttackConfig("pgd", 0.2, steps=10), seed=3)
     b = attack_view(run, x, y, AttackConfig("pgd", 0.2, steps=10), seed=3)
     assert np.array_equal(a.x_adv, b.x_adv)
@@ -219,11 +232,16 @@ def test_attack_view_lowers_accuracy_and_is_seeded(app_checkpoints):
 # ----------------------------------------------------------------------------- the Latent explorer
 
 def _table(n=5, with_d=True):
+    """A point table of n images: natural points classified right, perturbed ones wrong."""
+    from atld.latent import LatentSet, points_frame
+
     rng = np.random.default_rng(0)
-    labels = np.arange(n) % 3
-    d = (rng.random(n), rng.random(n)) if with_d else (None, None)
-    return point_table(rng.normal(size=(2 * n, 2)), labels, labels, (labels + 1) % 3, *d, ("a", "b", "c"),
-                       indices=np.arange(10, 10 + n))
+    labels = torch.arange(n) % 3
+    d = (torch.rand(n), torch.rand(n)) if with_d else (None, None)
+    z = torch.zeros(n, 1)
+    latents = LatentSet(torch.zeros(n, 1, 2, 2), torch.zeros(n, 1, 2, 2), z, z, z, z, labels, labels,
+                        (labels + 1) % 3, *d)
+    return points_frame(rng.normal(size=(2 * n, 2)), latents, ("a", "b", "c"), indices=np.arange(10, 10 + n))
 
 
 @pytest.mark.parametrize("color_by", COLOR_MODES)
@@ -237,13 +255,13 @@ def test_every_plotted_point_carries_its_global_id(color_by):
     assert sorted(seen) == list(range(10))  # each point exactly once over all traces
     for pid, (x, y, image) in seen.items():
         row = table.iloc[pid]
-        assert (x, y, image) == (row["x"], row["y"], row["image"])
-    assert table["kind"].tolist() == ["natural"] * 5 + ["perturbed"] * 5
+        assert (x, y, image) == (row["x"], row["y"], row["index"])
+    assert table["set"].tolist() == ["natural"] * 5 + ["perturbed"] * 5
     assert table["correct"].tolist() == [True] * 5 + [False] * 5
 
 
 def test_d_score_colouring_without_d_falls_back_to_classes():
-    fig = latent_figure(_table(with_d=False), "D score")
+    fig = latent_figure(_table(with_d=False), COLOR_MODES[1])
     assert len(fig.data) == 6  # 3 classes × 2 kinds
 
 

@@ -186,10 +186,13 @@ class RunWriter:
         card = {**card, "updated": now_iso()}
         card.setdefault("created", card["updated"])
         write_card(self.path, card)
+        # Committed. What the previous card named goes now; a failure here leaves files the next
+        # writer removes (`recover`), never a broken run.
         for name in set(card_files(previous) if previous else ()) - set(card_files(card)):
             target = self.path / name
-            if target.is_file() and not target.is_symlink():
-                target.unlink()
+            with contextlib.suppress(OSError):
+                if target.is_file() and not target.is_symlink():
+                    target.unlink()
         fsync_dir(self.path)
         return card
 

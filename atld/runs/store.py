@@ -178,8 +178,8 @@ def _check_header(header: dict, expected: dict[str, tuple[tuple[tuple, ...], tor
     for name, (shapes, dtype) in expected.items():
         entry = header[name]
         if entry.shape not in shapes:
-            raise CheckpointError(f"shape mismatch for {name}: file has {entry.shape}, the card's architecture "
-                                  f"needs {shapes[0]}")
+            raise CheckpointError(f"shape mismatch for {name}: file has {entry.shape}, the card's run needs "
+                                  f"{shapes[0]}")
         if entry.dtype != ST_DTYPES.get(dtype):
             raise CheckpointError(f"dtype mismatch for {name}: {entry.dtype} vs {ST_DTYPES.get(dtype)}")
 

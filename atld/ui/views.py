@@ -39,10 +39,12 @@ def card_summary(card: dict) -> dict[str, str]:
 
 
 def metrics_frame(metrics: list[dict]):
-    """Per-epoch metrics (a card's or a job's: numbers only) as a DataFrame with an `epoch` column."""
+    """Per-epoch metrics (a card's or a job's) as a DataFrame with an `epoch` column; anything
+    that is not a number is dropped."""
     import pandas as pd
 
-    frame = pd.DataFrame(metrics)
+    frame = pd.DataFrame([{k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                          for m in metrics])
     if not frame.empty and "epoch" not in frame:
         frame.insert(0, "epoch", range(1, len(frame) + 1))
     return frame
