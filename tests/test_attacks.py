@@ -1,16 +1,24 @@
-"""Attacks (issue 3): an independent oracle (foolbox 3.3.4) and invariants over every attack.
+"""Attacks: an independent oracle (foolbox 3.3.4) and invariants over every attack.
 
-Property-based tests of the same invariants over random models live in issue 7's tests."""
+Property-based tests of the same invariants over random models live in tests/test_properties.py."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from atld.attacks import (NAMED_ATTACKS, AttackConfig, apgd, attack_from_name, autoattack, cross_entropy_loss,
-                          cw_margin_loss, run_attack, square)
+from atld.attacks import (
+    PRESET_NAMES,
+    AttackConfig,
+    apgd,
+    attack_from_name,
+    autoattack,
+    cross_entropy_loss,
+    cw_margin_loss,
+    run_attack,
+    square,
+)
 from atld.errors import ConfigError
-from eval_models import natural_run, digits_batch
 
 EPS_WEAK = 0.1  # at ε = 0.1 the natural digits CNN keeps about half its accuracy: comparisons mean something
 
@@ -39,10 +47,10 @@ def _foolbox_pgd(model, x, y, epsilon, step, steps, loss):
 
 
 @pytest.mark.parametrize("kind, steps", [("pgd", 20), ("cw", 20), ("fgsm", 1)])
-def test_bit_identical_to_foolbox(kind, steps):
+def test_bit_identical_to_foolbox(kind, steps, natural_run, digits_batch):
     """With random start off, our PGD / CW-k / FGSM equal foolbox's LinfPGD driven by the same
     loss, step and steps, bit for bit (foolbox maximizes its loss: for CW we give it −margin)."""
-    run = natural_run()
+    run = natural_run
     x, y = digits_batch(32)
     config = AttackConfig(kind, 0.2, steps=steps, random_start=False)
     ours = run_attack(run.classifier, x, y, config)
@@ -63,9 +71,12 @@ def _gen():
     return torch.Generator().manual_seed(0)
 
 
+def _preset(name: str):
+    return lambda m, x, y, eps: run_attack(m, x, y, attack_from_name(name, eps), _gen())
+
+
 ALL_ATTACKS = {
-    **{name: (lambda name: lambda m, x, y, eps: run_attack(m, x, y, attack_from_name(name, eps), _gen()))(name)
-       for name in NAMED_ATTACKS},
+    **{name: _preset(name) for name in PRESET_NAMES},
     "autoattack": lambda m, x, y, eps: autoattack(m, x, y, eps, device="cpu", seed=0),
     "apgd-ce": lambda m, x, y, eps: apgd(m, x, y, eps, loss="ce", device="cpu", seed=0, steps=20),
     "apgd-t": lambda m, x, y, eps: apgd(m, x, y, eps, loss="targeted", device="cpu", seed=0, steps=10),
@@ -74,10 +85,10 @@ ALL_ATTACKS = {
 
 
 @pytest.mark.parametrize("name", list(ALL_ATTACKS))
-def test_attack_invariants(name):
+def test_attack_invariants(name, natural_run, digits, digits_batch):
     """‖x_adv − x‖∞ ≤ ε (+1e-6), x_adv in [0, 1], robust ≤ clean accuracy, the model's mode and its
     parameters' gradients untouched, the global RNG untouched, and the attack does hurt."""
-    model = natural_run().classifier
+    model = natural_run.classifier
     x, y = digits_batch(48)
     for p in model.parameters():
         p.grad = None
@@ -100,10 +111,10 @@ def test_attack_invariants(name):
 
 
 @pytest.mark.slow  # full standard AutoAttack on images that survive PGD
-def test_stronger_attacks_are_not_weaker():
+def test_stronger_attacks_are_not_weaker(natural_run, digits_batch):
     """PGD-100 and AutoAttack are no weaker than PGD-20, CW-100 no weaker than CW-20, beyond noise
     (two images out of 64), at an ε where the natural model keeps some accuracy."""
-    model = natural_run().classifier
+    model = natural_run.classifier
     x, y = digits_batch(64)
     acc = {name: _accuracy(model, ALL_ATTACKS[name](model, x, y, EPS_WEAK), y)
            for name in ("pgd20", "pgd100", "cw20", "cw100", "autoattack")}
@@ -115,8 +126,8 @@ def test_stronger_attacks_are_not_weaker():
     assert acc["autoattack"] <= min(acc.values()) + noise
 
 
-def test_attack_is_deterministic_with_a_seed():
-    model = natural_run().classifier
+def test_attack_is_deterministic_with_a_seed(natural_run, digits_batch):
+    model = natural_run.classifier
     x, y = digits_batch(16)
     config = attack_from_name("pgd20", 0.2)
     a = run_attack(model, x, y, config, torch.Generator().manual_seed(3))
@@ -127,8 +138,8 @@ def test_attack_is_deterministic_with_a_seed():
     assert torch.equal(c, d)
 
 
-def test_epsilon_zero_is_identity():
-    model = natural_run().classifier
+def test_epsilon_zero_is_identity(natural_run, digits_batch):
+    model = natural_run.classifier
     x, y = digits_batch(8)
     for fn in ALL_ATTACKS.values():
         assert torch.equal(fn(model, x, y, 0.0), x)
@@ -143,16 +154,16 @@ def test_presets_use_the_registry_step():
 
 
 @pytest.mark.parametrize("bad", [
-    lambda: AttackConfig("pgd", -0.1),
-    lambda: AttackConfig("pgd", 1.5),
-    lambda: AttackConfig("pgd", float("nan")),
-    lambda: AttackConfig("pgd", 0.1, steps=0),
-    lambda: AttackConfig("bim", 0.1),
-    lambda: attack_from_name("pgd7", 0.1),
-    lambda: apgd(natural_run().classifier, *digits_batch(2), 0.1, loss="dlr", device="cpu"),
-    lambda: square(natural_run().classifier, *digits_batch(2), 2.0, device="cpu"),
+    lambda model, x, y: AttackConfig("pgd", -0.1),
+    lambda model, x, y: AttackConfig("pgd", 1.5),
+    lambda model, x, y: AttackConfig("pgd", float("nan")),
+    lambda model, x, y: AttackConfig("pgd", 0.1, steps=0),
+    lambda model, x, y: AttackConfig("bim", 0.1),
+    lambda model, x, y: attack_from_name("pgd7", 0.1),
+    lambda model, x, y: apgd(model, x, y, 0.1, loss="dlr", device="cpu"),
+    lambda model, x, y: square(model, x, y, 2.0, device="cpu"),
 ])
-def test_bad_attack_settings_give_one_line_errors(bad):
+def test_bad_attack_settings_give_one_line_errors(bad, natural_run, digits_batch):
     with pytest.raises(ConfigError) as info:
-        bad()
+        bad(natural_run.classifier, *digits_batch(2))
     assert "\n" not in str(info.value)

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from test_app_fixtures import app_checkpoints  # noqa: F401 - a fixture
-
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,23 +1,19 @@
-"""Run directories: exact round trip, validation, one-line errors for broken files.
-(Hostile files are covered in depth by tests/test_security.py.)"""
+"""Run directories (atld/runs): exact round trip, validation, one-line errors for broken files.
+(Hostile files are covered in depth by tests/test_security.py, writers by tests/test_rundir.py.)"""
 
+import hashlib
 import json
 
 import pytest
 import torch
 
-from atld.checkpoints import (CARD, MODEL, list_runs, load_checkpoint, read_card, safe_run_name, save_checkpoint,
-                              update_card)
+from atld.config.train import TrainConfig
 from atld.errors import CheckpointError, ConfigError
-from atld.models import Discriminator, SMALL_DISCRIMINATOR, build_classifier
-from atld.train import TrainConfig
+from atld.models import SMALL_DISCRIMINATOR, Discriminator, build_classifier
+from atld.runs.card import CARD, list_runs, read_card, safe_run_name
+from atld.runs.rundir import update_card
+from atld.runs.store import load_checkpoint, save_checkpoint
 from atld.train.trainer import _make_card
-from atld.data import load_dataset
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 def _saved_run(path, digits, method="atld"):
@@ -57,21 +53,20 @@ def test_natural_run_has_no_discriminator(tmp_path, digits):
     assert run.discriminator is None and run.card["has_discriminator"] is False
 
 
-def test_truncated_model_file_is_a_clear_error(tmp_path, digits):
+def test_truncated_model_file_is_a_clear_error(tmp_path, digits, run_file):
     _saved_run(tmp_path / "run", digits)
-    path = tmp_path / "run" / MODEL
+    path = run_file(tmp_path / "run")
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(CheckpointError, match="SHA-256"):
         load_checkpoint(tmp_path / "run")
 
 
-def test_corrupt_header_is_a_clear_error_even_with_a_matching_hash(tmp_path, digits):
-    import hashlib
+def test_corrupt_header_is_a_clear_error_even_with_a_matching_hash(tmp_path, digits, run_file):
     _saved_run(tmp_path / "run", digits)
-    path = tmp_path / "run" / MODEL
+    path = run_file(tmp_path / "run")
     path.write_bytes(b"\xff" * 64)
     card = json.loads((tmp_path / "run" / CARD).read_text())
-    card["sha256"][MODEL] = hashlib.sha256(b"\xff" * 64).hexdigest()
+    card["sha256"][path.name] = hashlib.sha256(b"\xff" * 64).hexdigest()
     (tmp_path / "run" / CARD).write_text(json.dumps(card))
     with pytest.raises(CheckpointError, match="not a readable safetensors"):
         load_checkpoint(tmp_path / "run")
@@ -103,12 +98,14 @@ def test_missing_directory_and_missing_card(tmp_path):
         load_checkpoint(tmp_path / "empty")
 
 
-def test_update_card_keeps_tensors_and_adds_fields(tmp_path, digits):
+def test_update_card_keeps_tensors_and_adds_fields(tmp_path, digits, run_file):
     _saved_run(tmp_path / "run", digits)
-    before = (tmp_path / "run" / MODEL).read_bytes()
-    update_card(tmp_path / "run", evaluations={"pgd20": {"accuracy": 0.5}})
-    assert (tmp_path / "run" / MODEL).read_bytes() == before
-    assert load_checkpoint(tmp_path / "run").card["evaluations"]["pgd20"]["accuracy"] == 0.5
+    before = run_file(tmp_path / "run").read_bytes()
+    row = {"attack": "pgd20", "inference": "atld-", "protocol": "direct", "accuracy": 0.5, "correct": 50, "n": 100,
+           "ci_low": 0.4, "ci_high": 0.6, "epsilon": 0.2}
+    update_card(tmp_path / "run", evaluations={"format": "atld-eval", "version": 1, "rows": [row]})
+    assert run_file(tmp_path / "run").read_bytes() == before
+    assert load_checkpoint(tmp_path / "run").card["evaluations"]["rows"][0]["accuracy"] == 0.5
 
 
 def test_list_runs_and_run_names(tmp_path, digits):

@@ -7,11 +7,11 @@ import io
 
 import numpy as np
 import pytest
-from test_latent_extract import tiny_run
 
 from atld.cli import main
+from atld.latent import POINT_COLUMNS
 
-COLUMNS = ["index", "set", "label", "label_name", "pred", "d_natural", "x", "y"]
+COLUMNS = list(POINT_COLUMNS)  # the one point schema, shared with the app's CSV export
 
 
 def _read(text: str) -> tuple[dict[str, str], list[str], list[dict]]:
@@ -27,8 +27,8 @@ def _read(text: str) -> tuple[dict[str, str], list[str], list[dict]]:
     return header, per_class, list(csv.DictReader(io.StringIO("\n".join(body))))
 
 
-def test_embed_writes_coordinates_predictions_d_scores_and_gap_header(tmp_path, capsys):
-    run = tiny_run(True)
+def test_embed_writes_coordinates_predictions_d_scores_and_gap_header(tmp_path, capsys, latent_runs):
+    run = latent_runs[True]
     out = tmp_path / "emb.csv"
     code = main(["embed", "--checkpoint", str(run.path), "--attack", "fgsm", "--limit", "60", "--out", str(out),
                  "--permutations", "20", "--cache-dir", str(tmp_path / "cache")])
@@ -55,8 +55,8 @@ def test_embed_writes_coordinates_predictions_d_scores_and_gap_header(tmp_path, 
     assert out.read_text() == first
 
 
-def test_embed_natural_run_without_d_to_stdout(capsys):
-    run = tiny_run(False)
+def test_embed_natural_run_without_d_to_stdout(capsys, latent_runs):
+    run = latent_runs[False]
     assert main(["embed", "--checkpoint", str(run.path), "--attack", "natural", "--limit", "30",
                  "--permutations", "10", "--no-cache"]) == 0
     header, _, rows = _read(capsys.readouterr().out)
@@ -69,15 +69,26 @@ def test_embed_natural_run_without_d_to_stdout(capsys):
     (["--limit", "1"], "limit must be >= 2"),
     (["--epsilon", "2"], "epsilon must be in [0.0, 1.0]"),
     (["--device", "tpu"], "unknown device"),
+    (["--method", "isomap"], "unknown projection 'isomap'"),
+    (["--seed", str(2**32)], "seed must be an integer in [0, 2^32)"),
 ])
-def test_embed_bad_input_is_one_line_exit_2(argv, message, capsys):
-    base = ["embed", "--checkpoint", str(tiny_run(False).path), "--no-cache"]
+def test_embed_bad_input_is_one_line_exit_2(argv, message, capsys, latent_runs):
+    base = ["embed", "--checkpoint", str(latent_runs[False].path), "--no-cache"]
     assert main(base + argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
-def test_embed_unknown_choice_is_rejected_by_the_parser(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["embed", "--checkpoint", "x", "--method", "isomap"])
-    assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+def test_a_corrupt_cache_entry_is_recomputed_not_a_traceback(tmp_path, capsys, latent_runs):
+    args = ["embed", "--checkpoint", str(latent_runs[False].path), "--limit", "30", "--permutations", "10",
+            "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "a.csv")]
+    assert main(args) == 0
+    entries = sorted((tmp_path / "cache").iterdir())
+    assert len(entries) == 3  # latents, gap numbers, map
+    for i, entry in enumerate(entries):  # truncate one, garble one, make one valid but wrong
+        data = entry.read_bytes()
+        entry.write_bytes([data[: len(data) // 2], b"\x00garbage" * 10, b'{"rows": [1, 2]}'][i])
+    first = (tmp_path / "a.csv").read_text()
+    assert main(args) == 0
+    assert (tmp_path / "a.csv").read_text() == first
+    assert "Traceback" not in capsys.readouterr().err

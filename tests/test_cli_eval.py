@@ -1,4 +1,4 @@
-"""`python -m atld eval` (issue 3): formats, --store, --curve, and one-line errors with exit 2."""
+"""`python -m atld eval`: formats, --store, --curve, and one-line errors with exit 2."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import sys
 
 import pytest
 
-from atld.checkpoints import read_card
 from atld.cli import main
-from eval_models import atld_run, natural_run
+from atld.runs.card import read_card
 
 
 def _run(argv, capsys):
@@ -22,8 +21,8 @@ def _run(argv, capsys):
     return code, out.out, out.err
 
 
-def test_table_csv_json(capsys):
-    ckpt = str(natural_run().path)
+def test_table_csv_json(capsys, natural_run):
+    ckpt = str(natural_run.path)
     code, out, _ = _run(["--checkpoint", ckpt, "--attacks", "natural,pgd20", "--limit", "20", "--device", "cpu",
                          "--quiet"], capsys)
     assert code == 0 and "pgd20" in out and "natural" in out and "95% CI" in out
@@ -38,9 +37,9 @@ def test_table_csv_json(capsys):
     assert "[1/1]" in err or "[0/1]" in err  # progress goes to stderr, never into the data
 
 
-def test_store_and_curve(tmp_path, capsys):
+def test_store_and_curve(tmp_path, capsys, atld_run):
     run_dir = tmp_path / "run"
-    shutil.copytree(atld_run().path, run_dir)
+    shutil.copytree(atld_run.path, run_dir)
     code, out, err = _run(["--checkpoint", str(run_dir), "--attacks", "natural", "--inference", "atld-,atld+",
                            "--limit", "16", "--device", "cpu", "--store", "--quiet"], capsys)
     assert code == 0 and "stored 2 rows" in err
@@ -59,9 +58,10 @@ def test_store_and_curve(tmp_path, capsys):
     (["--epsilon", "1.5"], "epsilon must be in [0.0, 1.0]"),
     (["--epsilon", "-0.1"], "epsilon must be in [0.0, 1.0]"),
     (["--apgd-steps", "0"], "APGD steps must be >= 1"),
+    (["--seed", str(2**32)], "seed must be an integer in [0, 2^32)"),
 ])
-def test_bad_input_gives_one_line_and_exit_2(argv, message, capsys):
-    code, out, err = _run(["--checkpoint", str(natural_run().path), "--device", "cpu", *argv], capsys)
+def test_bad_input_gives_one_line_and_exit_2(argv, message, capsys, natural_run):
+    code, out, err = _run(["--checkpoint", str(natural_run.path), "--device", "cpu", *argv], capsys)
     assert code == 2 and out == ""
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
 

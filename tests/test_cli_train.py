@@ -24,7 +24,7 @@ def test_train_writes_a_run_directory_and_resume_continues_it(tmp_path):
     assert code == 0
     card = json.loads((out / "card.json").read_text())
     assert card["epochs_done"] == 1 and card["status"] == "finished" and card["method"] == "atld"
-    assert (out / "model.safetensors").stat().st_size > 1000
+    assert (out / card["files"]["model"]).stat().st_size > 1000
     assert {"loss_ce", "loss_gap", "s", "d_acc", "d_auc", "train_clean_acc", "train_perturbed_acc",
             "test_clean_acc", "test_pgd20_acc"} <= set(card["metrics"][0])
     assert main(["train", "--resume", str(out), "--epochs", "2", "--quiet"]) == 0
@@ -56,6 +56,25 @@ def test_refuses_to_overwrite_an_existing_run(tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--epochs", "1", "--out", str(out), "--eval-limit", "0", "--quiet",
                  "--method", "natural"]) == 0
-    before = (out / "model.safetensors").read_bytes()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert main(["train", "--epochs", "1", "--out", str(out), "--quiet", "--method", "natural"]) == 2
-    assert (out / "model.safetensors").read_bytes() == before
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_refuses_a_folder_that_is_not_a_run_and_leaves_it_alone(tmp_path, capsys):
+    """--out into a user's folder: refused in one line, even if it holds a file named like ours."""
+    out = tmp_path / "my-photos"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"the user's own file")
+    (out / "holiday.jpg").write_bytes(b"jpeg")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["train", "--epochs", "1", "--out", str(out), "--quiet", "--method", "natural"]) == 2
+    assert "not a run directory of the lab" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_the_default_run_directory_is_the_runs_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ATLD_RUNS_DIR", str(tmp_path / "my-runs"))
+    assert main(["train", "--method", "natural", "--epochs", "1", "--eval-limit", "0", "--quiet"]) == 0
+    (run,) = (tmp_path / "my-runs").iterdir()
+    assert run.name.startswith("digits-natural-") and f"saved {run}" in capsys.readouterr().out

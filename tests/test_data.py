@@ -10,19 +10,20 @@ import numpy as np
 import pytest
 import torch
 
-from atld.data import DATASETS, augment_batch, as_float01, get_spec, load_dataset
+from atld.data import DATASETS, as_float01, augment_batch, get_spec, load_dataset
+from atld.data.registry import attack_step
 from atld.errors import ConfigError, DataError
 
 
 def test_registry_defaults_follow_the_paper_and_the_step_rule():
     assert get_spec("cifar10").epsilon == pytest.approx(8 / 255)
-    assert get_spec("cifar10").attack_step == pytest.approx(2 / 255)  # the paper's step
+    assert attack_step(get_spec("cifar10").epsilon) == pytest.approx(2 / 255)  # the paper's step
     assert get_spec("svhn").imt_window == (0.3, 0.6)
     assert get_spec("mnist").epsilon == 0.3 and get_spec("fashion-mnist").epsilon == 0.1
     assert get_spec("digits").epsilon == 0.2
     assert get_spec("cifar100").gap_weight_scale == pytest.approx(0.1)  # s/10 for CIFAR-100
     for spec in DATASETS.values():
-        assert 10 * spec.attack_step >= 2.5 * spec.epsilon - 1e-12  # PGD-10 covers 2.5 ε
+        assert 10 * attack_step(spec.epsilon) >= 2.5 * spec.epsilon - 1e-12  # PGD-10 covers 2.5 ε
         assert len(spec.mean) == len(spec.std) == spec.input_shape[0]
     assert get_spec("cifar10").augmentation == "crop-flip" and get_spec("svhn").augmentation == "none"
 
@@ -106,7 +107,7 @@ def test_cifar_python_batches_load_through_torchvision(tmp_path, monkeypatch, na
     expected = {}
     train_list, test_list = [], []
     train_names = {entry[0] for entry in cls.train_list}
-    for fname, official_md5 in cls.train_list + cls.test_list:
+    for fname, _official_md5 in cls.train_list + cls.test_list:
         rows = rng.integers(0, 256, (2, 3072)).astype(np.uint8)
         labels = rng.integers(0, 10, 2).tolist()
         with open(folder / fname, "wb") as fh:

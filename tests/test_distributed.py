@@ -1,4 +1,4 @@
-"""DDP training (issue 6), on the CPU with the gloo backend: 2 processes on half a global batch each
+"""DDP training, on the CPU with the gloo backend: 2 processes on half a global batch each
 train the same model as 1 process on the whole batch; the torchrun command line works; the
 helpers shard, seed and validate as documented."""
 
@@ -14,12 +14,14 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from atld.checkpoints import load_checkpoint, read_card
-from atld.data import load_dataset
+from atld.config.train import TrainConfig
+from atld.data.loaders import load_dataset
 from atld.errors import ConfigError
 from atld.models import build_classifier
-from atld.train import TrainConfig, train
-from atld.train.distributed import (DistributedContext, check_batch, from_env, local_slice, step_generator)
+from atld.runs.card import read_card
+from atld.runs.store import load_checkpoint
+from atld.train.distributed import DistributedContext, check_batch, from_env, local_slice, step_generator
+from atld.train.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 # natural training, constant lr; 1347 images in batches of 50: 26 full batches (25 + 25 per rank)

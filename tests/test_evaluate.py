@@ -1,4 +1,4 @@
-"""Evaluation (issue 3): the table's numbers, protocols, intervals, storage, curve and diagnostics."""
+"""Evaluation: the table's numbers, protocols, intervals, storage, curve and diagnostics."""
 
 from __future__ import annotations
 
@@ -9,14 +9,25 @@ import shutil
 
 import pytest
 
-from atld.checkpoints import load_checkpoint, read_card
+from atld.attacks.registry import ATTACK_NAMES
+from atld.config.eval import EvalConfig
+from atld.config.vocab import Protocol
 from atld.errors import CheckpointError, ConfigError
-from atld.evaluate import (ATTACK_NAMES, PROTOCOL_ADAPTIVE, PROTOCOL_DIRECT, PROTOCOL_NON_ADAPTIVE, EvalConfig,
-                           EvalReport, evaluate, masking_diagnostics, masking_findings, robust_accuracy_curve,
-                           store_evaluation, wilson_interval)
+from atld.evaluate import (
+    EvalReport,
+    evaluate,
+    masking_diagnostics,
+    masking_findings,
+    robust_accuracy_curve,
+    store_evaluation,
+    wilson_interval,
+)
 from atld.evaluate.report import ROW_KEYS
 from atld.inference import predict
-from eval_models import atld_run, digits, digits_batch, natural_run
+from atld.runs.card import read_card
+from atld.runs.store import load_checkpoint
+
+PROTOCOL_DIRECT, PROTOCOL_NON_ADAPTIVE, PROTOCOL_ADAPTIVE = Protocol.DIRECT, Protocol.NON_ADAPTIVE, Protocol.ADAPTIVE
 
 
 # ----------------------------------------------------------------------------- Wilson interval
@@ -67,10 +78,10 @@ def test_eval_config_accepts_comma_lists_and_dedupes():
 
 # ----------------------------------------------------------------------------- evaluate
 
-def test_evaluate_natural_checkpoint():
-    run = natural_run()
+def test_evaluate_natural_checkpoint(natural_run, digits, digits_batch):
+    run = natural_run
     config = EvalConfig(attacks=("natural", "fgsm", "pgd20", "cw20"), limit=40, device="cpu")
-    report = evaluate(run, config, data=digits())
+    report = evaluate(run, config, data=digits)
     assert [(r["attack"], r["inference"]) for r in report.rows] == [
         ("natural", "atld-"), ("fgsm", "atld-"), ("pgd20", "atld-"), ("cw20", "atld-")]
     x, y = digits_batch(40)
@@ -84,25 +95,25 @@ def test_evaluate_natural_checkpoint():
     assert report.row("natural", "atld-")["correct"] == clean and report.row("natural", "atld-")["epsilon"] == 0
     assert report.row("pgd20", "atld-")["epsilon"] == run.spec.epsilon
     assert report.row("pgd20", "atld-")["accuracy"] < report.row("natural", "atld-")["accuracy"] - 0.3
-    again = evaluate(run, config, data=digits())
+    again = evaluate(run, config, data=digits)
     assert [r["correct"] for r in again.rows] == [r["correct"] for r in report.rows]  # seeded
     assert report.meta["model_hash"] == run.model_hash and report.meta["n"] == 40
 
 
-def test_imt_on_a_checkpoint_without_discriminator_is_refused():
+def test_imt_on_a_checkpoint_without_discriminator_is_refused(natural_run, digits):
     with pytest.raises(ConfigError, match="no discriminator"):
-        evaluate(natural_run(), EvalConfig(attacks=("natural",), inferences=("atld",), limit=4, device="cpu"),
-                 data=digits())
+        evaluate(natural_run, EvalConfig(attacks=("natural",), inferences=("atld",), limit=4, device="cpu"),
+                 data=digits)
 
 
-def test_adaptive_attack_is_at_least_as_strong_as_the_non_adaptive_protocol():
+def test_adaptive_attack_is_at_least_as_strong_as_the_non_adaptive_protocol(atld_run, digits, digits_batch):
     """On an ATLD digits model: the adaptive attack through IMT (APGD-CE + APGD-T, BPDA) leaves no
     more accuracy than the official protocol (attack the bare classifier, then IMT), for ATLD and
     ATLD+. Also: IMT is applied to clean inputs, and every row carries its protocol."""
-    run = atld_run()
+    run = atld_run
     config = EvalConfig(attacks=("natural", "pgd20", "autoattack", "adaptive"), limit=40, device="cpu",
                         apgd_steps=25)
-    report = evaluate(run, config, data=digits())
+    report = evaluate(run, config, data=digits)
     x, y = digits_batch(40)
     for mode in ("atld-", "atld", "atld+"):
         clean = (predict(run, x, mode).argmax(1) == y).sum().item()
@@ -118,9 +129,9 @@ def test_adaptive_attack_is_at_least_as_strong_as_the_non_adaptive_protocol():
     assert report.row("adaptive", "atld")["accuracy"] < report.row("pgd20", "atld")["accuracy"]
 
 
-def test_report_formats():
-    rows = evaluate(natural_run(), EvalConfig(attacks=("natural", "pgd20"), limit=16, device="cpu"),
-                    data=digits()).rows
+def test_report_formats(natural_run, digits):
+    rows = evaluate(natural_run, EvalConfig(attacks=("natural", "pgd20"), limit=16, device="cpu"),
+                    data=digits).rows
     report = EvalReport(rows, {"checkpoint": "x", "seed": 0, "model_hash": "ab" * 32})
     parsed = list(csv.DictReader(io.StringIO(report.to_csv())))
     assert [p["attack"] for p in parsed] == ["natural", "pgd20"] and list(parsed[0]) == list(ROW_KEYS)
@@ -132,14 +143,14 @@ def test_report_formats():
     assert card["rows"][0]["model_hash"] == "ab" * 32
 
 
-def test_store_evaluation_merges_into_the_card(tmp_path):
-    src = natural_run().path
+def test_store_evaluation_merges_into_the_card(tmp_path, natural_run, digits):
+    src = natural_run.path
     run_dir = tmp_path / "run"
     shutil.copytree(src, run_dir)
     run = load_checkpoint(run_dir)
-    first = evaluate(run, EvalConfig(attacks=("natural", "fgsm"), limit=8, device="cpu"), data=digits())
+    first = evaluate(run, EvalConfig(attacks=("natural", "fgsm"), limit=8, device="cpu"), data=digits)
     store_evaluation(run_dir, first)
-    second = evaluate(run, EvalConfig(attacks=("fgsm", "pgd20"), limit=8, device="cpu"), data=digits())
+    second = evaluate(run, EvalConfig(attacks=("fgsm", "pgd20"), limit=8, device="cpu"), data=digits)
     store_evaluation(run_dir, second)
     stored = read_card(run_dir)["evaluations"]
     assert sorted(r["attack"] for r in stored["rows"]) == ["fgsm", "natural", "pgd20"]  # fgsm replaced, not doubled
@@ -150,9 +161,9 @@ def test_store_evaluation_merges_into_the_card(tmp_path):
         store_evaluation(run_dir, other)
 
 
-def test_robust_accuracy_curve_falls_with_epsilon():
-    run = natural_run()
-    rows = robust_accuracy_curve(run, [0.0, 0.05, 0.1, 0.2], attack="pgd20", limit=40, data=digits(), device="cpu")
+def test_robust_accuracy_curve_falls_with_epsilon(natural_run, digits, digits_batch):
+    run = natural_run
+    rows = robust_accuracy_curve(run, [0.0, 0.05, 0.1, 0.2], attack="pgd20", limit=40, data=digits, device="cpu")
     acc = [r["accuracy"] for r in rows]
     assert [r["epsilon"] for r in rows] == [0.0, 0.05, 0.1, 0.2]
     x, y = digits_batch(40)
@@ -160,7 +171,7 @@ def test_robust_accuracy_curve_falls_with_epsilon():
     assert all(b <= a + 1 / 40 for a, b in zip(acc, acc[1:]))
     assert acc[-1] < acc[0] - 0.3
     with pytest.raises(ConfigError):
-        robust_accuracy_curve(run, [], data=digits(), device="cpu")
+        robust_accuracy_curve(run, [], data=digits, device="cpu")
 
 
 # ----------------------------------------------------------------------------- masking diagnostics
@@ -186,8 +197,8 @@ def test_masking_findings_flag_the_textbook_signs():
     assert not any(f["flagged"] for f in masking_findings(honest, flat))
 
 
-def test_masking_diagnostics_runs_the_checks():
-    report = masking_diagnostics(natural_run(), limit=24, steps=(1, 5, 20), data=digits(), device="cpu",
+def test_masking_diagnostics_runs_the_checks(natural_run, digits):
+    report = masking_diagnostics(natural_run, limit=24, steps=(1, 5, 20), data=digits, device="cpu",
                                  square_queries=100)
     assert [r["steps"] for r in report.steps_curve] == [1, 5, 20]
     assert report.steps_curve[-1]["accuracy"] <= report.steps_curve[0]["accuracy"]

@@ -1,4 +1,4 @@
-"""The fast training path (issue 6), checked on the CPU: no host synchronisation in the hot loop,
+"""The fast training path, checked on the CPU: no host synchronisation in the hot loop,
 bf16 autocast only around the training steps (evaluation stays fp32), channels_last and the
 fused optimizer leave the math unchanged, and --compile reaches torch.compile."""
 
@@ -12,12 +12,12 @@ from torch.overrides import TorchFunctionMode
 
 import atld.train.trainer as trainer
 from atld.cli import build_parser
-from atld.cli.dataclass_flags import dataclass_from_flags
-from atld.data import as_float01, load_dataset
+from atld.config.fields import from_flags
+from atld.config.train import TrainConfig
+from atld.data.loaders import as_float01
+from atld.methods import METHODS, StepContext
 from atld.models import Discriminator, build_classifier
-from atld.train import TrainConfig, train
-from atld.train.methods import STEP_FUNCTIONS, StepContext
-from atld.train.trainer import amp_dtype
+from atld.train.trainer import amp_dtype, train
 
 # Tensor -> host reads: each one waits for the GPU (torch.cuda.set_sync_debug_mode only works on CUDA,
 # so on the CPU every Python-level call is intercepted instead).
@@ -45,10 +45,6 @@ def _has_bool_mask(index) -> bool:
     items = index if isinstance(index, tuple) else (index,)
     return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in items)
 
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 def test_recorder_sees_host_reads():
@@ -86,7 +82,7 @@ def test_training_steps_never_read_tensors_on_the_host(digits, method, variant):
     ctx = _context(config)
     x, y = as_float01(digits.x_train[:32]), digits.y_train[:32]
     with HostSyncRecorder() as rec:
-        out = STEP_FUNCTIONS[method](ctx, x, y)
+        out = METHODS[method].step(ctx, x, y)
     assert rec.calls == [], f"{method} step reads tensors on the host: {rec.calls}"
     assert torch.isfinite(out.loss)
 
@@ -142,7 +138,7 @@ def test_channels_last_and_fused_optimizer_keep_the_math(digits, monkeypatch):
     fast = train(config, data=digits).classifier
     assert _inner_conv(fast).weight.is_contiguous(memory_format=torch.channels_last)
     assert not _inner_conv(fast).weight.is_contiguous()
-    monkeypatch.setattr(trainer, "_sgd", lambda params, device, **hyper: torch.optim.SGD(params, **hyper))
+    monkeypatch.setattr(trainer, "make_sgd", lambda params, device, **hyper: torch.optim.SGD(params, **hyper))
     plain = train(config.with_overrides(channels_last=False), data=digits).classifier
     assert _inner_conv(plain).weight.is_contiguous()
     torch.manual_seed(config.seed)
@@ -160,7 +156,7 @@ def _inner_conv(model: torch.nn.Module) -> torch.nn.Conv2d:
 
 def test_compile_flag_reaches_torch_compile(digits, monkeypatch):
     args = build_parser().parse_args(["train", "--compile", "--dataset", "digits"])
-    config = dataclass_from_flags(TrainConfig, args)
+    config = from_flags(TrainConfig, args)
     assert config.compile is True
     compiled = []
 

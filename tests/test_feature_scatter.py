@@ -8,21 +8,23 @@ import ot
 import pytest
 import torch
 
-from atld.checkpoints import load_checkpoint
-from atld.data import as_float01, get_spec, load_dataset
+from atld.config.train import TrainConfig
+from atld.data import as_float01, get_spec
 from atld.errors import ConfigError
+from atld.methods import METHODS
+from atld.methods.feature_scatter import (
+    cosine_cost,
+    feature_scatter_perturbation,
+    feature_scatter_step,
+    ot_distance,
+    sinkhorn_plan,
+)
 from atld.models import build_classifier
-from atld.train import METHODS, TrainConfig, train
-from atld.train.methods import STEP_FUNCTIONS
-from atld.train.methods.feature_scatter import (cosine_cost, feature_scatter_perturbation, ot_distance,
-                                                sinkhorn_plan)
+from atld.runs.store import load_checkpoint
+from atld.train.trainer import train
 
 EPS = get_spec("digits").epsilon
 
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 @pytest.mark.parametrize("reg", [0.1, 0.01])
@@ -94,7 +96,8 @@ def test_scattering_step_increases_ot_distance_over_the_random_start(seed, digit
 
 
 def test_method_is_registered_and_validated():
-    assert "feature-scatter" in METHODS and "feature-scatter" in STEP_FUNCTIONS
+    assert "feature-scatter" in METHODS and METHODS["feature-scatter"].step is feature_scatter_step
+    assert not METHODS["feature-scatter"].discriminator
     config = TrainConfig(method="feature-scatter")
     assert not config.uses_discriminator
     with pytest.raises(ConfigError, match="label smoothing"):
@@ -125,7 +128,7 @@ def test_stopping_rule_is_the_released_codes():
     u, v = torch.zeros(6, dtype=torch.float64), torch.zeros(6, dtype=torch.float64)
     log_w = torch.full((6,), -np.log(6.0), dtype=torch.float64)
     iterations = 0
-    for iterations in range(1, 101):
+    for iterations in range(1, 101):  # noqa: B007 - the count after the loop is the point
         u_prev = u
         u = reg * (log_w - torch.logsumexp((-cost + u[:, None] + v[None, :]) / reg, dim=1)) + u
         v = reg * (log_w - torch.logsumexp((-cost + u[:, None] + v[None, :]) / reg, dim=0)) + v

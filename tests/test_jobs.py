@@ -1,5 +1,6 @@
-"""The app as a shared server (issue 7, part 4): `atld.jobs.JobManager` under hostile run names,
-concurrent requests (threads), Stop, failures and divergence.
+"""The app as a shared server: `atld.jobs.JobManager` under hostile run names, concurrent requests
+(threads), Stop, failures and divergence, jobs found again by their run and key, and the time
+limit of jobs nobody watches.
 
 The cap and race tests replace `train` by a stand-in that blocks until released: they test the
 manager's locking, not training, and must hold jobs "running" while all threads race. Real
@@ -8,6 +9,7 @@ manager's locking, not training, and must hold jobs "running" while all threads 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,27 +18,19 @@ import pytest
 import torch
 
 import atld.jobs as jobs
-from atld.checkpoints import load_checkpoint
-from atld.data import ImageData, load_dataset
+from atld.config.train import TrainConfig
+from atld.data.loaders import ImageData
 from atld.errors import ConfigError
 from atld.jobs import JobManager, JobRefused
-from atld.train import TrainConfig, train
-from atld.train.methods import STEP_FUNCTIONS
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread per training thread (idle OpenMP threads spin on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from atld.methods import METHODS
+from atld.runs.card import MARKER
+from atld.runs.store import load_checkpoint
+from atld.train.trainer import train
 
 
 @pytest.fixture(scope="module")
-def data() -> ImageData:
-    d = load_dataset("digits")
-    return ImageData(d.spec, d.x_train[:150], d.y_train[:150], d.x_test[:20], d.y_test[:20])
+def data(small_digits) -> ImageData:
+    return small_digits(150, 20)
 
 
 def tiny_config(**overrides) -> TrainConfig:
@@ -187,8 +181,9 @@ def test_two_owners_train_at_once_into_separate_runs(tmp_path, data):
         alone = train(tiny_config(seed=seed), data=data)
         assert all(torch.equal(p, q) for p, q in zip(alone.classifier.state_dict().values(),
                                                      run.classifier.state_dict().values()))
-    assert _tree(runs) == sorted(["alice-run", "bob-run", *(f"{r}/{f}" for r in ("alice-run", "bob-run")
-                                  for f in ("card.json", "model.safetensors", "train_state.safetensors"))])
+    files = {f"{r}/{name}" for r, run in (("alice-run", a), ("bob-run", b))
+             for name in ("card.json", MARKER, run.card["files"]["model"], run.card["files"]["train_state"])}
+    assert _tree(runs) == sorted({"alice-run", "bob-run", *files})
 
 
 def test_stop_keeps_a_resumable_checkpoint(tmp_path, data):
@@ -218,7 +213,7 @@ def test_failed_job_reports_one_line_and_frees_its_name(tmp_path, data):
 
 
 def test_diverged_job_keeps_last_good_epoch(tmp_path, data, monkeypatch):
-    real = STEP_FUNCTIONS["natural"]
+    real = METHODS["natural"].step
     calls = {"n": 0}
 
     def step(ctx, x, y):
@@ -227,10 +222,60 @@ def test_diverged_job_keeps_last_good_epoch(tmp_path, data, monkeypatch):
         if calls["n"] > 3:  # from epoch 2 on (3 steps per epoch)
             out.loss = out.loss * float("nan")
         return out
-    monkeypatch.setitem(STEP_FUNCTIONS, "natural", step)
+    monkeypatch.setitem(METHODS, "natural", dataclasses.replace(METHODS["natural"], step=step))
     manager = JobManager(tmp_path / "runs")
     job = manager.start("alice", tiny_config(epochs=3), "nan-run", data=data)
     assert job.wait(60) and job.status == "diverged"
     assert "epoch 2" in job.error and "\n" not in job.error
     run = load_checkpoint(job.run_dir)
     assert run.card["epochs_done"] == 1 and run.card["status"] == "diverged"
+
+
+# ----------------------------------------------------------------------------- a job belongs to its run
+
+def test_a_job_is_found_again_by_its_run_and_key_only(tmp_path, monkeypatch):
+    """After a reload (a new session) the page asks for the job by run name and key: the right key
+    finds it and can stop it; a wrong key, another run's key or no key finds nothing."""
+    fake = _BlockingTrain()
+    monkeypatch.setattr(jobs, "train", fake)
+    manager = JobManager(tmp_path / "runs", max_jobs=2)
+    alice = manager.start("alice-tab-1", tiny_config(), "alice-run")
+    bob = manager.start("bob", tiny_config(), "bob-run")
+    assert manager.attach("alice-run", alice.key) is alice  # e.g. alice's reloaded tab
+    for name, key in (("alice-run", bob.key), ("alice-run", "guess"), ("alice-run", ""), ("nope", alice.key),
+                      ("alice-run", None)):
+        assert manager.attach(name, key) is None
+    manager.attach("alice-run", alice.key).stop()
+    assert alice.wait(10) and alice.status == "stopped" and bob.running
+    fake.release.set()
+    assert bob.wait(10)
+
+
+def test_a_job_nobody_watches_stops_after_the_time_limit(tmp_path, data):
+    """The unwatched limit (ATLD_UNWATCHED_MINUTES) on a simulated clock: a watched job keeps
+    training; once no page has shown it for longer than the limit, it stops after its current
+    step, keeps its last finished epoch and says why."""
+    now = {"t": 0.0}
+    manager = JobManager(tmp_path / "runs", unwatched_seconds=60, clock=lambda: now["t"])
+    job = manager.start("alice", tiny_config(epochs=1000), "long", data=data)
+    while job.epochs_done < 2:
+        assert not job.wait(0.02), job.error
+        now["t"] += 1.0
+        job.seen()  # the page refreshes its panel every second
+    now["t"] += 61.0  # the tab was closed
+    assert job.wait(60) and job.status == "stopped", job.error
+    assert "nobody watched this run for 1 min" in job.note
+    run = load_checkpoint(job.run_dir, with_train_state=True)
+    assert run.card["status"] == "stopped" and 2 <= run.card["epochs_done"] < 1000
+
+
+def test_bad_settings_in_the_environment_are_one_line(tmp_path, monkeypatch):
+    for value in ("two", "0", "-1", "1e9", "65"):
+        monkeypatch.setenv("ATLD_MAX_JOBS", value)
+        with pytest.raises(ConfigError, match="ATLD_MAX_JOBS") as info:
+            JobManager(tmp_path)
+        assert "\n" not in str(info.value)
+    monkeypatch.delenv("ATLD_MAX_JOBS")
+    monkeypatch.setenv("ATLD_UNWATCHED_MINUTES", "forever")
+    with pytest.raises(ConfigError, match="ATLD_UNWATCHED_MINUTES"):
+        JobManager(tmp_path)

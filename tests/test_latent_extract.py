@@ -1,98 +1,34 @@
-"""Extraction, trajectories and the cache (atld/latent/extract.py, trajectories.py, cache.py) on a
-tiny digits classifier trained here (a few CPU seconds), saved and loaded through
-atld.checkpoints: one run with a discriminator (freshly initialised: only its scores' plumbing is
-tested here) and one without."""
+"""Extraction, trajectories and the cache (atld/latent/extract.py, trajectories.py, cache.py) on the
+`latent_runs` of tests/conftest.py: a small digits classifier saved and loaded through atld.runs,
+once with a discriminator (freshly initialised: only its scores' plumbing is tested here) and
+once without."""
 
 from __future__ import annotations
-
-import functools
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
-from atld.attacks import AttackConfig
-from atld.checkpoints import LoadedRun, load_checkpoint, save_checkpoint
-from atld.data import as_float01, load_dataset
+from atld.attacks.gradient import AttackConfig
 from atld.errors import DataError
-from atld.latent import (Embedder, LatentCache, embed_trajectories, extract_latents, gap_for_latents,
-                         trajectories)
-from atld.models import Discriminator, build_classifier
-from atld.train.config import TrainConfig
-
-_TMP = Path(tempfile.mkdtemp(prefix="atld-h2-tests-"))
-
-
-@functools.lru_cache(maxsize=None)
-def digits():
-    return load_dataset("digits")
-
-
-def _card(config: TrainConfig) -> dict:
-    config = config.resolved()
-    return {"name": None, "method": config.method, "dataset": config.dataset, "arch": config.arch,
-            "config": config.to_dict(), "seed": config.seed, "epochs_done": config.epochs, "metrics": [],
-            "status": "finished"}
-
-
-@functools.lru_cache(maxsize=None)
-def _trained_classifier_state() -> dict[str, torch.Tensor]:
-    """A small CNN trained naturally for 2 epochs (Adam; about 85 % clean test accuracy)."""
-    torch.manual_seed(0)
-    data = digits()
-    f = build_classifier("small-cnn", data.spec)
-    opt = torch.optim.Adam(f.parameters(), lr=3e-3)
-    x, y = as_float01(data.x_train), data.y_train
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(2):
-        for idx in torch.randperm(len(y), generator=gen).split(64):
-            opt.zero_grad()
-            F.cross_entropy(f(x[idx]), y[idx]).backward()
-            opt.step()
-    return f.state_dict()
-
-
-@functools.lru_cache(maxsize=None)
-def tiny_run(with_discriminator: bool) -> LoadedRun:
-    """The trained small CNN saved as a run directory and loaded back; with a freshly initialised
-    D when asked (card method "atld"), else as a "natural" run."""
-    data = digits()
-    f = build_classifier("small-cnn", data.spec)
-    f.load_state_dict(_trained_classifier_state())
-    method = "atld" if with_discriminator else "natural"
-    config = TrainConfig(method=method, epochs=2, eval_limit=0, device="cpu")
-    torch.manual_seed(1)
-    d = Discriminator(data.spec.num_classes, config.discriminator_spec()) if with_discriminator else None
-    run_dir = save_checkpoint(_TMP / f"digits-{method}", _card(config), f, d)
-    return load_checkpoint(run_dir)
-
-
-def test_batch(n: int = 100):
-    data = digits()
-    return as_float01(data.x_test[:n]), data.y_test[:n]
-
-
-test_batch.__test__ = False  # a helper, not a test
+from atld.latent import Embedder, LatentCache, embed_trajectories, extract_latents, gap_for_latents, trajectories
 
 
 @pytest.fixture(scope="module")
-def run():
-    return tiny_run(True)
+def run(latent_runs):
+    return latent_runs[True]
 
 
 @pytest.fixture(scope="module")
-def pgd_latents(run):
-    x, y = test_batch()
+def pgd_latents(run, digits_batch):
+    x, y = digits_batch(100)
     attack = AttackConfig("pgd", run.spec.epsilon, steps=10)
     return extract_latents(run, x, y, attack, batch_size=33, generator=torch.Generator().manual_seed(0))
 
 
-def test_latents_match_the_models_and_respect_the_threat_model(run, pgd_latents):
+def test_latents_match_the_models_and_respect_the_threat_model(run, pgd_latents, digits_batch):
     lat = pgd_latents
-    x, y = test_batch()
+    x, y = digits_batch(100)
     n, eps = len(y), run.spec.epsilon
     assert len(lat) == n and lat.images_nat.shape == (n, 1, 8, 8)
     assert lat.logits_nat.shape == lat.logits_pert.shape == (n, 10)
@@ -122,8 +58,8 @@ def test_gap_numbers_see_the_attack(pgd_latents):
     assert z_nat.shape == (100, 128) and z_pert.dtype == np.float32
 
 
-def test_no_attack_copies_natural_and_seeded_attacks_repeat(run):
-    x, y = test_batch(40)
+def test_no_attack_copies_natural_and_seeded_attacks_repeat(run, digits_batch):
+    x, y = digits_batch(40)
     lat = extract_latents(run, x, y, None)
     assert torch.equal(lat.logits_pert, lat.logits_nat) and lat.logits_pert is not lat.logits_nat
     fgsm = AttackConfig("fgsm", run.spec.epsilon)
@@ -135,21 +71,21 @@ def test_no_attack_copies_natural_and_seeded_attacks_repeat(run):
                                extract_latents(run, x_u8.float() / 255, y, None).logits_nat)
 
 
-def test_model_modes_are_restored_and_runs_without_d_give_none(run):
-    x, y = test_batch(20)
+def test_model_modes_are_restored_and_runs_without_d_give_none(run, digits_batch, latent_runs):
+    x, y = digits_batch(20)
     run.classifier.train()
     try:
         extract_latents(run, x, y, None)
         assert run.classifier.training
     finally:
         run.classifier.eval()
-    lat = extract_latents(tiny_run(False), x, y, AttackConfig("fgsm", 0.2))
+    lat = extract_latents(latent_runs[False], x, y, AttackConfig("fgsm", 0.2))
     assert lat.d_nat is None and lat.d_pert is None
     assert gap_for_latents(lat, permutations=10)["discriminator_auc"] is None
 
 
-def test_bad_images_give_data_errors(run):
-    x, y = test_batch(10)
+def test_bad_images_give_data_errors(run, digits_batch):
+    x, y = digits_batch(10)
     with pytest.raises(DataError, match="expects digits"):
         extract_latents(run, torch.zeros(10, 1, 28, 28), y, None)
     with pytest.raises(DataError, match="labels"):
@@ -160,8 +96,8 @@ def test_bad_images_give_data_errors(run):
         extract_latents(run, x[:0], y[:0], None)
 
 
-def test_trajectories_follow_growing_epsilon(run):
-    x, y = test_batch(12)
+def test_trajectories_follow_growing_epsilon(run, digits_batch):
+    x, y = digits_batch(12)
     eps = [0.0, 0.05, 0.1, 0.2]
     traj = trajectories(run, x, y, eps, "pgd", steps=5)
     assert traj.logits.shape == (4, 12, 10) and traj.d_scores.shape == (4, 12)
@@ -175,8 +111,8 @@ def test_trajectories_follow_growing_epsilon(run):
     assert emb.shape == (4, 12, 2) and np.isfinite(emb).all()
 
 
-def test_cache_hits_and_keys(run, tmp_path):
-    x, y = test_batch(30)
+def test_cache_hits_and_keys(run, tmp_path, digits_batch):
+    x, y = digits_batch(30)
     cache = LatentCache(tmp_path)
     pgd = AttackConfig("pgd", 0.2, steps=3)
     a = cache.latents(run, x, y, pgd, seed=1)

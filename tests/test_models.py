@@ -5,8 +5,7 @@ import torch
 
 from atld.data import get_spec
 from atld.errors import ConfigError
-from atld.models import (OFFICIAL_DISCRIMINATOR, Discriminator, DiscriminatorSpec, build_classifier,
-                         check_arch)
+from atld.models import OFFICIAL_DISCRIMINATOR, Discriminator, DiscriminatorSpec, build_classifier, check_arch
 
 
 @pytest.mark.parametrize("arch,dataset", [("small-cnn", "digits"), ("small-cnn", "mnist"),

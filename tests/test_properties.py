@@ -1,4 +1,4 @@
-"""Input validation in one place (issue 7, part 3).
+"""Input validation in one place.
 
 1. Property tests (hypothesis): any value given to a config dataclass (TrainConfig, AttackConfig,
    EvalConfig), or to a run name, either builds a valid object or raises ConfigError; never
@@ -20,23 +20,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from atld.attacks import ATTACK_KINDS, AttackConfig, run_attack
-from atld.checkpoints import safe_run_name
+from atld.attacks.gradient import AttackConfig, run_attack
 from atld.cli import main as cli_main
-from atld.data import load_dataset
+from atld.config.eval import EvalConfig
+from atld.config.fields import from_widget_values
+from atld.config.latent import LatentConfig
+from atld.config.train import TrainConfig
+from atld.config.vocab import AttackKind
+from atld.data.loaders import load_dataset
 from atld.data.registry import DATASET_NAMES
 from atld.errors import ATLDError, ConfigError, DataError
-from atld.train import TrainConfig
-from atld.train.config import METHODS
+from atld.methods import METHOD_NAMES
+from atld.runs.card import safe_run_name
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread for these tiny models (idle OpenMP threads spin on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+ATTACK_KINDS = tuple(k.value for k in AttackKind)
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -76,7 +73,7 @@ def _builds_or_config_error(build):
 def test_train_config_builds_or_raises_config_error(kwargs):
     config = _builds_or_config_error(lambda: TrainConfig(**kwargs))
     if config is not None:  # a config that builds is usable: its derived values are valid too
-        assert config.dataset in DATASET_NAMES and config.method in METHODS
+        assert config.dataset in DATASET_NAMES and config.method in METHOD_NAMES
         assert 0 <= config.resolved_epsilon <= 1 and config.epochs >= 1 and config.batch_size >= 1
         assert config.resolved().resolved() == config.resolved()
         assert TrainConfig.from_dict(config.to_dict()) == config
@@ -105,27 +102,27 @@ def test_attack_config_builds_or_raises_config_error(kind, kwargs):
         assert 0 <= config.epsilon <= 1 and config.num_steps >= 1 and 0 <= config.alpha <= 1
 
 
-def test_eval_config_builds_or_raises_config_error():
-    evaluate = pytest.importorskip("atld.evaluate.config")
-
-    @FAST
-    @given(st.dictionaries(st.sampled_from(_field_names(evaluate.EvalConfig)), ANY_VALUE, max_size=4))
-    def check(kwargs):
-        _builds_or_config_error(lambda: evaluate.EvalConfig(**kwargs))
-    check()
+@FAST
+@given(st.dictionaries(st.sampled_from(_field_names(EvalConfig)), ANY_VALUE, max_size=4))
+def test_eval_config_builds_or_raises_config_error(kwargs):
+    _builds_or_config_error(lambda: EvalConfig(**kwargs))
 
 
-def test_app_form_values_build_or_raise_config_error():
+@FAST
+@given(st.dictionaries(st.sampled_from(_field_names(LatentConfig)), ANY_VALUE, max_size=4))
+def test_latent_config_builds_or_raises_config_error(kwargs):
+    _builds_or_config_error(lambda: LatentConfig(**kwargs))
+
+
+_FORM_TEXT = st.one_of(st.text(max_size=16), st.sampled_from(WORDS + ["1e400", "9" * 5000, "0.5,2", "16,,32", "-0"]))
+
+
+@FAST
+@given(st.dictionaries(st.sampled_from(_field_names(TrainConfig)), st.one_of(_FORM_TEXT, SCALARS), max_size=5))
+def test_app_form_values_build_or_raise_config_error(values):
     """What the app's training form sends (text boxes and widget values) goes through the same
     dataclass validation: a config, or a one-line ConfigError."""
-    forms = pytest.importorskip("atld.ui.forms")
-    text = st.one_of(st.text(max_size=16), st.sampled_from(WORDS + ["1e400", "9" * 5000, "0.5,2", "16,,32", "-0"]))
-
-    @FAST
-    @given(st.dictionaries(st.sampled_from(_field_names(TrainConfig)), st.one_of(text, SCALARS), max_size=5))
-    def check(values):
-        _builds_or_config_error(lambda: forms.config_from_values(values))
-    check()
+    _builds_or_config_error(lambda: from_widget_values(TrainConfig, values))
 
 
 @FAST
@@ -192,6 +189,12 @@ BAD_TRAIN_FLAGS = {
     "lr milestones not numbers": (["--lr-milestones", "a,b"], "comma-separated float"),
     "lr milestone above 1": (["--lr-milestones", "0.5,2"], "lr milestone must be in"),
     "seed negative": (["--seed", "-1"], "seed must be an integer in"),
+    "seed 2^32": (["--seed", str(2**32)], "seed must be an integer in [0, 2^32)"),
+    "seed 2^64": (["--seed", str(2**64)], "seed must be an integer in [0, 2^32)"),
+    "batch size 1 with ATLD's discriminator": (["--batch-size", "1"], "batch size must be >= 2 for atld"),
+    "a huge WideResNet": (["--arch", "wrn-994-20"], "parameters, over"),
+    "a discriminator of 16 x 64 blocks of 8192": (["--d-widths", ",".join(["8192"] * 16), "--d-blocks", "64"],
+                                                  "parameters, over"),
     "unknown dataset": (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
     "unknown method": (["--method", "fgsm"], "unknown method 'fgsm'"),
     "unknown arch": (["--arch", "resnet9000"], "unknown architecture"),
@@ -207,6 +210,8 @@ BAD_TRAIN_FLAGS = {
                                               "no cifar10_exact_subsets.npz"),
     "out is an existing file": (["--out", "{tmp}/afile"], "not a directory"),
     "out below a file": (["--out", "{tmp}/afile/run"], "not a directory"),
+    "out is the root folder": (["--out", "/"], "not a run directory of the lab"),
+    "out is a folder that is not a run": (["--out", "{tmp}"], "not a run directory of the lab"),
     "unknown flag": (["--epsilonn", "0.1"], "unrecognized arguments"),
 }
 
@@ -219,7 +224,8 @@ def test_bad_train_flag_is_one_line_and_writes_nothing(tmp_path, capsys, case, m
     flags = [f.replace("{tmp}", str(tmp_path)) for f in flags]
     (tmp_path / "afile").write_text("not a run")
     out = tmp_path / "run"
-    monkeypatch.chdir(tmp_path)  # a default run directory (runs/...) would land here
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ATLD_RUNS_DIR", str(tmp_path / "runs"))  # a default run directory would land here
     before = sorted(p.name for p in tmp_path.iterdir())
     argv = ["train", "--quiet", "--device", "cpu", "--epochs", "1", "--out", str(out), *flags]
     try:
@@ -255,21 +261,16 @@ BAD_API_VALUES = {
 }
 
 
-def _eval_cases():
-    try:
-        from atld.evaluate.config import EvalConfig
-    except ImportError:
-        return {}
-    return {
-        "EvalConfig unknown attack": (lambda: EvalConfig(attacks=("pgd20", "deepfool")), ConfigError),
-        "EvalConfig unknown inference": (lambda: EvalConfig(inferences=("atld++",)), ConfigError),
-        "EvalConfig limit 0": (lambda: EvalConfig(limit=0), ConfigError),
-        "EvalConfig epsilon -1": (lambda: EvalConfig(epsilon=-1.0), ConfigError),
-        "EvalConfig batch size 0": (lambda: EvalConfig(batch_size=0), ConfigError),
-    }
-
-
-BAD_API_VALUES.update(_eval_cases())
+BAD_API_VALUES.update({
+    "EvalConfig unknown attack": (lambda: EvalConfig(attacks=("pgd20", "deepfool")), ConfigError),
+    "EvalConfig unknown inference": (lambda: EvalConfig(inferences=("atld++",)), ConfigError),
+    "EvalConfig limit 0": (lambda: EvalConfig(limit=0), ConfigError),
+    "EvalConfig epsilon -1": (lambda: EvalConfig(epsilon=-1.0), ConfigError),
+    "EvalConfig batch size 0": (lambda: EvalConfig(batch_size=0), ConfigError),
+    "EvalConfig seed 2^32": (lambda: EvalConfig(seed=2**32), ConfigError),
+    "LatentConfig seed 2^40": (lambda: LatentConfig(seed=2**40), ConfigError),
+    "LatentConfig t-SNE on a natural map": (lambda: LatentConfig(projection="tsne", fit_on="natural"), ConfigError),
+})
 
 
 @pytest.mark.parametrize("case", list(BAD_API_VALUES))
@@ -282,3 +283,55 @@ def test_bad_api_value_is_a_one_line_user_error(case):
     assert message and "\n" not in message
     if error is DataError:  # a missing data root says what to do
         assert "--data-root" in message or "--download" in message
+
+
+# ----------------------------------------------------------------------------- outputs and the environment
+
+BAD_OUTPUTS = {
+    "eval --out is a directory": (["eval", "--attacks", "natural", "--out", "{tmp}"], "is a directory"),
+    "eval --out below a file": (["eval", "--attacks", "natural", "--out", "{tmp}/afile/x.csv"], "not a directory"),
+    "embed --out is a directory": (["embed", "--out", "{tmp}"], "is a directory"),
+    "embed --out below a file": (["embed", "--out", "{tmp}/afile/x.csv"], "not a directory"),
+    "eval --store on a folder that is not a run of ours": (["eval", "--attacks", "natural", "--store"],
+                                                           "not a run directory of the lab"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_OUTPUTS))
+def test_bad_outputs_are_refused_before_any_work(tmp_path, capsys, monkeypatch, latent_runs, case):
+    """An output that cannot be written is one line, found before the model is even loaded."""
+    import shutil
+
+    import atld.runs.store
+
+    argv, expected = BAD_OUTPUTS[case]
+    (tmp_path / "afile").write_text("x")
+    checkpoint = tmp_path / "stranger"
+    shutil.copytree(latent_runs[False].path, checkpoint)
+    (checkpoint / ".atld-run").unlink()  # a copy that is not a run directory of ours
+    monkeypatch.setattr(atld.runs.store, "load_checkpoint", lambda *a, **k: pytest.fail("loaded before checking"))
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv] + ["--checkpoint", str(checkpoint), "--limit", "5"]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and expected in err, err
+
+
+BAD_ENVIRONMENT = {
+    "ATLD_RUNS_DIR": ("{tmp}/afile", "exists and is not a directory"),
+    "ATLD_CHECKPOINTS_DIR": ("{tmp}/afile", "exists and is not a directory"),
+    "ATLD_MAX_JOBS": ("many", "ATLD_MAX_JOBS must be a whole number"),
+    "ATLD_TORCH_THREADS": ("0", "ATLD_TORCH_THREADS must be in [1, 256]"),
+    "ATLD_UNWATCHED_MINUTES": ("nan", "ATLD_UNWATCHED_MINUTES must be a number"),
+    "ATLD_UMAP_WARMUP": ("yes", "ATLD_UMAP_WARMUP must be 0 or 1"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_ENVIRONMENT))
+def test_bad_environment_settings_are_one_line_at_start(tmp_path, capsys, monkeypatch, name):
+    value, expected = BAD_ENVIRONMENT[name]
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv(name, value.replace("{tmp}", str(tmp_path)))
+    assert cli_main(["train", "--epochs", "1", "--quiet", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err, err
+    assert not (tmp_path / "run").exists()

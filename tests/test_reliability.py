@@ -1,4 +1,4 @@
-"""No lost work (issue 7, part 2): interrupted saves, SIGTERM + --resume, exact resumption, NaN.
+"""No lost work: interrupted and failed saves, SIGTERM + --resume, exact resumption, NaN.
 
 Training here uses small slices of digits (150 train images, batch 50: 3 steps per epoch) so each
 run costs well under a second of CPU; the SIGTERM test uses the real CLI on the full digits set.
@@ -6,8 +6,11 @@ run costs well under a second of CPU; the SIGTERM test uses the real CLI on the 
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,35 +22,22 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import atld.checkpoints as checkpoints
-from atld.checkpoints import CARD, MODEL, TRAIN_STATE, load_checkpoint, read_card, save_checkpoint
+import atld.runs.store as store
 from atld.cli import main as cli_main
-from atld.data import ImageData, load_dataset
+from atld.config.train import TrainConfig
 from atld.errors import CheckpointError, ConfigError, TrainingDiverged
-from atld.train import TrainConfig, train
-from atld.train.methods import STEP_FUNCTIONS, StepOutput
+from atld.methods import METHODS, StepOutput
+from atld.runs.card import CARD, TENSOR_FILE, read_card
+from atld.runs.rundir import RunWriter, update_card
+from atld.runs.store import load_checkpoint, save_checkpoint
+from atld.train.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these tiny models gain nothing from more, and on a busy 2-core machine
-    idle OpenMP threads spin and burn several times the useful CPU time."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def tiny_digits(n_train: int = 150, n_test: int = 40) -> ImageData:
-    d = load_dataset("digits")
-    return ImageData(d.spec, d.x_train[:n_train], d.y_train[:n_train], d.x_test[:n_test], d.y_test[:n_test])
-
-
 @pytest.fixture(scope="module")
-def data() -> ImageData:
-    return tiny_digits()
+def data(small_digits):
+    return small_digits(150, 40)
 
 
 def tiny_config(**overrides) -> TrainConfig:
@@ -72,6 +62,13 @@ def timeless(metrics: list[dict]) -> list[dict]:
     return [{k: v for k, v in m.items() if "seconds" not in k} for m in metrics]
 
 
+def leftovers(run_dir: Path) -> list[str]:
+    """Files a save of ours may leave behind: temporary files and tensor files the card does not name."""
+    named = set(read_card(run_dir)["files"].values())
+    return sorted(p.name for p in run_dir.iterdir()
+                  if ".tmp-" in p.name or (TENSOR_FILE.match(p.name) and p.name not in named))
+
+
 # ----------------------------------------------------------------------------- interrupted saves
 
 @pytest.fixture(scope="module")
@@ -85,70 +82,66 @@ class _Boom(OSError):
     pass
 
 
-def _fail_on_call(real, n: int, partial_write: bool = False):
-    """Wrap `real` so that its n-th call fails (after writing half a file, if asked)."""
+def _fail_on_call(real, n: int):
+    """Wrap `real` so that its n-th call fails instead of running."""
     calls = {"n": 0}
 
     def wrapper(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == n:
-            if partial_write:  # save_file(tensors, path, ...): leave a torn file behind
-                Path(args[1]).write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"torn")
-            raise _Boom(f"simulated crash at call {n} of {real.__name__}")
+            raise _Boom(errno.EIO, f"simulated crash at call {n} of {real.__name__}")
         return real(*args, **kwargs)
     return wrapper
 
 
-# (what fails, its n-th call, expected epochs_done after reloading: 1 = previous save, 2 = new)
+# (the os call that fails, its n-th call, epochs_done a reader then sees: 1 = the previous save)
 INTERRUPTIONS = {
-    "save_file of model (torn file)": ("save_file", 1, True, 1),
-    "save_file of train state (torn file)": ("save_file", 2, True, 1),
-    "write of card.json.new": ("_fsync_write", 1, False, 1),
-    "rename of model": ("replace", 1, False, 2),
-    "rename of train state (model already renamed)": ("replace", 2, False, 2),
-    "rename of card.json (the commit point)": ("replace", 3, False, 2),
+    "rename of the new model file": ("replace", 1, 1),
+    "rename of the new train state file": ("replace", 2, 1),
+    "rename of card.json (the commit point)": ("replace", 3, 1),
+    "fsync of the model file": ("fsync", 1, 1),
+    "removal of the files the previous card named (after the commit)": ("unlink", 2, 2),  # 1: the probe
 }
 
 
 @pytest.mark.parametrize("case", list(INTERRUPTIONS))
-def test_interrupted_save_leaves_a_loadable_checkpoint(saved_run, tmp_path, monkeypatch, case):
-    import shutil
-
-    what, n, torn, expected_epochs = INTERRUPTIONS[case]
+def test_interrupted_save_keeps_a_complete_checkpoint(saved_run, tmp_path, monkeypatch, case):
+    what, n, expected_epochs = INTERRUPTIONS[case]
     run_dir = tmp_path / "run"
     shutil.copytree(saved_run, run_dir)
     old = load_checkpoint(run_dir, with_train_state=True)
-    old_hash = old.model_hash
     new_classifier = old.classifier
     with torch.no_grad():
         for p in new_classifier.parameters():
             p.add_(1.0)  # the "next epoch": different weights, so old and new are distinguishable
-    card = {**old.card, "epochs_done": 2}
-    if what == "replace":
-        monkeypatch.setattr(checkpoints.os, "replace", _fail_on_call(os.replace, n))
-    else:
-        monkeypatch.setattr(checkpoints, what, _fail_on_call(getattr(checkpoints, what), n, torn))
-    with pytest.raises(_Boom):
-        save_checkpoint(run_dir, card, new_classifier, old.discriminator, old.train_state)
+    card, state = {**old.card, "epochs_done": 2}, {**old.train_state, "epochs_done": torch.tensor([2])}
+    monkeypatch.setattr(os, what, _fail_on_call(getattr(os, what), n))
+    try:
+        save_checkpoint(run_dir, card, new_classifier, old.discriminator, state)
+        saved = True
+    except CheckpointError as exc:
+        assert "\n" not in str(exc) and "saving to" in str(exc)
+        saved = False
     monkeypatch.undo()
-
+    assert saved == (expected_epochs == 2)
     run = load_checkpoint(run_dir, with_train_state=True)  # verifies every hash, shape and value
     assert run.card["epochs_done"] == expected_epochs
     if expected_epochs == 1:
-        assert run.model_hash == old_hash
+        assert run.model_hash == old.model_hash
     else:
-        assert run.model_hash != old_hash
         assert_identical({k: v for k, v in tensors_of(run).items() if k.startswith("classifier.")},
                          {f"classifier.{k}": v for k, v in new_classifier.state_dict().items()})
-    assert not list(run_dir.glob("*.new")), "leftover temporary files"
+    with RunWriter.claim(run_dir, new=False):  # a writer finishes what is left, if anything
+        pass
+    assert leftovers(run_dir) == [] and load_checkpoint(run_dir).card["epochs_done"] == expected_epochs
 
 
 KILL_SCRIPT = textwrap.dedent("""
     import os, sys
     import torch
-    import atld.checkpoints as c
+    import atld.runs.store as store
     run_dir, kill_at = sys.argv[1], int(sys.argv[2])
-    old = c.load_checkpoint(run_dir, with_train_state=True)
+    old = store.load_checkpoint(run_dir, with_train_state=True)
     calls = [0]
     real = os.replace
     def replace(a, b):
@@ -156,39 +149,97 @@ KILL_SCRIPT = textwrap.dedent("""
         if calls[0] == kill_at:
             os.kill(os.getpid(), 9)  # SIGKILL: no cleanup, no finally, no flush
         real(a, b)
-    c.os.replace = replace
+    os.replace = replace
     with torch.no_grad():
         for p in old.classifier.parameters():
             p.add_(1.0)
-    c.save_checkpoint(run_dir, {**old.card, "epochs_done": 2}, old.classifier, old.discriminator, old.train_state)
+    store.save_checkpoint(run_dir, {**old.card, "epochs_done": 2}, old.classifier, old.discriminator,
+                          {**old.train_state, "epochs_done": torch.tensor([2])})
 """)
 
 
-def test_save_killed_between_renames_rolls_forward(saved_run, tmp_path):
-    """A real process killed (SIGKILL) after renaming the model and before the train state."""
-    import shutil
-
+@pytest.mark.parametrize("kill_at, expected_epochs", [(2, 1), (3, 1)])
+def test_save_killed_midway_leaves_the_previous_checkpoint(saved_run, tmp_path, kill_at, expected_epochs):
+    """A real process killed (SIGKILL) after renaming the new model file (2: before the train state,
+    3: before the card): readers see the previous save, untouched; the next writer removes the
+    new save's files and saves again."""
     run_dir = tmp_path / "run"
     shutil.copytree(saved_run, run_dir)
-    out = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(run_dir), "2"], cwd=REPO,
+    out = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(run_dir), str(kill_at)], cwd=REPO,
                          capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == -signal.SIGKILL, out.stderr
-    assert (run_dir / f"{CARD}.new").exists() and (run_dir / f"{TRAIN_STATE}.new").exists()
+    assert leftovers(run_dir), "the killed save left nothing behind?"
+    before = sorted(p.name for p in run_dir.iterdir())
     run = load_checkpoint(run_dir, with_train_state=True)
-    assert run.card["epochs_done"] == 2 and not list(run_dir.glob("*.new"))
+    assert run.card["epochs_done"] == expected_epochs
+    assert sorted(p.name for p in run_dir.iterdir()) == before  # reading changed nothing
+    save_checkpoint(run_dir, {**run.card, "epochs_done": 2}, run.classifier, run.discriminator,
+                    {**run.train_state, "epochs_done": torch.tensor([2])})
+    assert leftovers(run_dir) == [] and load_checkpoint(run_dir, with_train_state=True).card["epochs_done"] == 2
 
 
-def test_interrupted_update_card_keeps_a_valid_card(saved_run, tmp_path, monkeypatch):
-    import shutil
-
+def test_interrupted_card_update_keeps_the_previous_card(saved_run, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     shutil.copytree(saved_run, run_dir)
-    monkeypatch.setattr(checkpoints.os, "replace", _fail_on_call(os.replace, 1))
-    with pytest.raises(_Boom):
-        checkpoints.update_card(run_dir, evaluations={"pgd20": 0.5})
+    rows = {"format": "atld-eval", "version": 1, "rows": []}
+    monkeypatch.setattr(os, "replace", _fail_on_call(os.replace, 1))
+    with pytest.raises(CheckpointError, match="updating"):
+        update_card(run_dir, evaluations=rows)
     monkeypatch.undo()
-    run = load_checkpoint(run_dir)  # the complete card.json.new is rolled forward
-    assert run.card["evaluations"] == {"pgd20": 0.5}
+    assert "evaluations" not in load_checkpoint(run_dir).card
+    update_card(run_dir, evaluations=rows)
+    assert load_checkpoint(run_dir).card["evaluations"] == rows and leftovers(run_dir) == []
+
+
+@pytest.mark.parametrize("failure", [errno.ENOSPC, errno.EROFS, errno.EACCES])
+def test_a_save_that_cannot_be_written_keeps_the_last_epoch_and_says_why(tmp_path, data, monkeypatch, failure):
+    """Epoch 2's save fails (a full disk, a folder made read-only): one line, epoch 1 stays loadable,
+    and the card says what happened."""
+    real, calls = store.atomic_write, {"n": 0}
+
+    def write(path, payload):
+        calls["n"] += 1
+        if calls["n"] > 3:  # epoch 1 wrote the model, the train state and the card
+            raise OSError(failure, os.strerror(failure), str(path))
+        return real(path, payload)
+
+    monkeypatch.setattr(store, "atomic_write", write)
+    with pytest.raises(CheckpointError) as info:
+        train(tiny_config(method="natural", eval_limit=0), data=data, run_dir=tmp_path / "run")
+    message = str(info.value)
+    assert "\n" not in message and "kept the checkpoint of epoch 1" in message
+    assert {errno.ENOSPC: "no space left", errno.EROFS: "read-only", errno.EACCES: "permission denied"}[failure] \
+        in message
+    monkeypatch.undo()
+    run = load_checkpoint(tmp_path / "run", with_train_state=True)
+    assert run.card["epochs_done"] == 1 and run.card["status"] == "failed" and run.card["message"] == message
+    assert leftovers(tmp_path / "run") == []
+
+
+def test_resume_into_a_folder_that_cannot_be_written_fails_before_any_step(saved_run, tmp_path, monkeypatch, data):
+    run_dir = tmp_path / "run"
+    shutil.copytree(saved_run, run_dir)
+    real_open, steps = os.open, []
+
+    def deny_new_files(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", deny_new_files)
+    monkeypatch.setitem(METHODS, "atld", dataclasses.replace(METHODS["atld"], step=lambda *a: steps.append(1)))
+    with pytest.raises(CheckpointError, match="permission denied"):
+        train(tiny_config(epochs=2, eval_limit=0), data=data, run_dir=run_dir, resume=True)
+    assert steps == []
+
+
+def test_too_little_disk_space_is_found_before_training(tmp_path, data, monkeypatch):
+    import shutil as shutil_module
+
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: shutil_module._ntuple_diskusage(10**9, 10**9, 1000))
+    with pytest.raises(CheckpointError, match="are free"):
+        train(tiny_config(eval_limit=0), data=data, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # the new run that never saved leaves no folder
 
 
 # ----------------------------------------------------------------------------- exact resumption
@@ -214,7 +265,8 @@ def test_stopped_then_resumed_equals_uninterrupted(tmp_path, data, method):
     assert timeless(whole.card["metrics"]) == timeless(resumed.card["metrics"])
     on_disk = load_checkpoint(tmp_path / "part", with_train_state=True)
     assert_identical(tensors_of(whole), tensors_of(on_disk))
-    assert_identical(load_file(str(tmp_path / "whole" / TRAIN_STATE)), on_disk.train_state)
+    whole_state = tmp_path / "whole" / read_card(tmp_path / "whole")["files"]["train_state"]
+    assert_identical(load_file(str(whole_state)), on_disk.train_state)
 
 
 def test_resume_refuses_a_changed_config(tmp_path, data):
@@ -230,7 +282,7 @@ def test_sigterm_keeps_last_epoch_and_resume_continues_exactly(tmp_path):
     run_dir = tmp_path / "run"
     flags = ["--dataset", "digits", "--method", "natural", "--batch-size", "50", "--eval-limit", "0",
              "--lr-milestones=", "--seed", "3", "--device", "cpu", "--quiet"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count as this process (see one_thread)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same thread count as this process (conftest)
     proc = subprocess.Popen([sys.executable, "-m", "atld", "train", *flags, "--epochs", "500", "--out", str(run_dir)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -266,7 +318,7 @@ def test_sigterm_keeps_last_epoch_and_resume_continues_exactly(tmp_path):
 def _nan_from_call(monkeypatch, method: str, first_bad_call: int, value: float) -> None:
     """Make the method's step report a non-finite loss (and poison the weights, as a real
     divergence does) from its `first_bad_call`-th call on."""
-    real = STEP_FUNCTIONS[method]
+    real = METHODS[method].step
     calls = {"n": 0}
 
     def step(ctx, x, y) -> StepOutput:
@@ -278,7 +330,7 @@ def _nan_from_call(monkeypatch, method: str, first_bad_call: int, value: float) 
                     p.fill_(value)
             out.loss = torch.full_like(out.loss, value)
         return out
-    monkeypatch.setitem(STEP_FUNCTIONS, method, step)
+    monkeypatch.setitem(METHODS, method, dataclasses.replace(METHODS[method], step=step))
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
@@ -305,7 +357,7 @@ def test_real_divergence_in_first_epoch_via_cli(tmp_path, capsys):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: training diverged in epoch 1"), err
     assert "no epoch finished" in lines[0] and "kept the last good checkpoint" not in lines[0]
-    assert not (out / MODEL).exists()
+    assert not out.exists()  # nothing was saved, and the new folder was removed again
 
 
 def test_resume_of_missing_or_foreign_directory_is_one_line(saved_run, tmp_path, capsys):
@@ -318,10 +370,10 @@ def test_resume_of_missing_or_foreign_directory_is_one_line(saved_run, tmp_path,
 
 
 def test_train_refuses_to_overwrite_an_existing_run(saved_run, tmp_path, capsys):
-    before = (saved_run / MODEL).read_bytes()
+    before = {p.name: p.read_bytes() for p in saved_run.iterdir()}
     code = cli_main(["train", "--dataset", "digits", "--epochs", "1", "--quiet", "--out", str(saved_run)])
     assert code == 2 and "already holds a run" in capsys.readouterr().err
-    assert (saved_run / MODEL).read_bytes() == before
+    assert {p.name: p.read_bytes() for p in saved_run.iterdir()} == before
 
 
 def test_config_error_is_not_a_crash():

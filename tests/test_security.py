@@ -318,8 +318,9 @@ HOSTILE_CHECKPOINTS = {
     "card.json is a JSON list": (_replace_file(CARD, lambda d, m: b"[1, 2, 3]", False), "JSON object"),
     "card.json nested 100k deep": (_replace_file(CARD, lambda d, m: b"[" * 100_000 + b"]" * 100_000, False),
                                    "card.json"),
-    "card.json with NaN": (_replace_file(CARD, lambda d, m: (d / CARD).read_bytes().replace(b'"seed": 0', b'"seed": NaN'),
-                                         False), "not valid JSON"),
+    "card.json with NaN": (_replace_file(CARD, lambda d, m: (d / CARD).read_bytes().replace(b'"seed": 0',
+                                                                                             b'"seed": NaN'), False),
+                           "not valid JSON"),
     "card.json over 16 MB": (_sparse(CARD, 17 * 2**20), "limit"),
     "card.json is a FIFO": (_fifo(CARD), "not a regular file"),
     "card.json is a directory": (_make_dir(CARD), "is a directory"),
@@ -431,8 +432,9 @@ HOSTILE_CHECKPOINTS = {
         _edit_tensors(lambda t: _with(t, "optim.classifier.999.momentum_buffer", torch.zeros(1)), "train_state"),
         "unexpected"),
     "RNG state missing": (_edit_tensors(lambda t: _without(t, "rng.generator"), "train_state"), "missing"),
-    "RNG state of the wrong size": (_edit_tensors(lambda t: _with(t, "rng.generator", torch.zeros(7, dtype=torch.uint8)),
-                                                  "train_state"), "shape mismatch"),
+    "RNG state of the wrong size": (
+        _edit_tensors(lambda t: _with(t, "rng.generator", torch.zeros(7, dtype=torch.uint8)), "train_state"),
+        "shape mismatch"),
     "RNG state float": (_edit_tensors(lambda t: _with(t, "rng.generator", t["rng.generator"].float()), "train_state"),
                         "dtype mismatch"),
     "step count disagrees with the card": (

@@ -4,18 +4,16 @@ ratio s, the classifier update, the paper variant."""
 import pytest
 import torch
 
-from atld.data import load_dataset
+from atld.config.train import TrainConfig
+from atld.methods import StepContext, atld_perturbation, atld_start, atld_step
+from atld.methods.losses import natural_bce
 from atld.models import SMALL_DISCRIMINATOR, Discriminator, build_classifier
-from atld.train import TrainConfig
-from atld.train.losses import natural_bce
-from atld.train.methods import StepContext, atld_perturbation, atld_start, atld_step
 from atld.train.trainer import _autocast_factory
 
 
 @pytest.fixture(scope="module")
-def batch():
-    data = load_dataset("digits")
-    return data.x_train[:64], data.y_train[:64]
+def batch(digits):
+    return digits.x_train[:64], digits.y_train[:64]
 
 
 def _models(seed=0):
@@ -104,7 +102,7 @@ def test_classifier_gradient_is_ce_plus_weighted_gap(batch):
     s = float(out.loss_terms["s"])
 
     # reference: the same computation, written out directly
-    from atld.train.losses import latent_gap_loss, smooth_labels, soft_cross_entropy
+    from atld.methods.losses import latent_gap_loss, smooth_labels, soft_cross_entropy
     f_ref.eval()
     d_ref.train()
     with torch.no_grad():

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from atld.train.losses import gap_ratio, latent_gap_loss, natural_bce, smooth_labels, soft_cross_entropy
+from atld.methods.losses import gap_ratio, latent_gap_loss, natural_bce, smooth_labels, soft_cross_entropy
 
 
 def test_label_smoothing_puts_half_on_the_true_class_and_rows_sum_to_one():

@@ -17,7 +17,7 @@ def _names(value, what: str, check) -> tuple:
     """A tuple of distinct names (given as a tuple, a list or a comma-separated string), each checked."""
     if isinstance(value, str):
         value = tuple(v.strip() for v in value.split(",") if v.strip())
-    require(isinstance(value, (tuple, list)) and 0 < len(value) <= 100, f"give 1 to 100 {what} names")
+    require(isinstance(value, (tuple, list)) and 0 < len(value) <= 100, f"give at least one {what} name (at most 100)")
     out = []
     for name in value:
         require(isinstance(name, str), f"{what} names must be strings, got {str(name)[:40]}")
