@@ -180,15 +180,15 @@ def test_stop_really_stops_and_the_cap_refuses_a_second_job(app_env):
 
 
 def test_evaluate_page_table_quick_run_and_curve(app_env, app_checkpoints, tmp_path, monkeypatch):
-    from atld.evaluate import EvalReport, store_evaluation
-    from atld.evaluate.report import make_row
+    from atld.config.vocab import Protocol
+    from atld.evaluate import EvalReport, make_row, store_evaluation
 
     shipped = tmp_path / "shipped"
     for name in ("digits-atld", "digits-natural"):
         shutil.copytree(app_checkpoints / name, shipped / name)
-    rows = [make_row("pgd20", "atld-", "direct", 60, 100, 0.2, 1.0),
-            make_row("autoattack", "atld-", "direct", 30, 100, 0.2, 1.0),
-            make_row("pgd20", "atld", "non-adaptive", 70, 100, 0.2, 1.0)]
+    rows = [make_row("pgd20", "atld-", Protocol.DIRECT, 60, 100, 0.2, 1.0),
+            make_row("autoattack", "atld-", Protocol.DIRECT, 30, 100, 0.2, 1.0),
+            make_row("pgd20", "atld", Protocol.NON_ADAPTIVE, 70, 100, 0.2, 1.0)]
     store_evaluation(shipped / "digits-atld", EvalReport(rows, {"date": "2026-01-01"}))
     monkeypatch.setenv("ATLD_CHECKPOINTS_DIR", str(shipped))
 

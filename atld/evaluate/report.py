@@ -10,6 +10,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
+from atld.config.vocab import InferenceMode, Protocol, parse
 from atld.errors import CheckpointError, check_int_at_least, require
 from atld.fileio import printable
 from atld.runs.card import EVAL_FORMAT, EVAL_VERSION, read_card
@@ -37,7 +38,9 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 def make_row(attack: str, inference: str, protocol: str, correct: int, n: int, epsilon: float,
              seconds: float, note: str = "") -> dict:
+    """One evaluation row (the keys of ROW_KEYS; what a card's "evaluations" stores)."""
     low, high = wilson_interval(correct, n)
+    inference, protocol = parse(InferenceMode, inference, "inference"), parse(Protocol, protocol, "protocol")
     return {"attack": attack, "inference": inference, "protocol": protocol, "accuracy": correct / n,
             "correct": correct, "n": n, "ci_low": low, "ci_high": high, "epsilon": epsilon,
             "seconds": round(seconds, 3), "note": note}

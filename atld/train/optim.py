@@ -96,7 +96,10 @@ def restore_generator(generator: torch.Generator, tensors: dict[str, torch.Tenso
         saved_on = next((k for k, n in RNG_STATE_SIZES.items() if state is not None and state.numel() == n), None)
         hint = f"; it was saved on a {saved_on} generator: resume with --device {saved_on}" if saved_on else ""
         raise CheckpointError(f"the training state's RNG does not fit this {generator.device.type} generator{hint}")
-    generator.set_state(state.cpu().contiguous())
+    try:
+        generator.set_state(state.cpu().contiguous())
+    except RuntimeError as exc:  # e.g. "Invalid mt19937 state"
+        raise CheckpointError(f"the training state's RNG state is not valid ({exc})") from None
 
 
 def train_state(optimizer, d_optimizer, generator: torch.Generator, epochs_done: int) -> dict[str, torch.Tensor]:
