@@ -18,17 +18,14 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from atld.attacks import AttackConfig, run_attack  # noqa: E402
-from atld.data import as_float01, get_spec, load_dataset  # noqa: E402
-from atld.models import build_classifier  # noqa: E402
+from atld.attacks.gradient import AttackConfig, run_attack
+from atld.data import as_float01, get_spec, load_dataset
+from atld.models import build_classifier
 
 
 def _foolbox_pgd(model, x, y, config: AttackConfig):
@@ -53,7 +50,7 @@ def cpu_benchmark(repeats: int) -> None:
     spec = get_spec("digits")
     shipped = Path(__file__).resolve().parents[1] / "checkpoints" / "digits-natural"
     if (shipped / "card.json").is_file():
-        from atld.checkpoints import load_checkpoint
+        from atld.runs.store import load_checkpoint
 
         model, source = load_checkpoint(shipped).classifier, str(shipped.name)
     else:

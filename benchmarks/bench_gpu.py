@@ -32,12 +32,11 @@ import time
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # run from anywhere
-
-from atld.attacks import AttackConfig, attack_batched  # noqa: E402
-from atld.data import ImageData, get_spec, load_dataset  # noqa: E402
-from atld.train import TrainConfig, train  # noqa: E402
-from atld.train.trainer import evaluate_epoch  # noqa: E402
+from atld.attacks.gradient import AttackConfig, attack_batched
+from atld.config.train import TrainConfig
+from atld.data import ImageData, get_spec, load_dataset
+from atld.train.metrics import evaluate_epoch
+from atld.train.trainer import train
 
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s, from the vendors' data sheets.
 BF16_PEAK_TFLOPS = {"H100 SXM": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.0,
@@ -218,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     peak = args.peak_tflops or (peak_tflops(name) if device.type == "cuda" else None)
-    header = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    header = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
               "device": name, "torch": torch.__version__, "cuda": torch.version.cuda,
               "bf16_peak_tflops": peak, "command": " ".join(sys.argv)}
     print(json.dumps(header))

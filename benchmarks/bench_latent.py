@@ -23,12 +23,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from atld.attacks import attack_from_name  # noqa: E402
-from atld.checkpoints import load_checkpoint  # noqa: E402
-from atld.data import load_dataset  # noqa: E402
-from atld.latent import Embedder, extract_latents, gap_numbers  # noqa: E402
+from atld.attacks import attack_from_name
+from atld.data import load_dataset
+from atld.latent import Embedder, extract_latents, gap_numbers
+from atld.runs.store import load_checkpoint
 
 
 def timed(fn):
@@ -68,7 +66,7 @@ def main() -> int:
     labels = lat.labels.numpy()
     for space in ("logits", "features"):
         z_nat, z_pert = lat.latents(space)
-        _, wall, cpu = timed(lambda: Embedder("pca").fit(z_nat, z_pert, labels))
+        _, wall, cpu = timed(lambda z_nat=z_nat, z_pert=z_pert: Embedder("pca").fit(z_nat, z_pert, labels))
         record(f"PCA, joint fit, {space} ({z_nat.shape[1]} dims)", wall, cpu, "< 0.5 s")
     z_nat, z_pert = lat.latents("features")
     what = f"joint fit, features ({z_nat.shape[1]} -> PCA 50 dims)"
@@ -88,7 +86,7 @@ def main() -> int:
     for space in ("logits", "features"):
         zn, zp = lat.latents(space)
         d = (lat.d_nat.numpy(), lat.d_pert.numpy()) if lat.d_nat is not None else (None, None)
-        _, wall, cpu = timed(lambda: gap_numbers(zn, zp, labels, *d))
+        _, wall, cpu = timed(lambda zn=zn, zp=zp, d=d: gap_numbers(zn, zp, labels, *d))
         record(f"gap numbers, {space}: all four + per class (200 permutations)", wall, cpu, "< 5 s")
 
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, torch "

@@ -28,11 +28,10 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # run from anywhere
-
-from atld.data import load_dataset  # noqa: E402
-import atld.train.trainer as trainer  # noqa: E402
-from atld.train import TrainConfig, train  # noqa: E402
+import atld.train.trainer as trainer
+from atld.config.train import TrainConfig
+from atld.data import load_dataset
+from atld.train.trainer import train
 
 METHODS = ("natural", "pgd-at", "atld")
 
@@ -52,13 +51,13 @@ def epoch_seconds(method: str, data, warmup: int, epochs: int, seed: int, batch_
         if event.kind == "epoch":
             marks.append(time.process_time())
 
-    fused = trainer._sgd
+    fused = trainer.make_sgd
     if plain:
-        trainer._sgd = lambda params, device, **hyper: torch.optim.SGD(params, **hyper)
+        trainer.make_sgd = lambda params, device, **hyper: torch.optim.SGD(params, **hyper)
     try:
         result = train(config, data=data, progress=progress)
     finally:
-        trainer._sgd = fused
+        trainer.make_sgd = fused
     wall = [m["seconds"] for m in result.card["metrics"][warmup:]]
     cpu = [b - a for a, b in zip(marks[warmup - 1:], marks[warmup:])]
     return wall, cpu
@@ -111,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{m:<14} {med_wall[m]:>13.3f} {span:>15} {rw:>6} {med_cpu[m]:>12.3f} {rc:>6} {len(wall[m]):>3}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            json.dump({"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                        "torch": torch.__version__, "threads": torch.get_num_threads(),
                        "loadavg_before": load_before, "loadavg_after": load_after,
                        "command": " ".join(sys.argv), "wall": wall, "cpu": cpu,

@@ -33,11 +33,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
-
-from atld.checkpoints import read_card  # noqa: E402
-from atld.data import ImageData, load_dataset  # noqa: E402
-from atld.train import TrainConfig, train  # noqa: E402
+from atld.config.train import TrainConfig
+from atld.data import ImageData, load_dataset
+from atld.runs.card import read_card
+from atld.train.trainer import train
 
 STUDY_METHODS = ("natural", "pgd-at", "feature-scatter", "atld")
 
@@ -92,14 +91,15 @@ CURVE_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)  # ε of the curve, as 
 
 def finished_runs(args) -> list[Path]:
     return [run_dir(args, m, s) for s in args.seeds for m in args.methods
-            if (run_dir(args, m, s) / "card.json").exists() and read_card(run_dir(args, m, s)).get("status") == "finished"]
+            if (run_dir(args, m, s) / "card.json").exists()
+            and read_card(run_dir(args, m, s)).get("status") == "finished"]
 
 
 def phase_evaluate(args, data: ImageData) -> dict:
     """The full table for every finished run: cheap attacks on --eval-limit test images, AutoAttack
     and the adaptive attack on the first --aa-limit of them. Rows go to OUT/<run>/eval.json and
     into the card ("evaluations"). Returns {run name: wall seconds}."""
-    from atld.evaluate.config import EvalConfig
+    from atld.config.eval import EvalConfig
     from atld.evaluate.report import store_evaluation
     from atld.evaluate.runner import evaluate
 
@@ -184,7 +184,8 @@ def phase_summary(args) -> str:
                     return f"{s['mean']:.1f} ({s['ci_low']:.1f}–{s['ci_high']:.1f})"
                 return f"{s['mean']:.1f} ± {s['std']:.1f}"
             seeds = max(s["seeds"] for s in found.values())
-            lines.append(f"| {method} | {inference} | {seeds} | " + " | ".join(cell(found.get(a)) for a in attacks) + " |")
+            cells = " | ".join(cell(found.get(a)) for a in attacks)
+            lines.append(f"| {method} | {inference} | {seeds} | {cells} |")
     ns = sorted({(s["attack"], s["n"]) for s in summary})
     lines.append("")
     lines.append("Accuracy in %: mean ± std over seeds; with one seed, the Wilson 95 % interval. "
@@ -197,7 +198,7 @@ def phase_summary(args) -> str:
 def phase_ship(args) -> None:
     """Copy the first seed's runs of --ship-methods to <ship-prefix>-<method> (model + card with
     its evaluations; no optimizer state), e.g. checkpoints/mnist-atld."""
-    from atld.checkpoints import load_checkpoint, save_checkpoint
+    from atld.runs.store import load_checkpoint, save_checkpoint
 
     for method in args.ship_methods:
         src = run_dir(args, method, args.seeds[0])

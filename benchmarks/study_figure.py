@@ -52,7 +52,8 @@ def main(argv=None) -> int:
     n = next(iter(curves.values()))[0]["n"] if curves else 0
     fig.update_layout(title=f"{args.title} (n = {n}, Wilson 95 % intervals)", template="plotly_white",
                       xaxis_title="ε (ℓ∞, [0, 1] pixel units)", yaxis_title="accuracy under PGD-20 (%)",
-                      yaxis_range=[0, 101], width=820, height=500, legend={"x": 0.01, "y": 0.02, "bgcolor": "rgba(255,255,255,0.8)"})
+                      yaxis_range=[0, 101], width=820, height=500,
+                      legend={"x": 0.01, "y": 0.02, "bgcolor": "rgba(255,255,255,0.8)"})
     args.png.parent.mkdir(parents=True, exist_ok=True)
     fig.write_image(str(args.png), scale=1.5)
     print(f"wrote {args.png}")

@@ -229,3 +229,53 @@ def test_a_checkpoint_that_fails_to_load_gives_one_line_not_a_traceback(app_env,
         assert not at.exception
         message = at.error[0].value
         assert message.startswith("cannot load digits-natural (shipped): model-") and "does not match" in message
+
+
+def test_a_reload_finds_the_running_job_with_its_curves_and_stop(app_env):
+    """The job belongs to its run: the Train page's address carries the run and its key, so a
+    reload (a new session with the same address) shows the job again, with its Stop; the same
+    run with a wrong key is only listed, not controlled."""
+    first = open_page(start_app(), "train")
+    _start_training(first, "reloaded", epochs=500)
+    run, key = first.query_params["run"], first.query_params["key"]
+    assert run == ["reloaded"] or run == "reloaded"
+    reloaded = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    reloaded.query_params.update(run="reloaded", key=key[0] if isinstance(key, list) else key)
+    open_page(reloaded.run(), "train")
+    assert reloaded.button(key="train_stop").label == "Stop"
+    _wait_for(reloaded, lambda a: not any("Curves appear after the first epoch" in c.value for c in a.caption))
+    assert any(e.type == "arrow_vega_lite_chart" or "chart" in e.type for e in reloaded.main)  # the curves are back
+    stranger = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    stranger.query_params.update(run="reloaded", key="guessed")
+    open_page(stranger.run(), "train")
+    assert not [b for b in stranger.button if b.key == "train_stop"]
+    assert any("Also training on this server: reloaded" in c.value for c in stranger.caption)
+    reloaded.button(key="train_stop").click().run()
+    _wait_for(reloaded, lambda a: any("stopped" in m.value for m in a.markdown))
+    card = read_card(app_env / "reloaded") if (app_env / "reloaded" / "card.json").exists() else None
+    assert card is None or card["status"] in ("stopped", "running")
+
+
+def test_card_text_is_shown_as_plain_text_and_odd_cards_do_not_crash(app_env, app_checkpoints, tmp_path,
+                                                                     monkeypatch):
+    """A card's message is shown as text (an image link in it is not rendered, so no viewer's
+    browser fetches it); a card whose content fails the schema is not offered at all."""
+    import json
+
+    shipped = tmp_path / "shipped"
+    shutil.copytree(app_checkpoints / "digits-atld", shipped / "digits-atld")
+    shutil.copytree(app_checkpoints / "digits-natural", shipped / "odd")
+    card_path = shipped / "digits-atld" / "card.json"
+    card = json.loads(card_path.read_text())
+    card_path.write_text(json.dumps({**card, "message": "![pixel](http://tracker.example/p.png) **bold**"}))
+    odd = json.loads((shipped / "odd" / "card.json").read_text())
+    (shipped / "odd" / "card.json").write_text(json.dumps({**odd, "metrics": [{"loss": "low"}]}))
+    monkeypatch.setenv("ATLD_CHECKPOINTS_DIR", str(shipped))
+    at = start_app()
+    assert at.sidebar.selectbox(key="atld_run").options == ["digits-atld (shipped)"]
+    texts = [t.value for t in at.text]
+    assert "![pixel](http://tracker.example/p.png) **bold**" in texts
+    assert not any("tracker.example" in m.value for m in at.markdown)
+    for page in ("attack", "latent", "evaluate", "learn"):
+        at.switch_page(f"pages/{page}_page.py").run()
+        assert not at.exception, (page, [e.value for e in at.exception])

@@ -132,7 +132,9 @@ def test_runs_list_rereads_a_card_only_when_its_size_or_mtime_changes(app_checkp
 def test_markdown_from_a_card_is_escaped():
     text = "![x](http://evil.example/pixel.png) <img src=x> **bold** `code`"
     escaped = md(text)
-    assert "![" not in escaped and "<img" not in escaped and "**" not in escaped and "`c" not in escaped
+    for i, char in enumerate(escaped):  # every character that makes a link, an image, HTML or code is escaped
+        if char in "[]<>*`":
+            assert escaped[i - 1] == "\\", (escaped, i)
     assert escaped.replace("\\", "") == text
 
 

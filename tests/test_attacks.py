@@ -7,17 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from atld.attacks import (
-    PRESET_NAMES,
-    AttackConfig,
-    apgd,
-    attack_from_name,
-    autoattack,
-    cross_entropy_loss,
-    cw_margin_loss,
-    run_attack,
-    square,
-)
+from atld.attacks import (PRESET_NAMES, AttackConfig, apgd, attack_from_name, autoattack, cross_entropy_loss,
+                          cw_margin_loss, run_attack, square)
 from atld.errors import ConfigError
 
 EPS_WEAK = 0.1  # at ε = 0.1 the natural digits CNN keeps about half its accuracy: comparisons mean something

@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import pickle
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -186,3 +187,74 @@ def test_decompressed_idx_cache_never_serves_stale_files(tmp_path):
         _write_idx(raw, "t10k", x[:2], y[:2], compress=True)
         data = load_dataset("mnist", tmp_path)
         assert torch.equal(data.x_train[:, 0], torch.from_numpy(x.astype(np.uint8))), round_
+
+
+# ----------------------------------------------------------------------------- idx files are validated
+
+def _idx(dims: tuple[int, ...], payload: bytes, dtype: int = 0x08) -> bytes:
+    return bytes([0, 0, dtype, len(dims)]) + struct.pack(f">{len(dims)}I", *dims) + payload
+
+
+def _mnist_root(tmp_path, **override) -> None:
+    """A tiny valid MNIST folder (3 train, 2 test images), with one file replaced by `override`."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    files = {"train-images-idx3-ubyte": _idx((3, 28, 28), bytes(3 * 784)),
+             "train-labels-idx1-ubyte": _idx((3,), bytes([1, 2, 3])),
+             "t10k-images-idx3-ubyte": _idx((2, 28, 28), bytes(2 * 784)),
+             "t10k-labels-idx1-ubyte": _idx((2,), bytes([4, 5]))}
+    files.update(override)
+    for name, data in files.items():
+        (raw / name).write_bytes(data)
+
+
+BAD_IDX = {
+    "more labels than images": ({"train-labels-idx1-ubyte": _idx((4,), bytes(4))}, "3 images but"),
+    "a label out of range": ({"t10k-labels-idx1-ubyte": _idx((2,), bytes([4, 10]))}, "labels must be in 0..9"),
+    "images of another size": ({"train-images-idx3-ubyte": _idx((3, 27, 27), bytes(3 * 729))},
+                               "shape (27, 27), the dataset needs (28, 28)"),
+    "float values": ({"train-images-idx3-ubyte": _idx((3, 28, 28), bytes(3 * 784 * 4), dtype=0x0D)},
+                     "not an idx file of 3-D unsigned bytes"),
+    "labels of two dimensions": ({"train-labels-idx1-ubyte": _idx((3, 1), bytes(3))}, "not an idx file of 1-D"),
+    "bytes after the data": ({"train-images-idx3-ubyte": _idx((3, 28, 28), bytes(3 * 784 + 5))}, "2353+ bytes"),
+    "fewer bytes than the header says": ({"train-images-idx3-ubyte": _idx((3, 28, 28), bytes(100))}, "100 bytes"),
+    "a count over the dataset's bound": ({"train-images-idx3-ubyte": _idx((10**6, 28, 28), bytes(10))},
+                                         "more than the 100000 allowed"),
+    "an empty test split": ({"t10k-images-idx3-ubyte": _idx((0, 28, 28), b""),
+                             "t10k-labels-idx1-ubyte": _idx((0,), b"")}, "has 0 images"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_IDX))
+def test_idx_files_that_disagree_are_refused(tmp_path, case):
+    override, expected = BAD_IDX[case]
+    _mnist_root(tmp_path, **override)
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", tmp_path)
+    assert expected in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+def test_a_gz_that_inflates_far_beyond_its_header_is_read_no_further(tmp_path):
+    """A 100 KB archive of 100 MB claiming 3 images: refused after reading 3 images' bytes plus one,
+    with nothing written to disk (no decompressed copy is ever made)."""
+    _mnist_root(tmp_path)
+    raw = tmp_path / "MNIST" / "raw"
+    (raw / "train-images-idx3-ubyte").unlink()
+    with gzip.open(raw / "train-images-idx3-ubyte.gz", "wb", compresslevel=9) as fh:
+        fh.write(_idx((3, 28, 28), b""))
+        for _ in range(100):
+            fh.write(bytes(2**20))
+    assert (raw / "train-images-idx3-ubyte.gz").stat().st_size < 2**20
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(DataError, match="its header says 2352"):
+        load_dataset("mnist", tmp_path)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_the_shared_mnist_gz_files_read_directly_when_present():
+    """The real MNIST copy in ../shared/data (read-only .gz) loads without a decompressed copy."""
+    root = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+    if not (root / "MNIST" / "raw").is_dir():
+        pytest.skip("../shared/data/mnist is not here (it never ships; this only checks it when present)")
+    data = load_dataset("mnist", root)
+    assert data.x_train.shape == (60000, 1, 28, 28) and data.y_test.shape == (10000,)

@@ -12,13 +12,8 @@ from atld.config.train import TrainConfig
 from atld.data import as_float01, get_spec
 from atld.errors import ConfigError
 from atld.methods import METHODS
-from atld.methods.feature_scatter import (
-    cosine_cost,
-    feature_scatter_perturbation,
-    feature_scatter_step,
-    ot_distance,
-    sinkhorn_plan,
-)
+from atld.methods.feature_scatter import (cosine_cost, feature_scatter_perturbation, feature_scatter_step, ot_distance,
+                                          sinkhorn_plan)
 from atld.models import build_classifier
 from atld.runs.store import load_checkpoint
 from atld.train.trainer import train

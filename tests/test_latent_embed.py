@@ -82,7 +82,7 @@ def test_tsne_small_set_and_its_limits():
 
 
 def test_bad_parameters_and_inputs():
-    with pytest.raises(ConfigError, match="projection method"):
+    with pytest.raises(ConfigError, match="unknown projection"):
         Embedder("isomap")
     with pytest.raises(ConfigError, match="fit mode"):
         Embedder("pca", fit_on="perturbed")

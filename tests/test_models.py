@@ -1,11 +1,15 @@
-"""Classifiers and the discriminator: shapes, the features/logits split, inputs in [0, 1]."""
+"""Classifiers and the discriminator: shapes, the features/logits split, inputs in [0, 1], and their
+sizes computed without building them (the budget every card and flag is checked against)."""
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from atld.data import get_spec
 from atld.errors import ConfigError
-from atld.models import OFFICIAL_DISCRIMINATOR, Discriminator, DiscriminatorSpec, build_classifier, check_arch
+from atld.models import (OFFICIAL_DISCRIMINATOR, Discriminator, DiscriminatorSpec, build_classifier, check_arch,
+                         classifier_params, discriminator_params)
 
 
 @pytest.mark.parametrize("arch,dataset", [("small-cnn", "digits"), ("small-cnn", "mnist"),
@@ -48,7 +52,7 @@ def test_bad_architecture_names_are_refused(arch):
 def test_discriminator_heads_and_official_size():
     torch.manual_seed(0)
     d = Discriminator(10, OFFICIAL_DISCRIMINATOR)
-    # the official WRN-28-5 D on a 1x1 map is a ~1.1 M-parameter residual MLP (method doc §3)
+    # the official WRN-28-5 D on a 1x1 map is a ~1.1 M-parameter residual MLP (docs/method.md §3)
     assert 1.0e6 < sum(p.numel() for p in d.parameters()) < 1.2e6
     z = torch.randn(8, 10)
     natural, classes = d(z)
@@ -65,3 +69,38 @@ def test_discriminator_spec_validation():
         DiscriminatorSpec(widths=(16, 32), blocks_per_group=0)
     with pytest.raises(ConfigError):
         DiscriminatorSpec(widths=(16, 10**7))
+
+
+# ----------------------------------------------------------------------------- sizes without building
+
+@pytest.mark.parametrize("arch,dataset", [("small-cnn", "digits"), ("small-cnn-nobn", "mnist"),
+                                          ("preact-resnet18", "cifar10"), ("wrn-10-2", "cifar100"),
+                                          ("wrn-16-4", "svhn"), ("wrn-28-10", "cifar10")])
+def test_parameter_formula_equals_the_built_model(arch, dataset):
+    spec = get_spec(dataset)
+    with torch.device("meta"):  # the layout, without allocating it
+        model = build_classifier(arch, spec)
+    assert classifier_params(arch, spec) == sum(p.numel() for p in model.parameters())
+
+
+@settings(max_examples=60, deadline=None)
+@given(widths=st.lists(st.integers(1, 64), min_size=2, max_size=6), blocks=st.integers(1, 4),
+       classes=st.sampled_from([10, 100]))
+def test_discriminator_formula_equals_the_built_model(widths, blocks, classes):
+    spec = DiscriminatorSpec(widths=tuple(widths), blocks_per_group=blocks)
+    with torch.device("meta"):
+        d = Discriminator(classes, spec)
+    assert discriminator_params(classes, spec) == sum(p.numel() for p in d.parameters())
+
+
+def test_every_dataset_default_fits_its_budget_and_huge_models_do_not():
+    from atld.config.train import TrainConfig
+    from atld.data.registry import DATASET_NAMES
+
+    for name in DATASET_NAMES:
+        config = TrainConfig(dataset=name)
+        assert config.check_budget(True) <= config.spec.max_params
+    for kwargs in ({"dataset": "cifar10", "arch": "wrn-994-20"}, {"d_widths": (8192,) * 16, "d_blocks": 64},
+                   {"dataset": "digits", "arch": "wrn-28-10"}):
+        with pytest.raises(ConfigError, match="parameters, over the"):
+            TrainConfig(**kwargs)

@@ -16,13 +16,8 @@ from dataclasses import dataclass, field
 from atld.data.registry import DatasetSpec
 from atld.errors import ConfigError
 from atld.models.common import Classifier
-from atld.models.discriminator import (
-    OFFICIAL_DISCRIMINATOR,
-    SMALL_DISCRIMINATOR,
-    Discriminator,
-    DiscriminatorSpec,
-    discriminator_params,
-)
+from atld.models.discriminator import (OFFICIAL_DISCRIMINATOR, SMALL_DISCRIMINATOR, Discriminator, DiscriminatorSpec,
+                                       discriminator_params)
 from atld.models.preact_resnet import PreActResNet18, preact_resnet18_params
 from atld.models.small_cnn import SmallCNN, small_cnn_params
 from atld.models.wide_resnet import WideResNet, wide_resnet_params

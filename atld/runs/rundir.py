@@ -24,16 +24,8 @@ import shutil
 from pathlib import Path
 
 from atld.errors import CheckpointError, ConfigError
-from atld.fileio import (
-    check_creatable,
-    cleanup_temps,
-    fsync_dir,
-    now_iso,
-    open_regular,
-    os_error_line,
-    printable,
-    temp_path,
-)
+from atld.fileio import (check_creatable, cleanup_temps, fsync_dir, now_iso, open_regular, os_error_line, printable,
+                         temp_path)
 from atld.runs.card import CARD, MARKER, TENSOR_FILE, card_files, read_card, write_card
 
 MARKER_CONTENT = b'{"format": "atld-run-dir", "version": 1}\n'
