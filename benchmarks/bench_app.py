@@ -1,4 +1,4 @@
-"""The app in a real browser (issue 5): how long a user waits, measured with Debian's chromium
+"""The app in a real browser: how long a user waits, measured with Debian's chromium
 driven by Python Playwright against `streamlit run app.py` on this machine.
 
 Three numbers, each the median over --repeats fresh servers (Streamlit's caches start empty):
@@ -10,13 +10,13 @@ Three numbers, each the median over --repeats fresh servers (Streamlit's caches 
 - first latent plot: from clicking "Latent explorer" to the PCA map of 2 × 300 points drawn
   (latents under PGD-20 computed from scratch, the projection fitted).
 
-Goals (issue 5, 2 CPU cores): start ≤ 5 s, attack update ≤ 1 s, first latent plot ≤ 2 s.
+Goals (2 CPU cores): start ≤ 5 s, attack update ≤ 1 s, first latent plot ≤ 2 s.
 Beside each wall time it reports the CPU seconds the Streamlit server process used in that span
 (all threads; the browser's share is not counted): on a shared, overloaded machine the wall time
 mostly measures waiting for a core, the CPU time what the app itself costs.
 Checkpoints: ./checkpoints (ATLD_CHECKPOINTS_DIR to override); the ATLD one is selected.
 
-    python benchmarks/bench_app.py [--repeats 3] [--updates 5]
+    python -m benchmarks.bench_app [--repeats 3] [--updates 5]
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Attack speed (issue 3): PGD-20 images per second, ours beside foolbox 3.3.4 in the same run.
+"""Attack speed: PGD-20 images per second, ours beside foolbox 3.3.4 in the same run.
 
 CPU (default): the digits small CNN (checkpoints/digits-natural when present, else a freshly
 initialised one: speed does not depend on the weights), PGD-20 at ε = 0.2 (step ε/4, random
@@ -9,8 +9,8 @@ GPU (--gpu, CUDA only): WRN-28-10 PGD-20 at ε = 8/255 on 10,000 CIFAR-shaped im
 (random: speed does not depend on content), fp32 with TF32 allowed, channels_last, eval mode.
 Goal: under 30 s on an H100. Without CUDA it says "not measured: no GPU available".
 
-    python benchmarks/bench_attacks.py [--threads 2] [--repeats 5]
-    python benchmarks/bench_attacks.py --gpu [--batch-size 1000]
+    python -m benchmarks.bench_attacks [--threads 2] [--repeats 5]
+    python -m benchmarks.bench_attacks --gpu [--batch-size 1000]
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""GPU training speed (issue 6). Needs a CUDA GPU; results go to docs/benchmarks.md.
+"""GPU training speed. Needs a CUDA GPU; results go to docs/benchmarks.md.
 
 Measures, in one run on one GPU:
  1. one ATLD epoch and one natural epoch of WRN-28-10 on 50k CIFAR-shaped random images, batch
@@ -13,9 +13,9 @@ Measures, in one run on one GPU:
 Goals: WRN-28-10 ATLD epoch <= 15 s on an H100 (>= 25 % of the dense bf16 peak) and <= 2.5x a
 natural epoch; PGD-20 on 10k images <= 30 s; the 10-epoch PreAct ResNet-18 run < 1 minute.
 
-    python benchmarks/bench_gpu.py --json gpu.json            # everything (about 3-5 minutes)
-    python benchmarks/bench_gpu.py --only wrn pgd --compile   # a subset, with torch.compile
-    python benchmarks/bench_gpu.py --device cpu --n-train 64 --batch-size 32 --arch wrn-10-1 --pgd-n 32 \\
+    python -m benchmarks.bench_gpu --json gpu.json            # everything (about 3-5 minutes)
+    python -m benchmarks.bench_gpu --only wrn pgd --compile   # a subset, with torch.compile
+    python -m benchmarks.bench_gpu --device cpu --n-train 64 --batch-size 32 --arch wrn-10-1 --pgd-n 32 \\
         --pgd-batch 16 --exact-epochs 1 --exact-n 64 --exact-test-n 16   # a CPU dry run of the script
 """
 

@@ -1,8 +1,8 @@
-"""Benchmark of the latent analysis on the CPU (issue 4): extraction, PCA, UMAP cold and warm, and
+"""Benchmark of the latent analysis on the CPU: extraction, PCA, UMAP cold and warm, and
 the gap numbers, for 2,000 natural + 2,000 perturbed digits latents.
 
-Usage: python benchmarks/bench_latent.py [--checkpoint checkpoints/digits-atld] [--points 2000]
-       python benchmarks/bench_latent.py --compare checkpoints/digits-natural checkpoints/digits-atld ...
+Usage: python -m benchmarks.bench_latent [--checkpoint checkpoints/digits-atld] [--points 2000]
+       python -m benchmarks.bench_latent --compare checkpoints/digits-natural checkpoints/digits-atld ...
        (the second form prints the gap numbers of PGD-20 latents on the 450 digits test images for
        each checkpoint, in logit and feature space: the finding reported in docs/latent.md)
 

@@ -108,10 +108,17 @@ def concurrency_figures(tmp: Path, n: int = 4) -> dict:
     start = time.perf_counter()
     procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(n)]
-    ends = []
-    for p in procs:
-        _, err = p.communicate(timeout=600)
-        ends.append((p.returncode, time.perf_counter() - start, err.strip()))
+    ends: list[tuple[int, float, str] | None] = [None] * n
+
+    def wait(i: int) -> None:  # each process's own end time, not the order they are waited for
+        _, err = procs[i].communicate(timeout=600)
+        ends[i] = (procs[i].returncode, time.perf_counter() - start, err.strip())
+
+    waiters = [threading.Thread(target=wait, args=(i,)) for i in range(n)]
+    for w in waiters:
+        w.start()
+    for w in waiters:
+        w.join()
     refused = [e for e in ends if e[0] == 2]
     return {"processes": n, "trained": sum(e[0] == 0 for e in ends), "refused_one_line": len(refused),
             "refusals": sorted({e[2][:90] for e in refused}),

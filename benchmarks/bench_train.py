@@ -1,4 +1,4 @@
-"""CPU training speed on `digits` (issue 2): seconds per epoch for natural, PGD-AT and ATLD,
+"""CPU training speed on `digits`: seconds per epoch for natural, PGD-AT and ATLD,
 measured in one run, with the ATLD / natural ratio.
 
 What is timed: the trainer's own per-epoch wall time (the card's `seconds`: the training steps
@@ -9,10 +9,10 @@ the methods (natural, pgd-at, atld, natural, ...) so that load from other proces
 them alike. On a busy shared machine wall time measures the neighbours; CPU time at one thread
 (`--threads 1`) is then the steadier figure.
 
-Goal (issue 2): an ATLD epoch under 0.5 s on 2 cores and at most 3x a natural epoch.
+Goal: an ATLD epoch under 0.5 s on 2 cores and at most 3x a natural epoch.
 
-    python benchmarks/bench_train.py                      # 1 warm-up + 5 epochs, 2 rounds
-    python benchmarks/bench_train.py --threads 1 --json out.json
+    python -m benchmarks.bench_train                      # 1 warm-up + 5 epochs, 2 rounds
+    python -m benchmarks.bench_train --threads 1 --json out.json
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reproduction study (issue #8): natural, PGD-AT, Feature Scattering and ATLD trained with the
+"""Reproduction study: natural, PGD-AT, Feature Scattering and ATLD trained with the
 same architecture, data and budget, then evaluated with the full table.
 
 Three phases, each resumable (a finished run or evaluation found on disk is reused):
@@ -11,10 +11,10 @@ Three phases, each resumable (a finished run or evaluation found on disk is reus
 (benchmarks/study_figure.py draws curve.json as a PNG.)
 
 Examples (the commands used for docs/results.md):
-  python benchmarks/study.py --dataset digits --seeds 0 1 2 --out runs/study-digits
-  python benchmarks/study.py --dataset mnist --data-root ../shared/data/mnist --seeds 0 \\
+  python -m benchmarks.study --dataset digits --seeds 0 1 2 --out runs/study-digits
+  python -m benchmarks.study --dataset mnist --data-root ../shared/data/mnist --seeds 0 \\
       --epochs 2 --train-limit 20000 --out runs/study-mnist
-  python benchmarks/study.py --dataset cifar10-exact --data-root ../shared/data --device cuda \\
+  python -m benchmarks.study --dataset cifar10-exact --data-root ../shared/data --device cuda \\
       --arch preact-resnet18 --epochs 100 --batch-size 128 --lr 0.1 --out runs/study-cifar10-exact
 
 Units: ε comes from the dataset registry ([0, 1] pixel units) unless --epsilon is given.

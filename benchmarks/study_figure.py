@@ -1,6 +1,6 @@
 """Draw a study's robust accuracy vs ε curve (OUT/curve.json from benchmarks/study.py) as a PNG.
 
-  python benchmarks/study_figure.py runs/study-digits/curve.json docs/figures/digits-robust-vs-eps.png \\
+  python -m benchmarks.study_figure runs/study-digits-bn/curve.json docs/figures/digits-bn-robust-vs-eps.png \\
       --title "digits, small CNN, PGD-20"
 
 One line per run and inference (ATLD- = bare classifier; ATLD = IMT after a non-adaptive PGD-20

@@ -96,7 +96,7 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
 
 def _download_hint(name: str) -> str:
     if name == "cifar10-exact":
-        return " (see ../shared/data/README.md; it cannot be downloaded)"
+        return " (the exact subsets live in ../shared/data; they cannot be downloaded)"
     return "; add --download to let torchvision fetch it"
 
 
