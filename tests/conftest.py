@@ -179,7 +179,7 @@ APP_RUNS = {
 def app_checkpoints(tmp_path_factory):
     """A directory holding the two runs of APP_RUNS (trained once per test session)."""
     root = tmp_path_factory.mktemp("app-checkpoints")
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # a session fixture may be built before the first test's _process_state
     for name, config in APP_RUNS.items():
         train(config, run_dir=root / name, name=name)
     return root

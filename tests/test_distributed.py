@@ -15,7 +15,6 @@ import torch
 import torch.multiprocessing as mp
 
 from atld.config.train import TrainConfig
-from atld.data.loaders import load_dataset
 from atld.errors import ConfigError
 from atld.models import build_classifier
 from atld.runs.card import read_card
@@ -53,13 +52,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         shutdown()
 
 
-def test_two_gloo_processes_match_one_process(tmp_path):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the workers: another thread count rounds differently (~1e-4 here)
-    try:
-        reference = train(NATURAL, data=load_dataset("digits"))
-    finally:
-        torch.set_num_threads(threads)
+def test_two_gloo_processes_match_one_process(tmp_path, digits):
+    # one thread here (conftest) as in the workers: another thread count rounds differently (~1e-4)
+    reference = train(NATURAL, data=digits)
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "rank")), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank.{r}", weights_only=True) for r in range(2)]
 

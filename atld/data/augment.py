@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from atld.config.vocab import Augmentation, parse
+
 CROP_PADDING = 4  # pixels, CIFAR's random crop 32 -> pad 4 -> crop 32
 
 
@@ -14,10 +16,8 @@ def augment_batch(x: torch.Tensor, kind: str, generator: torch.Generator | None 
     crop-flip: zero-pad by 4 pixels, take a random HxW crop per image, flip half the images
     horizontally. Randomness comes from `generator` (on the batch's device) for reproducibility.
     """
-    if kind == "none":
+    if parse(Augmentation, kind, "augmentation") is Augmentation.NONE:
         return x
-    if kind != "crop-flip":
-        raise ValueError(f"unknown augmentation {kind!r}")
     b, _, h, w = x.shape
     p = CROP_PADDING
     padded = F.pad(x, (p, p, p, p))

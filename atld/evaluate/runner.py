@@ -32,7 +32,7 @@ from atld.inference import INFERENCE_MODES, IMTPipeline, check_inference, predic
 from atld.models.common import eval_mode
 from atld.runs.store import LoadedRun, load_checkpoint
 
-Progress = Callable[[int, int, str], None]  # (cells done, cells in all, what runs next)
+EvalProgress = Callable[[int, int, str], None]  # (cells done, cells in all, what runs next)
 
 
 def load_run(run, device: torch.device) -> LoadedRun:
@@ -78,7 +78,7 @@ def _protocol(target: Target, mode: InferenceMode) -> Protocol:
 
 
 def evaluate(run, config: EvalConfig | None = None, data: ImageData | None = None,
-             progress: Progress | None = None, *, data_root=None) -> EvalReport:
+             progress: EvalProgress | None = None, *, data_root=None) -> EvalReport:
     """Evaluate `run` (a LoadedRun or a checkpoint directory) on the first `config.limit` test
     images under every attack × inference of `config`; see the module docstring for protocols.
 
@@ -143,7 +143,7 @@ def evaluate(run, config: EvalConfig | None = None, data: ImageData | None = Non
 
 def robust_accuracy_curve(run, epsilons, attack: str = "pgd20", inference: str = "atld-", limit: int | None = 450,
                           *, data: ImageData | None = None, data_root=None, seed: int = 0, batch_size: int = 256,
-                          device: str = "auto", progress: Progress | None = None) -> list[dict]:
+                          device: str = "auto", progress: EvalProgress | None = None) -> list[dict]:
     """Robust accuracy against ε for one attack and inference: one evaluation row per ε (ε in
     [0, 1] pixel units; the IMT radius stays the model's own ε). Rows as `EvalReport.rows`."""
     epsilons = list(epsilons)
