@@ -10,19 +10,17 @@ from atld.methods.natural import natural_step
 from atld.methods.pgd_at import pgd_at_step
 
 METHODS: dict[str, MethodSpec] = {m.name: m for m in (
-    MethodSpec("natural", natural_step, "cross-entropy on clean images"),
-    MethodSpec("pgd-at", pgd_at_step, "Madry's PGD adversarial training: cross-entropy on PGD-k examples"),
-    MethodSpec("feature-scatter", feature_scatter_step,
-               "Feature Scattering: label-free optimal-transport perturbations, label-smoothed cross-entropy"),
-    MethodSpec("atld", atld_step, "ATLD: label-free perturbations against a latent discriminator D, logit pairing",
-               discriminator=True),
+    MethodSpec("natural", natural_step, "clean cross-entropy"),
+    MethodSpec("pgd-at", pgd_at_step, "Madry's PGD adversarial training"),
+    MethodSpec("feature-scatter", feature_scatter_step, "Feature Scattering, label-free optimal-transport perturbations"),
+    MethodSpec("atld", atld_step, "ATLD, label-free perturbations against a latent discriminator", discriminator=True),
 )}
 METHOD_NAMES = tuple(METHODS)
 
 
 def methods_help() -> str:
     """One line naming every method and what it does (the config's help text)."""
-    return "; ".join(f"{m.name}: {m.help}" for m in METHODS.values())
+    return "; ".join(f"{m.name} = {m.help}" for m in METHODS.values())
 
 
 __all__ = ["METHODS", "METHOD_NAMES", "MethodSpec", "StepContext", "StepOutput", "atld_perturbation", "atld_start",
