@@ -69,6 +69,16 @@ def check_int_at_least(name: str, value: int, low: int) -> int:
     return value
 
 
+def name_mismatch(expected, given) -> str | None:
+    """How two sets of names differ, in one line ("missing a; 1 missing, 0 unexpected"), or None.
+    Names from files are shown with repr, so no control character reaches a terminal."""
+    missing, unexpected = sorted(set(expected) - set(given)), sorted(set(given) - set(expected))
+    if not missing and not unexpected:
+        return None
+    first = f"missing {missing[0]}" if missing else f"unexpected {repr(unexpected[0])[:80]}"
+    return f"{first}; {len(missing)} missing, {len(unexpected)} unexpected"
+
+
 SEED_LIMIT = 2**32  # seeds are in [0, 2^32): what every random number generator here accepts
 
 

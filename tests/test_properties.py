@@ -321,7 +321,7 @@ BAD_ENVIRONMENT = {
     "ATLD_CHECKPOINTS_DIR": ("{tmp}/afile", "exists and is not a directory"),
     "ATLD_MAX_JOBS": ("many", "ATLD_MAX_JOBS must be a whole number"),
     "ATLD_TORCH_THREADS": ("0", "ATLD_TORCH_THREADS must be in [1, 256]"),
-    "ATLD_UNWATCHED_MINUTES": ("nan", "ATLD_UNWATCHED_MINUTES must be a number"),
+    "ATLD_UNWATCHED_MINUTES": ("nan", "ATLD_UNWATCHED_MINUTES must be in [0.1, 10080.0]"),
     "ATLD_UMAP_WARMUP": ("yes", "ATLD_UMAP_WARMUP must be 0 or 1"),
 }
 

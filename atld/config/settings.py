@@ -62,29 +62,18 @@ def _folder(env: Mapping[str, str], name: str, default: Path | None) -> Path | N
     return path
 
 
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+def _number(env: Mapping[str, str], name: str, default, low, high, kind: type = int):
+    """A whole number (kind int) or a finite number (kind float) in [low, high]."""
     value = env.get(name, "").strip()
     if value == "":
         return default
+    what = "a whole number" if kind is int else "a number"
     try:
-        number = int(value, 10)
+        number = int(value, 10) if kind is int else float(value)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number in [{low}, {high}], got {value[:40]!r}") from None
-    if not low <= number <= high:
-        raise ConfigError(f"{name} must be in [{low}, {high}], got {number}")
-    return number
-
-
-def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    value = env.get(name, "").strip()
-    if value == "":
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
+        raise ConfigError(f"{name} must be {what} in [{low}, {high}], got {value[:40]!r}") from None
     if not (math.isfinite(number) and low <= number <= high):
-        raise ConfigError(f"{name} must be a number in [{low}, {high}], got {value[:40]!r}")
+        raise ConfigError(f"{name} must be in [{low}, {high}], got {value[:40]!r}")
     return number
 
 
@@ -105,9 +94,9 @@ def settings(env: Mapping[str, str] | None = None) -> Settings:
         checkpoints_dir=_folder(env, "ATLD_CHECKPOINTS_DIR", REPO_ROOT / "checkpoints"),
         data_root=_folder(env, "ATLD_DATA_ROOT", None),
         cache_dir=_folder(env, "ATLD_CACHE", Path.home() / ".cache" / "atld"),
-        max_jobs=_int(env, "ATLD_MAX_JOBS", 1, 1, 64),
-        unwatched_minutes=_float(env, "ATLD_UNWATCHED_MINUTES", 30.0, 0.1, 10080.0),
-        torch_threads=_int(env, "ATLD_TORCH_THREADS", 1, 1, 256),
+        max_jobs=_number(env, "ATLD_MAX_JOBS", 1, 1, 64),
+        unwatched_minutes=_number(env, "ATLD_UNWATCHED_MINUTES", 30.0, 0.1, 10080.0, kind=float),
+        torch_threads=_number(env, "ATLD_TORCH_THREADS", 1, 1, 256),
         umap_warmup=_flag(env, "ATLD_UMAP_WARMUP", True),
         preload=_flag(env, "ATLD_PRELOAD", True),
     )

@@ -12,7 +12,8 @@ from atld.methods.pgd_at import pgd_at_step
 METHODS: dict[str, MethodSpec] = {m.name: m for m in (
     MethodSpec("natural", natural_step, "clean cross-entropy"),
     MethodSpec("pgd-at", pgd_at_step, "Madry's PGD adversarial training"),
-    MethodSpec("feature-scatter", feature_scatter_step, "Feature Scattering, label-free optimal-transport perturbations"),
+    MethodSpec("feature-scatter", feature_scatter_step,
+               "Feature Scattering, label-free optimal-transport perturbations"),
     MethodSpec("atld", atld_step, "ATLD, label-free perturbations against a latent discriminator", discriminator=True),
 )}
 METHOD_NAMES = tuple(METHODS)

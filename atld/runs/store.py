@@ -31,7 +31,7 @@ from safetensors.torch import save as save_safetensors
 
 from atld.config.train import TrainConfig
 from atld.data.registry import DatasetSpec
-from atld.errors import ATLDError, CheckpointError
+from atld.errors import ATLDError, CheckpointError, name_mismatch
 from atld.fileio import atomic_write, open_regular, os_error_line, printable, sha256_fd
 from atld.models.registry import build_classifier, build_discriminator
 from atld.runs.card import CARD, FORMAT, FORMAT_VERSION, MAX_TENSOR_FILE_BYTES, read_card, read_safetensors_header
@@ -168,13 +168,11 @@ def _layout(module: torch.nn.Module, prefix: str) -> dict[str, tuple[tuple[tuple
 
 def _check_header(header: dict, expected: dict[str, tuple[tuple[tuple, ...], torch.dtype]], what: str,
                   card: dict) -> None:
-    missing, unexpected = sorted(set(expected) - set(header)), sorted(set(header) - set(expected))
-    if unexpected and not card["has_discriminator"] and any(k.startswith("discriminator.") for k in unexpected):
+    if not card["has_discriminator"] and any(k.startswith("discriminator.") for k in set(header) - set(expected)):
         raise CheckpointError(f"{what} holds discriminator tensors but the card says it has none")
-    if missing or unexpected:
-        first = f"missing {missing[0]}" if missing else f"unexpected {printable(unexpected[0], 80)}"
-        raise CheckpointError(f"tensors in {what} do not match the card's architecture ({first}; "
-                              f"{len(missing)} missing, {len(unexpected)} unexpected)")
+    mismatch = name_mismatch(expected, header)
+    if mismatch:
+        raise CheckpointError(f"tensors in {what} do not match the card's architecture ({mismatch})")
     for name, (shapes, dtype) in expected.items():
         entry = header[name]
         if entry.shape not in shapes:

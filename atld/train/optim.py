@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from atld.errors import CheckpointError
+from atld.errors import CheckpointError, name_mismatch
 
 RNG_KEY = "rng.generator"
 EPOCHS_KEY = "epochs_done"
@@ -54,11 +54,9 @@ def check_state(prefix: str, opt: torch.optim.Optimizer, tensors: dict[str, torc
     momentum = opt.param_groups[0].get("momentum", 0)
     expected = state_layout(prefix, params, momentum)
     given = {k: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-    unexpected, missing = sorted(set(given) - set(expected)), sorted(set(expected) - set(given))
-    if unexpected or missing:
-        what = f"unexpected {unexpected[0]}" if unexpected else f"missing {missing[0]}"
-        raise CheckpointError(f"the training state does not fit the optimizer ({what}; {len(missing)} missing, "
-                              f"{len(unexpected)} unexpected)")
+    mismatch = name_mismatch(expected, given)
+    if mismatch:
+        raise CheckpointError(f"the training state does not fit the optimizer ({mismatch})")
     for name, (shape, dtype) in expected.items():
         got = given[name]
         if tuple(got.shape) != shape or got.dtype != dtype:
