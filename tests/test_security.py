@@ -709,3 +709,42 @@ def test_hostile_dataset_files_refused(tmp_path, case):
         load_dataset(name, root)
     assert "\n" not in str(info.value) and str(root) in str(info.value)
     assert not marker.exists(), "the pickle payload ran"
+
+
+@pytest.mark.parametrize("target", [CARD, "model", "train_state"])
+def test_an_unreadable_file_is_one_line(good_run, tmp_path, monkeypatch, target):
+    """Permission denied (simulated: the tests may run as root, for whom chmod denies nothing)."""
+    d = tmp_path / "ckpt"
+    shutil.copytree(good_run, d)
+    denied = _file(d, target)
+    real_open = os.open
+
+    def deny(path, flags, *args, **kwargs):
+        if Path(path) == denied:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", deny)
+    with pytest.raises(CheckpointError, match="permission denied") as info:
+        load_checkpoint(d, with_train_state=True)
+    assert "\n" not in str(info.value)
+
+
+def test_an_unreadable_dataset_file_is_one_line(tmp_path, monkeypatch):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, dims in (("train-images-idx3-ubyte", (1, 28, 28)), ("train-labels-idx1-ubyte", (1,)),
+                       ("t10k-images-idx3-ubyte", (1, 28, 28)), ("t10k-labels-idx1-ubyte", (1,))):
+        (raw / name).write_bytes(bytes([0, 0, 8, len(dims)]) + struct.pack(f">{len(dims)}I", *dims) + bytes(
+            784 if len(dims) == 3 else 1))
+    real_open = os.open
+
+    def deny_labels(path, flags, *args, **kwargs):
+        if str(path).endswith("idx1-ubyte"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", deny_labels)
+    with pytest.raises(DataError, match="permission denied") as info:
+        load_dataset("mnist", tmp_path)
+    assert "\n" not in str(info.value)
