@@ -279,3 +279,11 @@ def test_card_text_is_shown_as_plain_text_and_odd_cards_do_not_crash(app_env, ap
     for page in ("attack", "latent", "evaluate", "learn"):
         at.switch_page(f"pages/{page}_page.py").run()
         assert not at.exception, (page, [e.value for e in at.exception])
+
+
+def test_a_bad_setting_stops_the_app_with_one_line(app_env, monkeypatch):
+    monkeypatch.setenv("ATLD_MAX_JOBS", "lots")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    shown = at.error[0].value.replace("\\", "")  # the message is Markdown-escaped: ATLD\_MAX\_JOBS
+    assert shown.startswith("ATLD_MAX_JOBS must be a whole number") and "\n" not in shown, shown
