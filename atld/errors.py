@@ -36,10 +36,21 @@ def require(condition: bool, message: str, error: type[ATLDError] = ConfigError)
         raise error(message)
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """`value` as it may appear in a one-line message: its repr (so a newline or an escape code in
+    text from a file or a form is shown escaped, never emitted), cut to `limit` characters. A value
+    whose repr fails (an integer of thousands of digits) is named by its type."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def check_choice(name: str, value: str, choices) -> str:
     """Check that `value` is one of `choices` (a closed vocabulary)."""
     choices = tuple(choices)
-    require(value in choices, f"unknown {name} {value!r}; choose one of: {', '.join(choices)}")
+    require(value in choices, f"unknown {name} {shown(value)}; choose one of: {', '.join(choices)}")
     return value
 
 
@@ -47,15 +58,15 @@ def check_finite_range(name: str, value: float, low: float, high: float, unit: s
     """Check low <= value <= high and that value is a finite number."""
     require(
         isinstance(value, (int, float)) and not isinstance(value, bool),
-        f"{name} must be a number, got {value!r}",
+        f"{name} must be a number, got {shown(value)}",
     )
     try:
         finite = math.isfinite(value)
     except OverflowError:  # an int too large for a float (e.g. 10**400 in a JSON card)
         finite = False
-    require(finite, f"{name} must be finite, got {str(value)[:40]}")
+    require(finite, f"{name} must be finite, got {shown(value, 40)}")
     suffix = f" {unit}" if unit else ""
-    require(low <= value <= high, f"{name} must be in [{low}, {high}]{suffix}, got {value!r}")
+    require(low <= value <= high, f"{name} must be in [{low}, {high}]{suffix}, got {shown(value)}")
     return float(value)
 
 
@@ -63,9 +74,16 @@ def check_int_at_least(name: str, value: int, low: int) -> int:
     """Check that value is an integer >= low."""
     require(
         isinstance(value, int) and not isinstance(value, bool),
-        f"{name} must be an integer, got {value!r}",
+        f"{name} must be an integer, got {shown(value)}",
     )
-    require(value >= low, f"{name} must be >= {low}, got {value!r}")
+    require(value >= low, f"{name} must be >= {low}, got {shown(value)}")
+    return value
+
+
+def check_int_in(name: str, value: int, low: int, high: int) -> int:
+    """Check that value is an integer in [low, high]."""
+    check_int_at_least(name, value, low)
+    require(value <= high, f"{name} must be <= {high}, got {shown(value)}")
     return value
 
 
@@ -75,7 +93,7 @@ def name_mismatch(expected, given) -> str | None:
     missing, unexpected = sorted(set(expected) - set(given)), sorted(set(given) - set(expected))
     if not missing and not unexpected:
         return None
-    first = f"missing {missing[0]}" if missing else f"unexpected {repr(unexpected[0])[:80]}"
+    first = f"missing {missing[0]}" if missing else f"unexpected {shown(unexpected[0], 80)}"
     return f"{first}; {len(missing)} missing, {len(unexpected)} unexpected"
 
 
@@ -85,5 +103,5 @@ SEED_LIMIT = 2**32  # seeds are in [0, 2^32): what every random number generator
 def check_seed(name: str, value: int) -> int:
     """Check that value is an integer seed in [0, 2^32)."""
     require(isinstance(value, int) and not isinstance(value, bool) and 0 <= value < SEED_LIMIT,
-            f"{name} must be an integer in [0, 2^32), got {str(value)[:40]}")
+            f"{name} must be an integer in [0, 2^32), got {shown(value, 40)}")
     return value

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from atld.config.vocab import InferenceMode, parse
-from atld.errors import ConfigError, check_finite_range, require
+from atld.errors import ConfigError, check_finite_range, require, shown
 from atld.models.common import eval_mode
 
 INFERENCE_MODES = tuple(InferenceMode)
@@ -35,10 +35,10 @@ DEFAULT_WINDOW = (0.3, 0.7)  # ATLD+ window when no dataset spec is at hand
 
 def _check_window(window) -> tuple[float, float]:
     require(isinstance(window, (tuple, list)) and len(window) == 2,
-            f"the ATLD+ window must be a pair (low, high), got {window!r}")
+            f"the ATLD+ window must be a pair (low, high), got {shown(window)}")
     low = check_finite_range("ATLD+ window low", window[0], 0.0, 1.0)
     high = check_finite_range("ATLD+ window high", window[1], 0.0, 1.0)
-    require(low < high, f"the ATLD+ window needs low < high, got {window!r}")
+    require(low < high, f"the ATLD+ window needs low < high, got {shown(window)}")
     return low, high
 
 

@@ -170,8 +170,9 @@ def _tensor(draw, like: torch.Tensor | None):
     fill = draw(st.sampled_from([0.0, 1.0, -3.5, 1e30, float("nan"), float("inf")]))
     if not dtype.is_floating_point:
         fill = draw(st.integers(0, 255))
-    return torch.full(shape, fill, dtype=dtype) if choice != "same-shape" or like is None \
-        else (like.to(dtype) + torch.tensor(fill).to(dtype) if dtype.is_floating_point else like.to(dtype))
+    if choice != "same-shape" or like is None:  # filled in float32 first: 1e30 becomes inf in float16
+        return torch.full(shape, fill, dtype=torch.float32 if dtype.is_floating_point else dtype).to(dtype)
+    return like.to(dtype) + torch.tensor(fill).to(dtype) if dtype.is_floating_point else like.to(dtype)
 
 
 @settings(CASE, max_examples=40)

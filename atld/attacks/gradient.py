@@ -26,7 +26,7 @@ from torch import nn
 
 from atld.config.vocab import AttackKind, parse
 from atld.data.registry import attack_step
-from atld.errors import check_finite_range, check_int_at_least, require
+from atld.errors import check_finite_range, check_int_in, require
 
 CW_KAPPA = 50.0  # CW-k confidence κ, logit units (docs/method.md §5)
 MAX_STEPS = 100_000
@@ -44,8 +44,7 @@ class AttackConfig:
     def __post_init__(self):
         object.__setattr__(self, "kind", parse(AttackKind, self.kind, "attack"))
         check_finite_range("epsilon", self.epsilon, 0.0, 1.0, "([0, 1] pixel units)")
-        check_int_at_least("attack steps", self.steps, 1)
-        require(self.steps <= MAX_STEPS, f"attack steps must be <= {MAX_STEPS}, got {self.steps}")
+        check_int_in("attack steps", self.steps, 1, MAX_STEPS)
         if self.step_size is not None:
             check_finite_range("attack step size", self.step_size, 0.0, 1.0, "([0, 1] pixel units)")
         check_finite_range("kappa", self.kappa, 0.0, 1e6)

@@ -10,7 +10,8 @@ from atld.attacks.library import APGD_STEPS, SQUARE_QUERIES
 from atld.attacks.registry import ATTACK_NAMES, DEFAULT_EVAL_ATTACKS, AttackBudget
 from atld.config.fields import setting
 from atld.config.vocab import DeviceChoice, InferenceMode, device_name, parse
-from atld.errors import check_choice, check_finite_range, check_int_at_least, check_seed, require
+from atld.errors import (check_choice, check_finite_range, check_int_at_least, check_int_in, check_seed, require,
+                         shown)
 
 
 def _names(value, what: str, check) -> tuple:
@@ -20,7 +21,7 @@ def _names(value, what: str, check) -> tuple:
     require(isinstance(value, (tuple, list)) and 0 < len(value) <= 100, f"give at least one {what} name (at most 100)")
     out = []
     for name in value:
-        require(isinstance(name, str), f"{what} names must be strings, got {str(name)[:40]}")
+        require(isinstance(name, str), f"{what} names must be strings, got {shown(name, 40)}")
         name = check(name)
         if name not in out:
             out.append(name)
@@ -48,16 +49,13 @@ class EvalConfig:
                                                           lambda n: parse(InferenceMode, n, "inference")))
         if self.limit is not None:
             check_int_at_least("limit", self.limit, 1)
-        check_int_at_least("batch size", self.batch_size, 1)
-        require(self.batch_size <= 100_000, f"batch size is absurdly large: {self.batch_size}")
+        check_int_in("batch size", self.batch_size, 1, 100_000)
         if self.epsilon is not None:
             check_finite_range("epsilon", self.epsilon, 0.0, 1.0, "([0, 1] pixel units)")
         check_seed("seed", self.seed)
         object.__setattr__(self, "device", device_name(self.device))
-        check_int_at_least("APGD steps", self.apgd_steps, 1)
-        require(self.apgd_steps <= 10_000, f"APGD steps must be <= 10000, got {self.apgd_steps}")
-        check_int_at_least("Square queries", self.square_queries, 1)
-        require(self.square_queries <= 1_000_000, f"Square queries must be <= 1000000, got {self.square_queries}")
+        check_int_in("APGD steps", self.apgd_steps, 1, 10_000)
+        check_int_in("Square queries", self.square_queries, 1, 1_000_000)
 
     def budget(self, device: torch.device) -> AttackBudget:
         """What the attacks need beside ε, on the resolved device."""

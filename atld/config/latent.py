@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from atld.attacks.registry import PERTURBATION_NAMES
 from atld.config.fields import setting
 from atld.config.vocab import DeviceChoice, FitMode, LatentSpace, Projection, Split, device_name, parse
-from atld.errors import check_choice, check_finite_range, check_int_at_least, check_seed, require
+from atld.errors import check_choice, check_finite_range, check_int_in, check_seed, require
 
 
 @dataclass(frozen=True)
@@ -36,16 +36,12 @@ class LatentConfig:
         for name, enum, what in (("projection", Projection, "projection"), ("fit_on", FitMode, "fit mode"),
                                  ("space", LatentSpace, "latent space"), ("split", Split, "split")):
             object.__setattr__(self, name, parse(enum, getattr(self, name), what))
-        check_int_at_least("limit", self.limit, 2)
-        require(self.limit <= 1_000_000, f"limit must be <= 1000000, got {self.limit}")
+        check_int_in("limit", self.limit, 2, 1_000_000)
         object.__setattr__(self, "device", device_name(self.device))
-        check_int_at_least("batch size", self.batch_size, 1)
-        require(self.batch_size <= 100_000, f"batch size is absurdly large: {self.batch_size}")
+        check_int_in("batch size", self.batch_size, 1, 100_000)
         check_seed("seed", self.seed)
-        check_int_at_least("permutations", self.permutations, 1)
-        require(self.permutations <= 100_000, f"permutations must be <= 100000, got {self.permutations}")
-        check_int_at_least("neighbors", self.neighbors, 1)
-        check_int_at_least("folds", self.folds, 2)
-        require(self.neighbors <= 1000 and self.folds <= 100, "neighbors must be <= 1000 and folds <= 100")
+        check_int_in("permutations", self.permutations, 1, 100_000)
+        check_int_in("neighbors", self.neighbors, 1, 1000)
+        check_int_in("folds", self.folds, 2, 100)
         require(not (self.projection is Projection.TSNE and self.fit_on is FitMode.NATURAL),
                 "t-SNE cannot project new points onto a fitted map; use --fit-on joint or --method pca/umap")

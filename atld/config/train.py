@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from atld.config.fields import build, setting
 from atld.config.vocab import Amp, DeviceChoice, Variant, device_name, parse
 from atld.data.registry import DATASET_NAMES, DatasetSpec, attack_step, get_spec
-from atld.errors import ConfigError, check_choice, check_finite_range, check_int_at_least, check_seed, require
+from atld.errors import (ConfigError, check_choice, check_finite_range, check_int_at_least, check_int_in, check_seed,
+                         require, shown)
 from atld.methods import METHOD_NAMES, METHODS, MethodSpec, methods_help
 from atld.models.discriminator import DiscriminatorSpec
 from atld.models.registry import check_arch, default_discriminator_spec, model_params
@@ -68,18 +69,17 @@ class TrainConfig:
         check_choice("dataset", self.dataset, DATASET_NAMES)
         check_choice("method", self.method, METHOD_NAMES)
         # Cards come from strangers: check types before any string method is called on them.
-        require(self.arch is None or isinstance(self.arch, str), f"arch must be a string, got {self.arch!r}")
+        require(self.arch is None or isinstance(self.arch, str), f"arch must be a string, got {shown(self.arch)}")
         object.__setattr__(self, "device", device_name(self.device))
         object.__setattr__(self, "variant", parse(Variant, self.variant, "variant"))
         object.__setattr__(self, "amp", parse(Amp, self.amp, "amp"))
         for name in ("channels_last", "compile"):
-            require(isinstance(getattr(self, name), bool), f"{name} must be true or false, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            require(isinstance(value, bool), f"{name} must be true or false, got {shown(value)}")
         if self.arch is not None:
             check_arch(self.arch, self.spec)
-        check_int_at_least("epochs", self.epochs, 1)
-        require(self.epochs <= MAX_EPOCHS, f"epochs must be <= {MAX_EPOCHS}, got {self.epochs}")
-        check_int_at_least("batch size", self.batch_size, 1)
-        require(self.batch_size <= MAX_BATCH, f"batch size is absurdly large: {self.batch_size}")
+        check_int_in("epochs", self.epochs, 1, MAX_EPOCHS)
+        check_int_in("batch size", self.batch_size, 1, MAX_BATCH)
         require(self.batch_size >= self.method_spec.min_batch_size,
                 f"batch size must be >= {self.method_spec.min_batch_size} for {self.method} (its discriminator's "
                 "BatchNorm needs two latents per batch)")
@@ -94,8 +94,7 @@ class TrainConfig:
         check_finite_range("lr gamma", self.lr_gamma, 0.0, 1.0)
         if self.epsilon is not None:
             check_finite_range("epsilon", self.epsilon, 0.0, 1.0, "([0, 1] pixel units)")
-        check_int_at_least("pgd steps", self.pgd_steps, 1)
-        require(self.pgd_steps <= 1000, f"pgd steps must be <= 1000, got {self.pgd_steps}")
+        check_int_in("pgd steps", self.pgd_steps, 1, 1000)
         if self.pgd_step_size is not None:
             check_finite_range("pgd step size", self.pgd_step_size, 0.0, 1.0, "([0, 1] pixel units)")
         check_finite_range("label smoothing", self.label_smoothing, 0.0, 1.0)
@@ -108,10 +107,9 @@ class TrainConfig:
         check_finite_range("d lr", self.d_lr, 0.0, 10.0)
         check_finite_range("d momentum", self.d_momentum, 0.0, 0.999)
         check_finite_range("d weight decay", self.d_weight_decay, 0.0, 1.0)
-        check_int_at_least("d updates", self.d_updates, 1)
-        require(self.d_updates <= 100, f"d updates must be <= 100, got {self.d_updates}")
+        check_int_in("d updates", self.d_updates, 1, 100)
         require(self.d_widths is None or isinstance(self.d_widths, tuple),
-                f"d widths must be a list of integers, got {str(self.d_widths)[:60]}")
+                f"d widths must be a list of integers, got {shown(self.d_widths)}")
         dspec = self.discriminator_spec()  # validates d_widths and d_blocks
         check_seed("seed", self.seed)
         check_int_at_least("eval limit", self.eval_limit, 0)

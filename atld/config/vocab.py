@@ -16,7 +16,7 @@ import re
 from enum import StrEnum
 from typing import TypeVar
 
-from atld.errors import ConfigError
+from atld.errors import ConfigError, shown
 
 
 class InferenceMode(StrEnum):
@@ -121,8 +121,7 @@ def parse(enum: type[E], value: object, what: str) -> E:
     try:
         return enum(value)
     except (ValueError, TypeError):
-        shown = repr(value)[:60]
-        raise ConfigError(f"unknown {what} {shown}; choose one of: {', '.join(m.value for m in enum)}") from None
+        raise ConfigError(f"unknown {what} {shown(value)}; choose one of: {', '.join(m.value for m in enum)}") from None
 
 
 def device_name(value: object) -> str:

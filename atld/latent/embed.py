@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from atld.config.vocab import FitMode, Projection, parse
-from atld.errors import ConfigError, DataError, check_int_at_least, require
+from atld.errors import ConfigError, DataError, check_int_at_least, check_int_in, require
 from atld.latent.gap import as_2d
 
 TSNE_MAX_POINTS = 3000  # sklearn's exact-gradient-free Barnes-Hut t-SNE takes ~1 min beyond this on 2 cores
@@ -84,8 +84,7 @@ class Embedder:
                  random_state: int | None = 0, max_fit_points: int | None = None, pca_dims: int = UMAP_PCA_DIMS,
                  **params):
         method, fit_on = parse(Projection, method, "projection"), parse(FitMode, fit_on, "fit mode")
-        check_int_at_least("n_components", n_components, 1)
-        require(n_components <= 3, f"n_components must be 2 or 3 for a map, got {n_components}")
+        check_int_in("n_components", n_components, 1, 3)  # a map: 2-D (or 3-D)
         if max_fit_points is not None:
             check_int_at_least("max fit points", max_fit_points, 3)
         check_int_at_least("pca dims", pca_dims, n_components)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atld.errors import check_int_at_least, require
+from atld.errors import check_int_at_least, require, shown
 
 MAX_WIDTHS = 16  # layers of widths at most
 MAX_WIDTH = 8192  # units per layer at most
@@ -30,8 +30,8 @@ class DiscriminatorSpec:
     def __post_init__(self):
         require(isinstance(self.widths, tuple) and 2 <= len(self.widths) <= MAX_WIDTHS
                 and all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in self.widths),
-                f"discriminator widths must be 2 to {MAX_WIDTHS} positive integers, got {str(self.widths)[:80]}")
-        require(max(self.widths) <= MAX_WIDTH, f"discriminator widths are absurdly large: {self.widths!r}")
+                f"discriminator widths must be 2 to {MAX_WIDTHS} positive integers, got {shown(self.widths, 80)}")
+        require(max(self.widths) <= MAX_WIDTH, f"discriminator widths are absurdly large: {shown(self.widths)}")
         check_int_at_least("discriminator blocks_per_group", self.blocks_per_group, 1)
         require(self.blocks_per_group <= MAX_BLOCKS, f"discriminator blocks_per_group must be <= {MAX_BLOCKS}")
 
