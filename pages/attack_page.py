@@ -87,3 +87,4 @@ st.markdown("**Summary** (D = the discriminator's probability that the latent is
 st.dataframe(pd.DataFrame(summary_rows(view, names)), hide_index=True, width="stretch")
 st.caption("The attack targets the bare classifier; IMT is applied afterwards (the official, non-adaptive "
            "protocol). The Evaluate page shows what an adaptive attack through IMT does.")
+state.show_discriminator_check(run, sel.seed)

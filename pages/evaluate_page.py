@@ -1,19 +1,21 @@
-"""Evaluate: the checkpoint's stored evaluation (ATLD-, ATLD, ATLD+ × attacks), an on-demand run on
-a few test images, robust accuracy vs ε for several checkpoints in one chart, and why PGD/CW
-numbers are an upper bound."""
+"""Evaluate: the checkpoint's stored evaluation (the verdict first, then every row with its protocol),
+an on-demand run on a few test images (with progress and D's check), robust accuracy vs ε for
+several checkpoints in one chart (any attack, AutoAttack and the adaptive attack included), and why
+PGD/CW numbers are an upper bound."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from atld.attacks.registry import ATTACK_NAMES, DEFAULT_EVAL_ATTACKS, PRESET_NAMES
+from atld.attacks.registry import ATTACK_NAMES, DEFAULT_EVAL_ATTACKS
 from atld.config.eval import EvalConfig
 from atld.config.vocab import InferenceMode
 from atld.errors import ATLDError
-from atld.evaluate import evaluate, masking_findings
+from atld.evaluate import attack_label, evaluate, masking_findings
 from atld.ui import cached, state
-from atld.ui.evaluate_view import HONEST_ROBUSTNESS, accuracy_pivot, curve_figure, describe_range, epsilon_grid
+from atld.ui.evaluate_view import (HONEST_ROBUSTNESS, curve_figure, describe_range, discriminator_messages,
+                                   epsilon_grid, evaluation_table, verdict_messages)
 from atld.ui.runs import card_of, discover_runs
 from atld.ui.views import evaluation_frame, md
 
@@ -31,10 +33,12 @@ if stored:
     st.caption("accuracy % (95 % Wilson interval); ATLD- is the bare classifier, ATLD / ATLD+ add IMT. "
                f"n = {describe_range(r['n'] for r in stored)} test images per row; attack ε = "
                f"{describe_range(r['epsilon'] for r in stored if r['attack'] != 'natural')}.")
-    st.dataframe(accuracy_pivot(stored), width="stretch")
+    for level, text in verdict_messages(stored):
+        getattr(st, level)(md(text))
+    st.dataframe(evaluation_table(stored), hide_index=True, width="stretch")
     for finding in masking_findings(stored):
         (st.warning if finding["flagged"] else st.success)(md(finding["message"]))
-    with st.expander("All stored rows"):
+    with st.expander("All stored rows (every ε, seconds, notes)"):
         st.dataframe(evaluation_frame(card["evaluations"]), hide_index=True, width="stretch")
 else:
     st.caption("This checkpoint carries no stored evaluation yet (`python -m atld eval` stores one).")
@@ -51,8 +55,8 @@ with st.form("eval_form"):
 if go:
     bar = st.progress(0.0, text="starting…")
 
-    def progress(done: int, total: int, label: str) -> None:
-        bar.progress(min(done / max(total, 1), 1.0), text=label)
+    def progress(event) -> None:  # the same events as the CLI's progress bar
+        bar.progress(min(event.fraction, 1.0), text=md(event.text()))
 
     try:
         report = evaluate(run, EvalConfig(attacks=tuple(attacks) or ("natural",), limit=int(limit), seed=sel.seed,
@@ -60,12 +64,16 @@ if go:
     except ATLDError as exc:
         st.error(md(exc))
     else:
-        st.session_state["ev_report"] = (str(run.path), report.rows)
+        st.session_state["ev_report"] = (str(run.path), report.rows, report.meta.get("discriminator"))
     bar.empty()
 result = st.session_state.get("ev_report")
 if result is not None and result[0] == str(run.path):
     rows = result[1]
-    st.dataframe(accuracy_pivot(rows), width="stretch")
+    for level, text in verdict_messages(rows):
+        getattr(st, level)(md(text))
+    st.dataframe(evaluation_table(rows), hide_index=True, width="stretch")
+    for level, text in discriminator_messages(result[2]):
+        getattr(st, level)(md(text))
     st.download_button("These rows (CSV)", pd.DataFrame(rows).to_csv(index=False),
                        file_name=f"{run.path.name}-eval.csv",
                        mime="text/csv", key="ev_csv")
@@ -73,14 +81,19 @@ if result is not None and result[0] == str(run.path):
 st.subheader("Robust accuracy vs ε")
 entries = [r for r in discover_runs() if r.dataset == spec.name]
 labels = [r.label for r in entries]
+CURVE_ATTACKS = tuple(a for a in ATTACK_NAMES if a != "natural")
 with st.form("curve_form"):
-    c1, c2, c3 = st.columns([3, 1, 1])
+    c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
     chosen = c1.multiselect("Checkpoints", labels, default=labels[:3], key="ev_curve_runs")
-    attack = c2.selectbox("Attack", PRESET_NAMES, index=PRESET_NAMES.index("pgd20"), key="ev_curve_attack")
-    curve_limit = c3.number_input("Test images", 10, 1000, 100, step=10, key="ev_curve_limit")
+    attack = c2.selectbox("Attack", CURVE_ATTACKS, index=CURVE_ATTACKS.index("pgd20"), key="ev_curve_attack",
+                          help="autoattack and adaptive (through IMT) give numbers to trust; pgd/cw/fgsm only upper "
+                               "bounds. They are much slower: keep the image count small")
+    mode = c3.selectbox("Inference", tuple(InferenceMode), key="ev_curve_mode",
+                        help="atld / atld+ apply IMT (checkpoints without a discriminator are drawn as atld-)")
+    curve_limit = c4.number_input("Test images", 10, 1000, 100, step=10, key="ev_curve_limit")
     draw = st.form_submit_button("Draw the curve", key="ev_curve_go")
 if draw:
-    st.session_state["ev_curve"] = (tuple(chosen), attack, int(curve_limit))
+    st.session_state["ev_curve"] = (tuple(chosen), attack, str(mode), int(curve_limit))
 request = st.session_state.get("ev_curve")
 if request is not None:
     grid = tuple(epsilon_grid(spec.epsilon))
@@ -88,7 +101,10 @@ if request is not None:
     for label in request[0]:
         if label in labels:
             entry = entries[labels.index(label)]
-            curves[label] = cached.accuracy_curve(str(entry.path), entry.model_hash, grid, request[1],
-                                                  InferenceMode.BARE.value, request[2], sel.seed)
+            mode = request[2] if entry.has_discriminator else InferenceMode.BARE.value
+            name = f"{label} · {attack_label(request[1], mode)} / {mode}"
+            curves[name] = cached.accuracy_curve(str(entry.path), entry.model_hash, grid, request[1], mode,
+                                                 request[3], sel.seed)
     st.plotly_chart(curve_figure(curves, spec.epsilon), key="ev_curve_plot", width="stretch")
-    st.caption("Bare classifiers (ATLD-), attacked directly; bars: 95 % Wilson intervals.")
+    st.caption("Bars: 95 % Wilson intervals. pgd/cw/fgsm give upper bounds only; under atld / atld+ they and "
+               "autoattack attack the bare classifier (non-adaptive), while adaptive and square attack through IMT.")

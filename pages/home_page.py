@@ -1,10 +1,12 @@
-"""Home: what ATLD is, what each page is for, and the current checkpoint's card."""
+"""Home: what ATLD is, what each page is for, and the current checkpoint: its verdict first (the
+robust accuracy to trust, from the evaluation stored in its card), then its card."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from atld.ui import state
+from atld.ui.evaluate_view import NO_VERDICT, headline, verdict_messages
 from atld.ui.exports import checkpoint_zip, config_json
 from atld.ui.runs import card_of
 from atld.ui.views import card_summary, evaluation_frame, md, metrics_frame
@@ -42,6 +44,18 @@ card = card_of(sel.run.path)  # validated and torch-free: this page must draw fa
 if card is None:
     st.error(md(f"{sel.run.path} no longer holds a valid run card."))
     st.stop()
+stored = (card.get("evaluations") or {}).get("rows") or []
+st.markdown("**Robustness** (the verdict: the lowest accuracy over the attacks that target exactly what is "
+            "evaluated; see Evaluate)")
+if stored:
+    verdict = headline(stored)
+    for col, (mode, value) in zip(st.columns(len(verdict)), verdict.items()):
+        col.metric(f"robust accuracy, {mode}", value)
+    for level, text in verdict_messages(stored):
+        getattr(st, level)(md(text))
+else:
+    st.warning(md(NO_VERDICT))
+
 summary = card_summary(card)
 cols = st.columns(len(summary))
 for col, (name, value) in zip(cols, summary.items()):

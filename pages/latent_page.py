@@ -72,6 +72,7 @@ with right:
     for name, value, meaning in gap_summary(m.gap):
         st.metric(name, value, help=meaning)
         st.caption(meaning)
+state.show_discriminator_check(run, sel.seed)
 
 ids = selected_ids(event.selection if event is not None else None)
 st.subheader(f"Selection ({len(ids)} points)")

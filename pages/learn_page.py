@@ -59,6 +59,7 @@ elif i == 2:
                         width="stretch")
         st.metric("D's AUC (natural vs perturbed)", f"{g['discriminator_auc']:.3f}",
                   help="0.5: D cannot tell them apart; 1: perfectly")
+        state.show_discriminator_check(run, sel.seed)
     st.metric("two-sample test accuracy", f"{100 * g['two_sample_accuracy']:.1f} %",
               help="a fresh logistic regression separating natural from perturbed latents; 50 % = no gap")
 elif i == 3:

@@ -14,6 +14,7 @@ from atld.config.train import TrainConfig
 from atld.errors import ATLDError
 from atld.runs.card import default_run_name
 from atld.ui import state
+from atld.ui.evaluate_view import D_TRAINING_METRIC
 from atld.ui.views import md, metrics_frame
 
 st.title("Train")
@@ -68,6 +69,8 @@ def live_panel(job) -> None:
                 col.line_chart(frame, x="epoch", y=names, height=220)
             else:
                 col.caption("not recorded by this method")
+        if groups["discriminator"]:
+            cols[2].caption(D_TRAINING_METRIC)
     if not running and st.session_state.get("train_seen_done") != job.id:
         # The run just ended: rerun the whole app once so the picker lists it (and selects it).
         st.session_state["train_seen_done"] = job.id

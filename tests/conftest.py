@@ -165,6 +165,19 @@ def latent_runs(tmp_path_factory, digits) -> dict[bool, LoadedRun]:
     return out
 
 
+@pytest.fixture(scope="session")
+def as_run(tmp_path_factory):
+    """as_run(classifier, discriminator=None): a LoadedRun (digits, in memory) around any modules,
+    e.g. models built to trigger a diagnostic; the card claims ATLD when a discriminator is given."""
+    def make(classifier, discriminator=None) -> LoadedRun:
+        config = TrainConfig(method="atld" if discriminator is not None else "natural", epochs=1, eval_limit=0,
+                             device="cpu")
+        card = {**_card(config, 1), "name": "built", "files": {"model": "model.safetensors"}, "sha256": {}}
+        return LoadedRun(tmp_path_factory.mktemp("built"), card, config, classifier.eval(),
+                         None if discriminator is None else discriminator.eval())
+    return make
+
+
 # ----------------------------------------------------------------------------- the app
 
 # natural: enough epochs at a high lr to classify digits well (attacks then have something to

@@ -1,31 +1,28 @@
-"""Attacks: the gradient attacks (`gradient`), the official AutoAttack code (`library`) and the
-table of named attacks every command and page offers (`registry`)."""
+"""Attacks: the gradient attacks (`gradient`), the official AutoAttack code (`library`), the facts
+of AutoAttack's standard version (`standard`), per-batch progress events (`progress`) and the
+table of named attacks every command and page offers (`registry`).
 
-from atld.attacks.gradient import (
-                                   CW_KAPPA,
-                                   AttackConfig,
-                                   attack_batched,
-                                   cross_entropy_loss,
-                                   cw_margin_loss,
-                                   project_linf,
-                                   random_start,
-                                   run_attack,
-                                   uniform_noise,
-)
-from atld.attacks.library import APGD_STEPS, AUTOATTACK_STANDARD, SQUARE_QUERIES, apgd, autoattack, square
-from atld.attacks.registry import (
-                                   ATTACK_NAMES,
-                                   ATTACKS,
-                                   DEFAULT_EVAL_ATTACKS,
-                                   PERTURBATION_NAMES,
-                                   PRESET_NAMES,
-                                   AttackBudget,
-                                   NamedAttack,
-                                   Target,
-                                   attack_from_name,
-)
+Names are imported on first use (PEP 562), so `atld.attacks.registry`, `standard` and `progress`
+stay torch-free for the app's torch-free pages."""
 
-__all__ = ["APGD_STEPS", "ATTACKS", "ATTACK_NAMES", "AUTOATTACK_STANDARD", "CW_KAPPA", "DEFAULT_EVAL_ATTACKS",
-           "PERTURBATION_NAMES", "PRESET_NAMES", "SQUARE_QUERIES", "AttackBudget", "AttackConfig", "NamedAttack",
-           "Target", "apgd", "attack_batched", "attack_from_name", "autoattack", "cross_entropy_loss", "cw_margin_loss",
-           "project_linf", "random_start", "run_attack", "square", "uniform_noise"]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "atld.attacks.gradient": ("CW_KAPPA", "AttackConfig", "attack_batched", "cross_entropy_loss", "cw_margin_loss",
+                              "project_linf", "random_start", "run_attack", "uniform_noise"),
+    "atld.attacks.library": ("apgd", "autoattack", "square", "standard_evaluation"),
+    "atld.attacks.standard": ("APGD_STEPS", "AUTOATTACK_STANDARD", "SQUARE_QUERIES"),
+    "atld.attacks.progress": ("BatchEvent", "BatchProgress"),
+    "atld.attacks.registry": ("ATTACK_NAMES", "ATTACKS", "DEFAULT_EVAL_ATTACKS", "PERTURBATION_NAMES", "PRESET_NAMES",
+                              "AttackBudget", "NamedAttack", "Strength", "Target", "attack_from_name"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'atld.attacks' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from atld.attacks.progress import BatchProgress, batch_count, notify
 from atld.config.vocab import AttackKind, parse
 from atld.data.registry import attack_step
 from atld.errors import check_finite_range, check_int_in, require
@@ -124,10 +125,16 @@ def run_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: Attac
 
 
 def attack_batched(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: AttackConfig,
-                   batch_size: int = 256, generator: torch.Generator | None = None) -> torch.Tensor:
+                   batch_size: int = 256, generator: torch.Generator | None = None,
+                   progress: BatchProgress | None = None) -> torch.Tensor:
     """`run_attack` over a large set in batches; x and y may live on the CPU, each batch is moved
-    to the model's device and the result comes back on x's device."""
+    to the model's device and the result comes back on x's device. progress: see
+    `atld.attacks.progress` (one part, named by the config's label)."""
     device = next(model.parameters()).device
-    out = [run_attack(model, xb.to(device), yb.to(device), config, generator).to(x.device)
-           for xb, yb in zip(x.split(batch_size), y.split(batch_size))]
+    batches = batch_count(len(y), batch_size)
+    notify(progress, config.label, 0, batches, len(y))
+    out = []
+    for i, (xb, yb) in enumerate(zip(x.split(batch_size), y.split(batch_size))):
+        out.append(run_attack(model, xb.to(device), yb.to(device), config, generator).to(x.device))
+        notify(progress, config.label, i + 1, batches, len(y))
     return torch.cat(out) if out else x.clone()

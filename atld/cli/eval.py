@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from atld.config.eval import EvalConfig
@@ -34,21 +35,53 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="write the output to this file instead of stdout")
     p.add_argument("--store", action="store_true", help="also store the results in the checkpoint's card.json")
     p.add_argument("--curve", type=_floats, metavar="EPS_LIST",
-                   help="instead: robust accuracy vs these ε (first attack, first inference)")
+                   help="instead: robust accuracy vs these ε, for every attack and inference mode given")
     p.add_argument("--diagnose", action="store_true",
-                   help="instead: gradient-masking diagnostics (PGD steps curve, PGD-20 vs AutoAttack, Square)")
+                   help="instead: gradient-masking diagnostics on every inference mode (PGD steps curve with "
+                        "restarts, PGD-20 vs AutoAttack, the adaptive attack through IMT, Square); without --attacks "
+                        "it runs what every check needs")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     add_flags(p, EvalConfig)
 
 
+class ProgressBar:
+    """A tqdm bar on stderr fed by `ProgressEvent`s: the attack run, its part and batch, the share
+    of the work done and the time left; a line with the seconds of every finished part."""
+
+    def __init__(self, enabled: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=100, file=sys.stderr, disable=not enabled, dynamic_ncols=True, mininterval=0,
+                        bar_format="{percentage:3.0f}%|{bar:16}| {desc}")
+
+    def __call__(self, event) -> None:
+        if event.part_seconds is not None:
+            self.bar.write(f"  {event.task} · {event.part}: {event.images} images, {event.part_seconds:.1f} s",
+                           file=sys.stderr)
+        self.bar.n = round(100 * event.fraction, 2)
+        self.bar.set_description_str(event.text(), refresh=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def run(args: argparse.Namespace) -> int:
+    from atld.data.loaders import load_dataset
     from atld.device import resolve_device
     from atld.evaluate import EvalReport, evaluate, masking_diagnostics, robust_accuracy_curve, store_evaluation
+    from atld.evaluate.diagnostics import diagnostic_attacks
+    from atld.evaluate.runner import inference_modes
     from atld.fileio import atomic_write, check_output_file, now_iso
     from atld.runs.rundir import RunWriter
     from atld.runs.store import load_checkpoint
 
+    import torch
+
+    from atld.config.settings import settings
+
     config = from_flags(EvalConfig, args)  # validates every flag before any work
+    # deliberate: on a shared CPU two OpenMP threads spin-wait for each other (AutoAttack ran 18x slower)
+    torch.set_num_threads(settings().torch_threads)
     if args.curve is not None and args.diagnose:
         raise ConfigError("give either --curve or --diagnose")
     if args.out is not None:
@@ -57,31 +90,27 @@ def run(args: argparse.Namespace) -> int:
         RunWriter.claim(args.checkpoint, new=False).close()
     device = resolve_device(config.device)
     run_ = load_checkpoint(args.checkpoint, device=device)
-
-    from atld.data.loaders import load_dataset
-
     data = load_dataset(run_.config.dataset, args.data_root)
-
-    def progress(done: int, total: int, label: str) -> None:
-        if not args.quiet:
-            sys.stderr.write(f"[{done}/{total}] {label}\n")
-
-    mode = (config.inferences or ("atld-",))[0]
+    modes = inference_modes(run_, config)
+    bar = ProgressBar(not args.quiet)
     extra = ""
-    common = dict(limit=config.limit, data=data, seed=config.seed, batch_size=config.batch_size, device=config.device)
-    if args.curve is not None:
-        rows = robust_accuracy_curve(run_, args.curve, attack=config.attacks[0], inference=mode, progress=progress,
-                                     **common)
-        report = EvalReport(rows, _meta(run_, config, rows, now_iso()))
-    elif args.diagnose:
-        diag = masking_diagnostics(run_, inference=mode, epsilon=config.epsilon, square_queries=config.square_queries,
-                                   **common)
-        report = EvalReport(diag.rows, _meta(run_, config, diag.rows, now_iso()))
-        report.meta["masking_findings"] = diag.findings
-        report.meta["pgd_steps_curve"] = diag.steps_curve
-        extra = "\n" + diag.to_text()
-    else:
-        report = evaluate(run_, config, data=data, progress=progress)
+    try:
+        if args.curve is not None:
+            rows = robust_accuracy_curve(run_, args.curve, attack=config.attacks, inference=modes, limit=config.limit,
+                                         data=data, seed=config.seed, batch_size=config.batch_size,
+                                         device=config.device, progress=bar)
+            report = EvalReport(rows, _meta(run_, config, rows, now_iso(), device))
+        elif args.diagnose:
+            if args.attacks is None:
+                config = replace(config, attacks=diagnostic_attacks(modes))
+            diag = masking_diagnostics(run_, config, data=data, progress=bar)
+            report = EvalReport(diag.rows, {**diag.meta, "masking_findings": diag.findings,
+                                            "pgd_steps_curve": diag.steps_curve})
+            extra = "\nDiagnostics (with the PGD steps curve):\n" + diag.to_text()
+        else:
+            report = evaluate(run_, config, data=data, progress=bar)
+    finally:
+        bar.close()
     fmt = OutputFormat(args.format)
     text = (report.to_table() + extra if fmt is OutputFormat.TABLE
             else report.to_csv() if fmt is OutputFormat.CSV else report.to_json())
@@ -96,9 +125,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _meta(run, config: EvalConfig, rows: list[dict], date: str) -> dict:
+def _meta(run, config: EvalConfig, rows: list[dict], date: str, device) -> dict:
     import torch
 
     return {"checkpoint": run.name, "path": str(run.path), "model_hash": run.model_hash,
-            "dataset": run.config.dataset, "n": rows[0]["n"] if rows else 0, "seed": config.seed,
-            "device": config.device, "torch": torch.__version__, "date": date, "config": config.to_dict()}
+            "dataset": run.config.dataset, "method": run.config.method, "arch": run.config.resolved_arch,
+            "n": rows[0]["n"] if rows else 0, "seed": config.seed, "device": str(device),
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "date": date, "config": config.to_dict()}

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from atld.attacks.library import APGD_STEPS, SQUARE_QUERIES
+from atld.attacks.standard import APGD_STEPS, SQUARE_QUERIES
 from atld.attacks.registry import ATTACK_NAMES, DEFAULT_EVAL_ATTACKS, AttackBudget
 from atld.config.fields import setting
 from atld.config.vocab import DeviceChoice, InferenceMode, device_name, parse
@@ -40,6 +40,8 @@ class EvalConfig:
     device: str = setting("auto", "auto | cpu | cuda | cuda:N", choices=tuple(DeviceChoice))
     apgd_steps: int = setting(APGD_STEPS, "adaptive attack: iterations of APGD-CE and APGD-T (AutoAttack: 100)")
     square_queries: int = setting(SQUARE_QUERIES, "square: query budget (AutoAttack: 5000)")
+    restarts: int = setting(2, "diagnostics: random starts per point of the PGD steps curve (an image counts as "
+                               "robust only if it survives all)")
 
     def __post_init__(self):
         object.__setattr__(self, "attacks", _names(self.attacks, "attack",
@@ -56,6 +58,7 @@ class EvalConfig:
         object.__setattr__(self, "device", device_name(self.device))
         check_int_in("APGD steps", self.apgd_steps, 1, 10_000)
         check_int_in("Square queries", self.square_queries, 1, 1_000_000)
+        check_int_in("restarts", self.restarts, 1, 100)
 
     def budget(self, device: torch.device) -> AttackBudget:
         """What the attacks need beside ε, on the resolved device."""

@@ -8,7 +8,7 @@
 | ATLD_CACHE | ~/.cache/atld | dataset and latent caches |
 | ATLD_MAX_JOBS | 1 | training jobs the app server runs at once (1-64) |
 | ATLD_UNWATCHED_MINUTES | 30 | an app training job nobody watches stops after this long (0.1-10080) |
-| ATLD_TORCH_THREADS | 1 | intra-op threads per app computation (1-256) |
+| ATLD_TORCH_THREADS | 1 | intra-op torch threads per app computation and of `python -m atld eval` (1-256) |
 | ATLD_UMAP_WARMUP | 1 | 0: skip UMAP's one-time compilation after the app starts |
 | ATLD_PRELOAD | 1 | 0: skip importing torch & co. in the background after the first page |
 

@@ -33,6 +33,14 @@ class Protocol(StrEnum):
     ADAPTIVE = "adaptive through IMT"
 
 
+class VerdictKind(StrEnum):
+    """How much an inference mode's verdict can be trusted (atld.evaluate.verdict)."""
+    MEASURED = "measured"  # a strong attack on exactly what is evaluated (AutoAttack, adaptive APGD)
+    UPPER_BOUND = "upper bound"  # only fixed-step (PGD, CW, FGSM) or black-box attacks
+    UNVERIFIED = "unverified"  # IMT without an adaptive attack: the non-adaptive numbers do not count
+    NOT_ATTACKED = "not attacked"
+
+
 class AttackKind(StrEnum):
     """The gradient attacks of `atld.attacks.gradient` (docs/method.md §5)."""
     FGSM = "fgsm"

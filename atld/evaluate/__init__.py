@@ -1,10 +1,29 @@
 """Honest robustness evaluation: attacks × inference modes with n, a Wilson 95 % interval, ε and
-time per cell; results stored in the checkpoint card; robust accuracy vs ε; gradient-masking
-diagnostics. See docs/evaluation.md."""
+time per cell; a verdict per inference mode (the number to trust first); results stored in the
+checkpoint card; robust accuracy vs ε; gradient-masking diagnostics; D's honesty check; progress
+with a time estimate. See docs/evaluation.md.
 
-from atld.evaluate.diagnostics import MaskingReport, masking_diagnostics, masking_findings
-from atld.evaluate.report import EvalReport, make_row, store_evaluation, wilson_interval
-from atld.evaluate.runner import evaluate, robust_accuracy_curve
+Names are imported on first use (PEP 562): `report`, `verdict` and `findings` are torch-free,
+so the app's torch-free pages can read stored evaluations."""
 
-__all__ = ["EvalReport", "MaskingReport", "evaluate", "make_row", "masking_diagnostics", "masking_findings",
-           "robust_accuracy_curve", "store_evaluation", "wilson_interval"]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "atld.evaluate.report": ("EvalReport", "make_row", "store_evaluation", "wilson_interval"),
+    "atld.evaluate.verdict": ("Verdict", "attack_label", "verdicts"),
+    "atld.evaluate.findings": ("masking_findings",),
+    "atld.evaluate.progress": ("ProgressEvent", "ProgressTracker"),
+    "atld.evaluate.runner": ("evaluate", "robust_accuracy_curve"),
+    "atld.evaluate.diagnostics": ("MaskingReport", "masking_diagnostics"),
+    "atld.evaluate.discriminator": ("DiscriminatorCheck", "discriminator_check"),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'atld.evaluate' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)

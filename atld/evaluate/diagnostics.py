@@ -1,12 +1,10 @@
-"""Gradient-masking diagnostics (docs/method.md §7), each finding in plain words.
+"""Gradient-masking diagnostics (docs/method.md §7): run the attacks the checks need on every
+inference mode, plus PGD accuracy against the number of steps, and read them with
+`atld.evaluate.findings` (whose docstring lists the checks).
 
-Checks, each flagged when it suggests that a white-box number overstates robustness:
-1. PGD accuracy against the number of steps: more steps should never help the model; a curve
-   still falling after 20 steps, or rising, says the gradient is a poor guide.
-2. PGD-20 − AutoAttack gap above 5 points (the paper's own ATLD- drops from 66.4 to 34.5).
-3. A black-box attack (Square, no gradients) stronger than the white-box ones.
-4. For IMT (atld, atld+): the adaptive attack through IMT more than 5 points below the
-   non-adaptive protocol, i.e. the reported robustness relies on the attacker ignoring IMT.
+The steps curve attacks exactly what is evaluated: the bare classifier for atld-, the whole
+defense through IMT (straight-through gradient, as the adaptive attack) for atld and atld+. Each
+point is the worst case per image over `restarts` random starts.
 """
 
 from __future__ import annotations
@@ -17,97 +15,34 @@ import torch
 
 from atld.attacks.gradient import AttackConfig, attack_batched
 from atld.config.eval import EvalConfig
-from atld.config.vocab import AttackKind
+from atld.config.vocab import AttackKind, InferenceMode
 from atld.device import resolve_device
-from atld.errors import check_int_at_least, require
-from atld.evaluate.runner import correct_after, evaluate, evaluation_set, load_run
-from atld.inference import check_inference, resolve_models
+from atld.errors import check_int_in, require
+from atld.evaluate.findings import masking_findings
+from atld.evaluate.progress import IMT_COST, ProgressCallback, ProgressTracker, Task
+from atld.evaluate.runner import (checks_discriminator, correct_after, evaluate_on, evaluation_set, inference_modes,
+                                 load_run, plan, timing_rows)
+from atld.inference import IMTPipeline
 from atld.models.common import eval_mode
 
-GAP_POINTS = 5.0  # accuracy points; a larger PGD-20 − AutoAttack (or non-adaptive − adaptive) gap is flagged
 STEPS = (1, 5, 10, 20, 50, 100)  # PGD steps for the accuracy-vs-steps curve
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
-def _noise(n: int) -> float:
-    """Two images' worth of accuracy, at least one point: differences below it are noise."""
-    return max(2 / max(n, 1), 0.01)
-
-
-def masking_findings(rows: list[dict], steps_curve: list[dict] | None = None) -> list[dict]:
-    """Findings from evaluation rows (e.g. `EvalReport.rows` or a card's stored rows) and an
-    optional PGD accuracy-vs-steps curve ([{steps, accuracy, n}]). Each finding is
-    {"check", "inference", "flagged" (bool), "message"} with the numbers in the message."""
-    findings = []
-    by = {(r["attack"], r["inference"]): r for r in rows}
-    for mode in dict.fromkeys(r["inference"] for r in rows):
-        pgd, aa = by.get(("pgd20", mode)), by.get(("autoattack", mode))
-        if pgd and aa:
-            gap = 100 * (pgd["accuracy"] - aa["accuracy"])
-            flagged = gap > GAP_POINTS
-            msg = (f"{mode}: PGD-20 {_pct(pgd['accuracy'])} vs AutoAttack {_pct(aa['accuracy'])}, a gap of "
-                   f"{gap:.1f} points. " + (
-                       "Above 5 points: PGD-20 overstates robustness here, the usual sign of gradient masking; "
-                       "trust the AutoAttack number." if flagged else "Small: PGD-20 is not badly misled."))
-            findings.append({"check": "pgd20-autoattack-gap", "inference": mode, "flagged": flagged, "message": msg})
-        white = [by[(a, mode)] for a in ("pgd20", "pgd100", "cw20", "cw100", "autoattack", "adaptive")
-                 if (a, mode) in by]
-        sq = by.get(("square", mode))
-        if sq and white:
-            best = min(white, key=lambda r: r["accuracy"])
-            flagged = sq["accuracy"] < best["accuracy"] - _noise(sq["n"])
-            msg = (f"{mode}: black-box Square {_pct(sq['accuracy'])} vs the strongest white-box attack "
-                   f"({best['attack']}) {_pct(best['accuracy'])}. " + (
-                       "The attack without gradients is stronger: the gradients are misleading (masking)."
-                       if flagged else "White-box is at least as strong, as it should be."))
-            findings.append({"check": "black-box-vs-white-box", "inference": mode, "flagged": flagged,
-                             "message": msg})
-        adaptive = by.get(("adaptive", mode))
-        non_adaptive = [by[(a, mode)] for a in ("pgd20", "cw20", "autoattack") if (a, mode) in by]
-        if mode != "atld-" and adaptive and non_adaptive:
-            worst = min(non_adaptive, key=lambda r: r["accuracy"])
-            gap = 100 * (worst["accuracy"] - adaptive["accuracy"])
-            flagged = gap > GAP_POINTS
-            msg = (f"{mode}: adaptive attack through IMT {_pct(adaptive['accuracy'])} vs the non-adaptive protocol "
-                   f"({worst['attack']} on the bare classifier, then IMT) {_pct(worst['accuracy'])}. " + (
-                       f"{gap:.1f} points lower: the non-adaptive number relies on the attacker ignoring IMT."
-                       if flagged else "IMT holds up about as well when the attacker sees it."))
-            findings.append({"check": "adaptive-vs-non-adaptive", "inference": mode, "flagged": flagged,
-                             "message": msg})
-    if steps_curve:
-        curve = sorted(steps_curve, key=lambda r: r["steps"])
-        n = curve[0].get("n", 100)
-        acc = {r["steps"]: r["accuracy"] for r in curve}
-        rises = [(a["steps"], b["steps"]) for a, b in zip(curve, curve[1:])
-                 if b["accuracy"] > a["accuracy"] + _noise(n)]
-        at20 = acc.get(20)
-        last = curve[-1]
-        still_falling = at20 is not None and last["steps"] > 20 and 100 * (at20 - last["accuracy"]) > GAP_POINTS
-        flagged = bool(rises) or still_falling
-        text = ", ".join(f"{r['steps']}: {_pct(r['accuracy'])}" for r in curve)
-        if rises:
-            why = (f"accuracy goes up from {rises[0][0]} to {rises[0][1]} steps: more attack effort should never "
-                   "help the model, so the gradients are erratic (masking).")
-        elif still_falling:
-            why = (f"accuracy is still falling after 20 steps ({_pct(at20)} → {_pct(last['accuracy'])} at "
-                   f"{last['steps']}): PGD-20 has not converged and overstates robustness.")
-        else:
-            why = "accuracy levels off as steps grow, as it should."
-        findings.append({"check": "pgd-steps", "inference": curve[0].get("inference", "atld-"), "flagged": flagged,
-                         "message": f"PGD accuracy by steps ({text}): {why}"})
-    return findings
+def diagnostic_attacks(modes) -> tuple[str, ...]:
+    """What `--diagnose` runs when no attacks are given: every check's inputs (the adaptive
+    attack when an IMT mode is evaluated)."""
+    imt = any(m is not InferenceMode.BARE for m in modes)
+    return ("natural", "pgd20", "autoattack", *(("adaptive",) if imt else ()), "square")
 
 
 @dataclass
 class MaskingReport:
-    """steps_curve: [{steps, accuracy, n, inference}]; rows: the evaluation rows used;
-    findings: see `masking_findings`."""
+    """steps_curve: [{steps, accuracy, n, inference, restarts}]; rows: the evaluation rows used;
+    findings: see `masking_findings`; meta: as `EvalReport.meta`."""
     steps_curve: list[dict]
     rows: list[dict]
     findings: list[dict] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
 
     @property
     def flagged(self) -> bool:
@@ -117,29 +52,48 @@ class MaskingReport:
         return "\n".join(("[!] " if f["flagged"] else "[ok] ") + f["message"] for f in self.findings) + "\n"
 
 
-def masking_diagnostics(run, *, inference: str = "atld-", limit: int | None = 200, steps=STEPS,
-                        epsilon: float | None = None, data=None, data_root=None, seed: int = 0,
-                        batch_size: int = 256, device: str = "auto", square_queries: int = 5000,
-                        attacks=("pgd20", "autoattack", "square")) -> MaskingReport:
-    """Run the checks of the module docstring on `run` for one inference mode (the PGD-steps
-    curve attacks the bare classifier, then applies the inference, like the official protocol)."""
+def _steps_point(run, mode, x, y, eps, k, restarts, config, device, begin) -> dict:
+    """One point of the curve; begin(r) starts restart r's progress task."""
+    model = run.classifier if mode is InferenceMode.BARE else IMTPipeline(run, mode, straight_through=True).eval()
+    attack = AttackConfig(AttackKind.PGD, eps, steps=k)
+    robust = torch.ones(len(y), dtype=torch.bool)
+    for r in range(restarts):
+        gen = torch.Generator(device).manual_seed(config.seed + r)
+        x_adv = attack_batched(model, x, y, attack, config.batch_size, gen, begin(r))
+        robust &= correct_after(run, x_adv, y, mode, config.batch_size, device)
+    return {"steps": k, "accuracy": robust.float().mean().item(), "n": len(y), "inference": mode.value,
+            "restarts": restarts}
+
+
+def masking_diagnostics(run, config: EvalConfig | None = None, *, steps=STEPS, data=None, data_root=None,
+                        progress: ProgressCallback | None = None) -> MaskingReport:
+    """Run the checks of `atld.evaluate.findings` on `run` for every inference mode of `config`
+    (default: all the checkpoint supports) with `config`'s attacks (`diagnostic_attacks` gives
+    what every check needs), plus the PGD steps curve with `config.restarts` random starts per point."""
+    config = config or EvalConfig()
     steps = tuple(steps)
     require(len(steps) > 0, "give at least one number of PGD steps")
     for k in steps:
-        check_int_at_least("PGD steps", k, 1)
-    dev = resolve_device(device)
-    run = load_run(run, dev)
-    check_inference(inference, resolve_models(run))
-    config = EvalConfig(attacks=tuple(attacks), inferences=(inference,), limit=limit, batch_size=batch_size,
-                        epsilon=epsilon, seed=seed, device=device, square_queries=square_queries)
+        check_int_in("PGD steps", k, 1, 10_000)
+    restarts = config.restarts
+    device = resolve_device(config.device)
+    run = load_run(run, device)
+    modes = inference_modes(run, config)
     x, y = evaluation_set(run, config.limit, data, data_root)
-    eps = run.spec.epsilon_or_default(epsilon)
+    eps = run.spec.epsilon_or_default(config.epsilon)
+    points = [(mode, k) for mode in modes for k in steps]
+    curve_tasks = [Task(f"steps curve: PGD-{k} / {mode}, start {r + 1} of {restarts}", ((f"PGD-{k}", float(k)),),
+                        len(y), 1.0 if mode is InferenceMode.BARE else IMT_COST)
+                   for mode, k in points for r in range(restarts)]
+    check_d = checks_discriminator(run, modes)
+    tracker = ProgressTracker(curve_tasks + plan(config.attacks, modes, len(y), discriminator=check_d), progress)
     curve = []
-    with eval_mode(run.classifier), torch.autocast(dev.type, enabled=False):
-        for k in steps:
-            gen = torch.Generator(dev).manual_seed(seed)
-            x_adv = attack_batched(run.classifier, x, y, AttackConfig(AttackKind.PGD, eps, steps=k), batch_size, gen)
-            correct = correct_after(run, x_adv, y, inference, batch_size, dev)
-            curve.append({"steps": k, "accuracy": correct.float().mean().item(), "n": len(y), "inference": inference})
-    rows = evaluate(run, config, data=data, data_root=data_root).rows
-    return MaskingReport(curve, rows, masking_findings(rows, curve))
+    models = [run.classifier] + ([run.discriminator] if run.discriminator is not None else [])
+    with eval_mode(*models), torch.autocast(device.type, enabled=False):
+        for i, (mode, k) in enumerate(points):
+            curve.append(_steps_point(run, mode, x, y, eps, k, restarts, config, device,
+                                      lambda r, i=i: tracker.begin(i * restarts + r)))
+    report = evaluate_on(run, config, modes, x, y, device, tracker, check_discriminator=check_d)
+    tracker.finish()
+    return MaskingReport(curve, report.rows, masking_findings(report.rows, curve),
+                         {**report.meta, "timings": timing_rows(tracker)})

@@ -6,34 +6,20 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 from dataclasses import dataclass, field
 
 from atld.config.vocab import InferenceMode, Protocol, parse
-from atld.errors import CheckpointError, check_int_at_least, require
+from atld.errors import CheckpointError
+from atld.evaluate.findings import masking_findings
+from atld.evaluate.stats import wilson_interval
+from atld.evaluate.verdict import ORDER, PROTOCOL_TITLES, attack_label, is_upper_bound_only, verdict_epsilon, verdicts
 from atld.fileio import printable
 from atld.runs.card import EVAL_FORMAT, EVAL_VERSION, read_card
 from atld.runs.rundir import RunWriter
 
-Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 ROW_KEYS = ("attack", "inference", "protocol", "accuracy", "correct", "n", "ci_low", "ci_high", "epsilon",
             "seconds", "note")
-
-
-def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for k successes out of n (95 % by default), as fractions in [0, 1].
-    Unlike the normal approximation it stays inside [0, 1] and is sensible at k = 0 or k = n."""
-    check_int_at_least("n", n, 1)
-    require(isinstance(k, int) and 0 <= k <= n, f"k must be an integer in [0, n={n}], got {k!r}")
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    # at k = 0 (k = n) the bound is exactly 0 (1); say so instead of leaving a rounding error
-    low = 0.0 if k == 0 else max(0.0, centre - half)
-    high = 1.0 if k == n else min(1.0, centre + half)
-    return low, high
 
 
 def make_row(attack: str, inference: str, protocol: str, correct: int, n: int, epsilon: float,
@@ -44,6 +30,97 @@ def make_row(attack: str, inference: str, protocol: str, correct: int, n: int, e
     return {"attack": attack, "inference": inference, "protocol": protocol, "accuracy": correct / n,
             "correct": correct, "n": n, "ci_low": low, "ci_high": high, "epsilon": epsilon,
             "seconds": round(seconds, 3), "note": note}
+
+
+VERDICT_TITLE = "Verdict: robust accuracy, the lowest over the attacks that target exactly what is evaluated"
+UPPER_BOUND_LINE = ("Every attack's accuracy is an upper bound on robustness; PGD, CW and FGSM are weak ones. "
+                    "A non-adaptive row attacks the bare classifier and never sees IMT.")
+NOTED_ATTACKS = ("adaptive", "square")  # their notes say how each image's worst case was taken
+CSV_KEYS = (*ROW_KEYS, "label")
+
+
+def labelled(rows: list[dict]) -> list[dict]:
+    """Rows with their table label (`attack_label`) added, for the CSV and JSON outputs."""
+    return [{**r, "label": attack_label(r["attack"], r["inference"])} for r in rows]
+
+
+def _spread(values) -> str:
+    values = sorted(set(values))
+    return "?" if not values else str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
+
+
+def header_line(meta: dict, rows: list[dict]) -> str:
+    """What was evaluated, on which images, where. Text from a card is printed safely."""
+    ns = {r["n"] for r in rows}
+    top = max(ns) if ns else meta.get("n", "?")
+    fewer = sorted({r["attack"] for r in rows if r["n"] != top})
+    n = f"n = {top} test images" + (f" ({_spread(r['n'] for r in rows if r['n'] != top)} for "
+                                     f"{', '.join(fewer)})" if fewer else "")
+    what = ", ".join(str(meta[k]) for k in ("method", "arch") if meta.get(k))
+    eps = verdict_epsilon(rows)
+    threads = meta.get("threads")
+    threads = f", {threads} thread{'s' if threads != 1 else ''}" if threads else ""
+    return (f"{printable(meta.get('checkpoint', ''), 200)}" + (f" ({what} on {meta.get('dataset', '?')})" if what
+                                                               else f" ({meta.get('dataset', '?')})")
+            + f": {n}" + (f", ε = {eps:.4g}" if eps is not None else "")
+            + f", seed {meta.get('seed', '?')}, device {meta.get('device', '?')}{threads}")
+
+
+def display_rows(rows: list[dict]) -> list[dict]:
+    """Rows grouped by inference mode (atld-, atld, atld+), each IMT group closed by its adaptive
+    row, or by a placeholder saying it was not run: a non-adaptive row never stands alone."""
+    out = []
+    for mode in ORDER:
+        group = [r for r in rows if r["inference"] == mode]
+        if not group:
+            continue
+        out += group
+        non_adaptive = any(r["protocol"] == Protocol.NON_ADAPTIVE and r["attack"] != "natural" for r in group)
+        if mode != InferenceMode.BARE and non_adaptive and not any(r["attack"] == "adaptive" for r in group):
+            out.append({"attack": "adaptive", "inference": mode, "protocol": Protocol.ADAPTIVE, "missing": True})
+    return out
+
+
+TABLE_COLUMNS = ("inference", "attack", "accuracy", "95% CI", "n", "eps", "seconds", "protocol")
+
+
+def table_cells(rows: list[dict]) -> list[dict]:
+    """The rows as display strings keyed by TABLE_COLUMNS, in `display_rows` order: weak attacks
+    labelled as upper bounds, protocols in words, a missing adaptive row as "not run". The CLI
+    table and the app's tables both show these."""
+    out = []
+    for r in display_rows(rows):
+        label = attack_label(r["attack"], r["inference"])
+        protocol = PROTOCOL_TITLES.get(r["protocol"], str(r["protocol"]))
+        if r.get("missing"):
+            cells = (r["inference"], label, "not run", "", "", "", "", protocol + ": robustness unverified")
+        else:
+            cells = (r["inference"], label + (" (upper bound)" if is_upper_bound_only(r) else ""),
+                     f"{100 * r['accuracy']:.2f}%", f"{100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f}", str(r["n"]),
+                     f"{r['epsilon']:.4g}", f"{r.get('seconds', 0.0):.1f}", protocol)
+        out.append(dict(zip(TABLE_COLUMNS, cells)))
+    return out
+
+
+def detail_table(rows: list[dict]) -> list[str]:
+    """`table_cells` as aligned text lines under a header."""
+    lines = [tuple(c.values()) for c in table_cells(rows)]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(TABLE_COLUMNS)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*line).rstrip() for line in (TABLE_COLUMNS, tuple("-" * w for w in widths), *lines)]
+
+
+def timing_lines(timings: list[dict]) -> list[str]:
+    """One line per attack run: its seconds, then its parts' ("APGD-T 20.1 s")."""
+    runs: dict[str, list[dict]] = {}
+    for t in timings:
+        runs.setdefault(t["task"], []).append(t)
+    out = []
+    for task, parts in runs.items():
+        total = sum(p["seconds"] for p in parts)
+        detail = ", ".join(f"{p['part']} {p['seconds']:.1f} s on {p['images']}" for p in parts)
+        out.append(f"{task}: {total:.1f} s" + (f" ({detail})" if len(parts) > 1 else ""))
+    return out
 
 
 @dataclass
@@ -57,39 +134,41 @@ class EvalReport:
     def row(self, attack: str, inference: str) -> dict | None:
         return next((r for r in self.rows if r["attack"] == attack and r["inference"] == inference), None)
 
+    def verdicts(self) -> list:
+        """One `atld.evaluate.verdict.Verdict` per inference mode: the numbers to trust first."""
+        return verdicts(self.rows)
+
     def to_table(self) -> str:
-        head = ("attack", "inference", "accuracy", "95% CI", "n", "eps", "seconds", "protocol")
-        lines = [(r["attack"], r["inference"], f"{100 * r['accuracy']:.2f}%",
-                  f"{100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f}", str(r["n"]), f"{r['epsilon']:.4g}",
-                  f"{r['seconds']:.1f}", r["protocol"]) for r in self.rows]
-        widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(head)]
-        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-        out = [fmt.format(*head).rstrip(), fmt.format(*("-" * w for w in widths)).rstrip()]
-        out += [fmt.format(*line).rstrip() for line in lines]
-        title = printable(self.meta.get("checkpoint", ""), 200)  # a card's name: text from a stranger
-        if title:
-            out.insert(0, f"{title}: {self.meta.get('dataset', '')}, n = {self.meta.get('n', '?')}, "
-                          f"seed {self.meta.get('seed', '?')}, {self.meta.get('device', '')}")
-        notes = []
-        for r in self.rows:
-            if r.get("note"):
-                note = r["note"] if r["attack"] not in ("adaptive", "square") else \
-                    f"{r['attack']} / {r['inference']}: {r['note']}"
-                notes += [note] if note not in notes else []
+        """The verdict first, then every row grouped by inference mode, the masking findings read
+        from the rows, D's check and where the time went (each attack run once)."""
+        out = [header_line(self.meta, self.rows)] if self.meta.get("checkpoint") else []
+        out += ["", VERDICT_TITLE] + [f"  {v.text}" for v in self.verdicts()] + [""]
+        out += detail_table(self.rows)
+        findings = masking_findings(self.rows)
+        if findings:
+            out += ["", "Masking findings:"] + [("[!] " if f["flagged"] else "[ok] ") + f["message"] for f in findings]
+        d_check = self.meta.get("discriminator")
+        if d_check:
+            out += ["", "Discriminator (D):"] + [f"  {line}" for line in d_check["sentences"]]
+        time_lines = timing_lines(self.meta.get("timings") or [])
+        if time_lines:
+            out += ["", "Time (each attack run once):"] + [f"  {line}" for line in time_lines]
+        notes = list(dict.fromkeys(f"{attack_label(r['attack'], r['inference'])} / {r['inference']}: {r['note']}"
+                                   for r in self.rows if r.get("note") and r["attack"] in NOTED_ATTACKS))
         out += [f"note: {n}" for n in notes]
-        out.append("PGD/CW accuracy is an upper bound on robustness; trust the lowest number of each "
-                   "inference row, and prefer the adaptive attack for IMT (atld, atld+).")
-        return "\n".join(out).rstrip() + "\n"
+        out.append(UPPER_BOUND_LINE)
+        return "\n".join(printable(line, 2000) for line in out).rstrip() + "\n"
 
     def to_csv(self) -> str:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(ROW_KEYS), extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=list(CSV_KEYS), extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
-        writer.writerows(self.rows)
+        writer.writerows(labelled(self.rows))
         return buf.getvalue()
 
     def to_json(self) -> str:
-        return json.dumps({"meta": self.meta, "rows": self.rows}, indent=1, allow_nan=False) + "\n"
+        return json.dumps({"verdicts": [v.to_dict() for v in self.verdicts()], "meta": self.meta,
+                           "rows": labelled(self.rows)}, indent=1, allow_nan=False) + "\n"
 
     def to_card(self) -> dict:
         """What `store_evaluation` writes under card["evaluations"]: every row tagged with the

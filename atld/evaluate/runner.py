@@ -16,24 +16,23 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 
 import torch
 
-from atld.attacks.registry import ATTACKS, Target
+from atld.attacks.registry import ATTACKS, NamedAttack, Target
 from atld.config.eval import EvalConfig
 from atld.config.vocab import InferenceMode, Protocol
 from atld.data.loaders import ImageData, as_float01, load_dataset
 from atld.device import resolve_device
 from atld.errors import ConfigError, DataError
+from atld.evaluate.discriminator import COST as DISCRIMINATOR_COST
+from atld.evaluate.discriminator import discriminator_check
+from atld.evaluate.progress import IMT_COST, ProgressCallback, ProgressTracker, Task
 from atld.evaluate.report import EvalReport, make_row
 from atld.fileio import now_iso
 from atld.inference import INFERENCE_MODES, IMTPipeline, check_inference, predict, resolve_models
 from atld.models.common import eval_mode
 from atld.runs.store import LoadedRun, load_checkpoint
-
-EvalProgress = Callable[[int, int, str], None]  # (cells done, cells in all, what runs next)
-
 
 def load_run(run, device: torch.device) -> LoadedRun:
     """`run` itself (a LoadedRun) or the checkpoint directory it names, loaded on `device`."""
@@ -77,48 +76,82 @@ def _protocol(target: Target, mode: InferenceMode) -> Protocol:
     return Protocol.ADAPTIVE if target is Target.DEFENSE else Protocol.NON_ADAPTIVE
 
 
+def _shared(attack: NamedAttack) -> bool:
+    """One run on the bare classifier serves every inference row."""
+    return attack.target is not Target.DEFENSE
+
+
+def checks_discriminator(run: LoadedRun, modes) -> bool:
+    """Whether an evaluation of `modes` reports on D (`atld.evaluate.discriminator`): when IMT is evaluated."""
+    return run.discriminator is not None and any(m is not InferenceMode.BARE for m in modes)
+
+
+def plan(attacks, modes, n: int, suffix: str = "", discriminator: bool = False) -> list[Task]:
+    """The attack runs of an evaluation, in the order `evaluate_on` makes them (for the progress
+    estimate); `suffix` ends every label (e.g. the ε of a curve's point); discriminator: the D
+    check runs last."""
+    tasks = []
+    for name in attacks:
+        attack = ATTACKS[name]
+        if _shared(attack):
+            serves = f" (serves {', '.join(modes)})" if len(modes) > 1 and attack.target is Target.CLASSIFIER else ""
+            tasks.append(Task(f"{name} on the bare classifier{serves}{suffix}", attack.cost, n))
+        else:
+            tasks += [Task(f"{name} / {mode}{suffix}", attack.cost, n, 1.0 if mode is InferenceMode.BARE else IMT_COST)
+                      for mode in modes]
+    if discriminator:
+        tasks.append(Task("discriminator check", DISCRIMINATOR_COST, n))
+    return tasks
+
+
 def evaluate(run, config: EvalConfig | None = None, data: ImageData | None = None,
-             progress: EvalProgress | None = None, *, data_root=None) -> EvalReport:
+             progress: ProgressCallback | None = None, *, data_root=None) -> EvalReport:
     """Evaluate `run` (a LoadedRun or a checkpoint directory) on the first `config.limit` test
     images under every attack × inference of `config`; see the module docstring for protocols.
 
     data: the dataset (default: loaded for the checkpoint's dataset from `data_root`).
-    progress(done, total, label) is called before each cell and once at the end.
+    progress: receives a `ProgressEvent` when each attack run starts, after each of its batches
+    and at the end (`atld.evaluate.progress`).
     Raises ConfigError for an unknown name or IMT asked of a checkpoint without discriminator."""
     config = config or EvalConfig()
     device = resolve_device(config.device)
     run = load_run(run, device)
     modes = inference_modes(run, config)
     x, y = evaluation_set(run, config.limit, data, data_root)
+    check_d = checks_discriminator(run, modes)
+    tracker = ProgressTracker(plan(config.attacks, modes, len(y), discriminator=check_d), progress)
+    report = evaluate_on(run, config, modes, x, y, device, tracker, check_discriminator=check_d)
+    tracker.finish()
+    return report
+
+
+def evaluate_on(run: LoadedRun, config: EvalConfig, modes, x: torch.Tensor, y: torch.Tensor,
+                device: torch.device, tracker: ProgressTracker, check_discriminator: bool = False) -> EvalReport:
+    """`evaluate` on given images, its progress going to `tracker` (whose next tasks are
+    `plan(config.attacks, modes, len(y), discriminator=check_discriminator)`)."""
     eps = run.spec.epsilon_or_default(config.epsilon)
     budget = config.budget(device)
     run.classifier.to(device)
     if run.discriminator is not None:
         run.discriminator.to(device)
-    total, done, rows = len(config.attacks) * len(modes), 0, []
-
-    def tick(label: str) -> None:
-        if progress is not None:
-            progress(done, total, label)
-
+    rows, task = [], tracker.next_index()
     models = [run.classifier] + ([run.discriminator] if run.discriminator is not None else [])
     with eval_mode(*models), torch.autocast(device.type, enabled=False):  # fp32 numbers, never bf16
         for name in config.attacks:
             attack = ATTACKS[name]
-            shared = None
-            if attack.target is not Target.DEFENSE:  # one attack on the bare classifier serves every mode
-                tick(f"{name} (bare classifier)")
+            shared = attack_seconds = None
+            if _shared(attack):
                 t0 = time.perf_counter()
-                shared = attack.perturb(run.classifier, x, y, eps, budget), time.perf_counter() - t0
-            for mode in modes:
-                tick(f"{name} / {mode}")
+                shared = attack.perturb(run.classifier, x, y, eps, budget, tracker.begin(task))
+                attack_seconds, task = time.perf_counter() - t0, task + 1
+            for i, mode in enumerate(modes):
                 t1 = time.perf_counter()
                 if shared is None:
-                    candidates = attack.perturb(IMTPipeline(run, mode, straight_through=True).eval(), x, y, eps,
-                                                budget)
-                    spent = 0.0
+                    pipeline = IMTPipeline(run, mode, straight_through=True).eval()
+                    candidates = attack.perturb(pipeline, x, y, eps, budget, tracker.begin(task))
+                    task += 1
                 else:
-                    candidates, spent = shared
+                    candidates = shared
                 parts = [(label, correct_after(run, xa, y, mode, config.batch_size, device))
                          for label, xa in candidates]
                 correct = torch.stack([ok for _, ok in parts]).all(0)
@@ -126,39 +159,55 @@ def evaluate(run, config: EvalConfig | None = None, data: ImageData | None = Non
                 if len(parts) > 1:
                     worst = " and ".join(f"{label} {100 * ok.float().mean().item():.2f}%" for label, ok in parts)
                     note = f"worst case per image over {worst}" + (f" ({note})" if note else "")
-                if shared is not None and attack.target is not Target.NONE and len(modes) > 1:
-                    note = "one bare-classifier attack serves every inference row; seconds include it"
+                seconds = time.perf_counter() - t1
+                if shared is not None and attack.target is not Target.NONE:
+                    if i == 0:
+                        seconds += attack_seconds  # the shared attack's time, counted once, in its first row
+                    else:
+                        note = (f"the same bare-classifier attack as the {modes[0]} row "
+                                f"(its {attack_seconds:.1f} s are counted there)")
                 rows.append(make_row(name, mode, _protocol(attack.target, mode), int(correct.sum()), len(y),
-                                     0.0 if attack.target is Target.NONE else eps,
-                                     spent + time.perf_counter() - t1, note))
-                done += 1
-    tick("done")
+                                     0.0 if attack.target is Target.NONE else eps, seconds, note))
     meta = {"checkpoint": run.name, "path": str(run.path), "model_hash": run.model_hash,
             "dataset": run.config.dataset, "method": run.config.method, "arch": run.config.resolved_arch,
             "n": len(y), "limit": config.limit, "epsilon": eps, "imt_epsilon": run.config.resolved_epsilon,
             "imt_window": list(run.spec.imt_window), "seed": config.seed, "device": str(device),
-            "torch": torch.__version__, "date": now_iso(), "config": config.to_dict()}
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "date": now_iso(),
+            "config": config.to_dict(),
+            "timings": []}
+    if check_discriminator:
+        meta["discriminator"] = discriminator_check(run, x, y, eps, batch_size=config.batch_size, device=device,
+                                                    seed=config.seed, progress=tracker.begin(task)).to_dict()
+    meta["timings"] = timing_rows(tracker)
     return EvalReport(rows, meta)
 
 
-def robust_accuracy_curve(run, epsilons, attack: str = "pgd20", inference: str = "atld-", limit: int | None = 450,
+def timing_rows(tracker: ProgressTracker) -> list[dict]:
+    """Seconds of every part of every attack run, each run once (`EvalReport.meta["timings"]`)."""
+    return [{"task": t, "part": p, "images": k, "seconds": round(s, 3)} for t, p, k, s in tracker.timings]
+
+
+def robust_accuracy_curve(run, epsilons, attack="pgd20", inference="atld-", limit: int | None = 450,
                           *, data: ImageData | None = None, data_root=None, seed: int = 0, batch_size: int = 256,
-                          device: str = "auto", progress: EvalProgress | None = None) -> list[dict]:
-    """Robust accuracy against ε for one attack and inference: one evaluation row per ε (ε in
-    [0, 1] pixel units; the IMT radius stays the model's own ε). Rows as `EvalReport.rows`."""
+                          device: str = "auto", progress: ProgressCallback | None = None) -> list[dict]:
+    """Robust accuracy against ε: one evaluation row per ε and cell (ε in [0, 1] pixel units; the
+    IMT radius stays the model's own ε). attack: a name or several; inference: a mode, several, or
+    None (every mode the checkpoint supports). Rows as `EvalReport.rows`, ordered by ε."""
     epsilons = list(epsilons)
     if not epsilons:
         raise ConfigError("give at least one epsilon for the curve")
-    run = load_run(run, resolve_device(device))
-    if data is None:
-        data = load_dataset(run.config.dataset, data_root)  # once, not once per ε
-    rows = []
-    for i, eps in enumerate(epsilons):
-        config = EvalConfig(attacks=(attack,), inferences=(inference,), limit=limit, batch_size=batch_size,
-                            epsilon=eps, seed=seed, device=device)
-        if progress is not None:
-            progress(i, len(epsilons), f"{attack} / {inference} at eps {eps:.4g}")
-        rows.extend(evaluate(run, config, data=data, data_root=data_root).rows)
-    if progress is not None:
-        progress(len(epsilons), len(epsilons), "done")
+    attacks = (attack,) if isinstance(attack, str) else tuple(attack)
+    inferences = (inference,) if isinstance(inference, str) else None if inference is None else tuple(inference)
+    configs = [EvalConfig(attacks=attacks, inferences=inferences, limit=limit, batch_size=batch_size,
+                          epsilon=eps, seed=seed, device=device) for eps in epsilons]  # all checked before any work
+    dev = resolve_device(device)
+    run = load_run(run, dev)
+    modes = inference_modes(run, configs[0])
+    x, y = evaluation_set(run, limit, data, data_root)
+    tracker = ProgressTracker([t for eps in epsilons for t in plan(attacks, modes, len(y), f" at ε {eps:.4g}")],
+                              progress)
+    rows = [r for config in configs for r in evaluate_on(run, config, modes, x, y, dev, tracker).rows]
+    tracker.finish()
     return rows
+
+

@@ -49,9 +49,21 @@ def latent_map(path: str, model_hash: str, n: int, attack_name: str, epsilon: fl
 @st.cache_data(show_spinner="Computing robust accuracy vs ε…", max_entries=32)
 def accuracy_curve(path: str, model_hash: str, epsilons: tuple[float, ...], attack_name: str, inference: str,
                    limit: int, seed: int) -> list[dict]:
-    """atld.evaluate.robust_accuracy_curve (rows as EvalReport.rows)."""
+    """atld.evaluate.robust_accuracy_curve (rows as EvalReport.rows); any attack (AutoAttack and
+    the adaptive attack included) and inference mode."""
     from atld.evaluate import robust_accuracy_curve
 
     run = get_run(path, model_hash)
     return robust_accuracy_curve(run, list(epsilons), attack=attack_name, inference=inference, limit=limit,
                                  data=get_data(run.config.dataset), seed=seed, device="cpu")
+
+
+@st.cache_data(show_spinner="Checking the discriminator…", max_entries=32)
+def discriminator_check(path: str, model_hash: str, n: int, seed: int) -> dict:
+    """atld.evaluate.discriminator_check on the first `n` test images at the dataset's ε (a dict)."""
+    from atld.evaluate.discriminator import discriminator_check as check
+
+    run = get_run(path, model_hash)
+    data = get_data(run.config.dataset)
+    x, y = _test_images(run.config.dataset, tuple(range(min(n, len(data.y_test)))))
+    return check(run, x, y, run.spec.epsilon, seed=seed).to_dict()

@@ -1,10 +1,14 @@
-"""The Evaluate page's table, curve figure and plain-words explanation, Streamlit-free.
+"""What the Home and Evaluate pages say about robustness, Streamlit-free: the verdict first
+(`atld.evaluate.verdict`, the same function as the CLI's), the rows with their protocol (the
+same cells as the CLI table), the curve figure and the plain-words explanation.
 Rows are `atld.evaluate` rows (accuracy and interval as fractions, ε in [0, 1] pixel units)."""
 
 from __future__ import annotations
 
-ATTACK_ORDER = ("natural", "fgsm", "pgd20", "pgd100", "cw20", "cw100", "square", "autoattack", "adaptive")
-INFERENCE_ORDER = ("atld-", "atld", "atld+")
+from atld.config.vocab import VerdictKind
+from atld.evaluate.report import TABLE_COLUMNS, table_cells
+from atld.evaluate.verdict import attack_label, verdicts
+
 
 HONEST_ROBUSTNESS = """
 **Why PGD and CW numbers are an upper bound.** A robust accuracy under an attack only says that
@@ -17,32 +21,55 @@ gradients (*gradient masking*). ATLD's own paper shows it for the bare classifie
 PGD-20, 34 % under AutoAttack on CIFAR-10).
 
 **What the adaptive attack means.** ATLD and ATLD+ add a test-time step (IMT). The official
-numbers attack the bare classifier and apply IMT afterwards, so the attacker never sees the
-defense. The *adaptive* attack differentiates through IMT; if it scores much lower, the
-non-adaptive number relied on the attacker ignoring IMT (Croce et al., ICML 2022).
+numbers attack the bare classifier and apply IMT afterwards (*non-adaptive*), so the attacker never
+sees the defense. The *adaptive* attack differentiates through IMT; if it scores much lower, the
+non-adaptive number relied on the attacker ignoring IMT (Croce et al., ICML 2022). So the verdict
+for ATLD and ATLD+ counts only adaptive attacks, and a non-adaptive row is always shown beside
+the adaptive one.
 """
 
+NO_VERDICT = ("Robustness not measured: this checkpoint carries no stored evaluation. Any training-time PGD-20 "
+              "number is only an upper bound; `python -m atld eval --checkpoint DIR --store` stores the verdict.")
 
-def _order(value: str, order: tuple[str, ...]) -> int:
-    return order.index(value) if value in order else len(order)
+
+def verdict_messages(rows: list[dict]) -> list[tuple[str, str]]:
+    """(level, text) per inference mode, the verdict's one line: level "info" when a strong
+    attack measured it, "warning" when it is only an upper bound, unverified or not attacked."""
+    return [("info" if v.kind is VerdictKind.MEASURED else "warning", v.text) for v in verdicts(rows)]
 
 
-def accuracy_pivot(rows: list[dict]):
-    """attack × inference table of "accuracy % (low–high)" strings, attacks in a fixed order.
-    When a cell appears more than once (several ε), the row at the largest n, then latest, wins."""
+def headline(rows: list[dict]) -> dict[str, str]:
+    """Per inference mode, the verdict as a short metric value: "32.0 % (AutoAttack)",
+    "unverified", "≤ 49.8 % (PGD-20)" or "not attacked"."""
+    out = {}
+    for v in verdicts(rows):
+        if v.kind is VerdictKind.MEASURED:
+            out[v.inference.value] = f"{100 * v.row['accuracy']:.1f} % ({attack_label(v.row['attack'], v.inference)})"
+        elif v.kind is VerdictKind.UPPER_BOUND:
+            out[v.inference.value] = f"≤ {100 * v.row['accuracy']:.1f} % ({attack_label(v.row['attack'], v.inference)})"
+        else:
+            out[v.inference.value] = v.kind.value
+    return out
+
+
+def evaluation_table(rows: list[dict]):
+    """Every row with its protocol, grouped by inference mode, each non-adaptive IMT group beside
+    its adaptive row (or a "not run" row): the CLI table's cells, without the seconds."""
     import pandas as pd
 
+    columns = [c for c in TABLE_COLUMNS if c != "seconds"]
+    return pd.DataFrame([{c: cell[c] for c in columns} for cell in table_cells(latest_cells(rows))], columns=columns)
+
+
+def latest_cells(rows: list[dict]) -> list[dict]:
+    """One row per (attack, inference): when a cell appears more than once (several ε), the row
+    at the largest n, then the latest, wins."""
     cells: dict[tuple[str, str], dict] = {}
     for r in rows:
         key = (r["attack"], r["inference"])
         if key not in cells or r.get("n", 0) >= cells[key].get("n", 0):
             cells[key] = r
-    attacks = sorted({a for a, _ in cells}, key=lambda a: _order(a, ATTACK_ORDER))
-    modes = sorted({m for _, m in cells}, key=lambda m: _order(m, INFERENCE_ORDER))
-    table = {m: [(f"{100 * cells[(a, m)]['accuracy']:.1f} % ({100 * cells[(a, m)]['ci_low']:.0f}–"
-                  f"{100 * cells[(a, m)]['ci_high']:.0f})") if (a, m) in cells else "" for a in attacks]
-             for m in modes}
-    return pd.DataFrame(table, index=pd.Index(attacks, name="attack"))
+    return list(cells.values())
 
 
 def curve_figure(curves: dict[str, list[dict]], dataset_epsilon: float):
@@ -73,3 +100,19 @@ def describe_range(values) -> str:
     """'450' when all rows agree, '200-450' when they differ (e.g. AutoAttack on fewer images)."""
     values = sorted(set(values))
     return "-" if not values else f"{values[0]:.4g}" if len(values) == 1 else f"{values[0]:.4g}-{values[-1]:.4g}"
+
+
+D_TRAINING_METRIC = ("Training metrics: D in train mode (BatchNorm on the batch), on its own perturbations of training "
+                     "batches. IMT uses D in eval mode on attacked test images, where it can do much worse: the "
+                     "Attack, Latent and Evaluate pages measure that.")
+
+
+def discriminator_messages(check: dict | None) -> list[tuple[str, str]]:
+    """D's check (`DiscriminatorCheck.to_dict()`) as (level, text) lines: "warning" for the lines
+    that say D cannot separate the clouds or that ATLD+ is a uniform half step, else "info"."""
+    if not check:
+        return []
+    sentences = check["sentences"]
+    levels = ["info", "warning" if check["uniform_half_step"] else "info",
+              "info" if check["separates"] else "warning"]
+    return list(zip(levels, sentences))

@@ -208,3 +208,19 @@ def require_run(sel: Selection):
     except ATLDError as exc:  # e.g. a checkpoint from an older architecture: say why, in one line
         st.error(md(f"cannot load {sel.run.label}: {exc}"))
         st.stop()
+
+
+D_CHECK_IMAGES = 200  # test images of the discriminator check on the pages that show D scores
+
+
+def show_discriminator_check(run, seed: int) -> None:
+    """Where a page shows D's scores, say how well D separates natural from adversarial latents in
+    eval mode (beside the card's training metric) and how often ATLD+ is unsure, in plain words."""
+    if run.discriminator is None:
+        return
+    from atld.ui import cached
+    from atld.ui.evaluate_view import discriminator_messages
+
+    check = cached.discriminator_check(str(run.path), run.model_hash, D_CHECK_IMAGES, seed)
+    for level, text in discriminator_messages(check):
+        getattr(st, level)(md(text))

@@ -32,7 +32,8 @@ def card_summary(card: dict) -> dict[str, str]:
     eps = card["config"].get("epsilon")
     if isinstance(eps, (int, float)) and not isinstance(eps, bool):
         out["ε (train)"] = f"{eps:.4g}"
-    for key, name in (("test_clean_acc", "clean acc"), ("test_pgd20_acc", "PGD-20 acc")):
+    # the training-time PGD-20 is an upper bound, never the headline (that is the verdict)
+    for key, name in (("test_clean_acc", "clean acc"), ("test_pgd20_acc", "PGD-20 (training, upper bound)")):
         if key in last:
             out[name] = f"{100 * last[key]:.1f} %"
     return {k: printable(v, 80) for k, v in out.items()}

@@ -1,0 +1,152 @@
+"""Progress of a long evaluation: which attack, which part, which batch, how far overall, and an
+estimate of the time left, delivered to one callback (the CLI draws a tqdm bar on stderr, the app
+its progress bar; both read the same `ProgressEvent`).
+
+The estimate weighs every planned attack run (a `Task`) by its cost: images × the cost per image
+of each of its parts (`NamedAttack.cost`, in gradient evaluations of the model), × `IMT_COST`
+when the attack goes through IMT. When a part starts on fewer images than planned (AutoAttack's
+later parts only attack the points still robust), that part and the task's later parts are
+re-weighted. time left = elapsed × (1 − done) / done, once `MIN_FRACTION` of the work is done.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from atld.attacks.progress import BatchEvent, BatchProgress
+
+IMT_COST = 3.0  # an attack step through IMT ≈ 3 steps on the bare classifier (f, D, f again); rough
+MIN_FRACTION = 0.01  # no time estimate before 1 % of the weighted work is done
+
+
+@dataclass(frozen=True)
+class Task:
+    """One attack run of an evaluation: what it is, its parts' cost per image, and how many images."""
+    label: str  # "autoattack on the bare classifier (serves atld-, atld, atld+)"
+    parts: tuple[tuple[str, float], ...]  # (part, gradient evaluations per image)
+    images: int
+    scale: float = 1.0  # IMT_COST for attacks through IMT
+
+    @property
+    def weight(self) -> float:
+        return self.scale * self.images * sum(cost for _, cost in self.parts)
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One update. fraction: of the whole job's weighted work, in [0, 1]; elapsed and eta in
+    seconds (eta None until it can be estimated); part_seconds: set on the event that ends a part."""
+    task: str
+    part: str
+    batch: int
+    batches: int
+    images: int
+    step: int  # 1-based index of the task
+    steps: int
+    fraction: float
+    elapsed: float
+    eta: float | None
+    part_seconds: float | None = None
+
+    def text(self) -> str:
+        where = f"[{self.step}/{self.steps}] {self.task}"
+        if self.part:
+            where += f" · {self.part}" + (f" batch {self.batch}/{self.batches}" if self.batches else "")
+        left = f", about {clock(self.eta)} left" if self.eta is not None else ""
+        return f"{where} · {100 * self.fraction:.0f} % · {clock(self.elapsed)} elapsed{left}"
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+def clock(seconds: float) -> str:
+    """12.3 -> "0:12", 3725 -> "1:02:05"."""
+    seconds = int(round(max(seconds, 0.0)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+@dataclass
+class ProgressTracker:
+    """Turns the attacks' batch events into `ProgressEvent`s for `callback` (see the module
+    docstring). `begin(i)` starts task i and returns the batch callback to hand to its attack;
+    `finish()` reports 100 %. `timings` collects (task, part, images, seconds) of every part."""
+    tasks: list[Task]
+    callback: ProgressCallback | None = None
+    now: Callable[[], float] = time.perf_counter
+    timings: list[tuple[str, str, int, float]] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._t0 = self.now()
+        self._done = 0.0  # weight of finished tasks
+        self._index = -1
+        self._task_done = 0.0  # weight of finished parts of the current task
+        self._part: BatchEvent | None = None
+        self._part_weight = 0.0
+        self._part_t0 = self._t0
+        self._remaining: list[float] = [t.weight for t in self.tasks]
+
+    def _cost(self, task: Task, part: str) -> float:
+        return dict(task.parts).get(part, 1.0)
+
+    def _later_parts_weight(self, task: Task, part: str, images: int) -> float:
+        names = [p for p, _ in task.parts]
+        later = names[names.index(part) + 1:] if part in names else []
+        return task.scale * images * sum(self._cost(task, p) for p in later)
+
+    def next_index(self) -> int:
+        """The task `begin` should start next."""
+        return self._index + 1
+
+    def begin(self, index: int) -> BatchProgress:
+        self._close_task()
+        self._index = index
+        self._task_done = 0.0
+        self._part = None
+        self._emit(BatchEvent("", 0, 0, self.tasks[index].images))
+        return self._on_batch
+
+    def _close_task(self) -> None:
+        if self._index >= 0:
+            ran = self._part is not None
+            self._done += self._task_done + self._part_weight if ran else self.tasks[self._index].weight
+            self._remaining[self._index] = 0.0
+            self._part, self._part_weight, self._task_done = None, 0.0, 0.0
+
+    def _on_batch(self, event: BatchEvent) -> None:
+        task = self.tasks[self._index]
+        t = self.now()
+        if event.batch == 0:
+            if self._part is not None:
+                self._task_done += self._part_weight
+            self._part, self._part_t0 = event, t
+            self._part_weight = task.scale * event.images * self._cost(task, event.part)
+            self._remaining[self._index] = self._part_weight + self._later_parts_weight(task, event.part,
+                                                                                          event.images)
+        part_seconds = None
+        if event.batches and event.batch == event.batches:
+            part_seconds = t - self._part_t0
+            self.timings.append((task.label, event.part, event.images, part_seconds))
+        self._emit(event, part_seconds)
+
+    def _emit(self, event: BatchEvent, part_seconds: float | None = None) -> None:
+        if self.callback is None:
+            return
+        in_part = self._part_weight * (event.batch / event.batches) if self._part is not None and event.batches else 0
+        done = self._done + self._task_done + in_part
+        total = self._done + self._task_done + sum(self._remaining)
+        fraction = min(done / total, 1.0) if total > 0 else 0.0
+        elapsed = self.now() - self._t0
+        eta = elapsed * (1 - fraction) / fraction if fraction >= MIN_FRACTION else None
+        self.callback(ProgressEvent(self.tasks[self._index].label if self._index >= 0 else "", event.part,
+                                    event.batch, event.batches, event.images, self._index + 1, len(self.tasks),
+                                    fraction, elapsed, eta, part_seconds))
+
+    def finish(self) -> None:
+        self._close_task()
+        if self.callback is not None:
+            elapsed = self.now() - self._t0
+            self.callback(ProgressEvent("done", "", 0, 0, 0, len(self.tasks), len(self.tasks), 1.0, elapsed, 0.0))
