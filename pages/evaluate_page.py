@@ -24,8 +24,6 @@ sel = state.selection()
 run = state.require_run(sel)
 spec = run.spec
 
-st.info(HONEST_ROBUSTNESS)
-
 st.subheader("Stored evaluation")
 card = card_of(run.path) or run.card
 stored = (card.get("evaluations") or {}).get("rows") or []
@@ -41,7 +39,9 @@ if stored:
     with st.expander("All stored rows (every ε, seconds, notes)"):
         st.dataframe(evaluation_frame(card["evaluations"]), hide_index=True, width="stretch")
 else:
-    st.caption("This checkpoint carries no stored evaluation yet (`python -m atld eval` stores one).")
+    st.caption("This checkpoint carries no stored evaluation yet (`python -m atld eval --store` stores one).")
+with st.expander("How to read these numbers: upper bounds, AutoAttack, the adaptive attack"):
+    st.markdown(HONEST_ROBUSTNESS)
 
 st.subheader("Evaluate now (a quick look on a few test images)")
 

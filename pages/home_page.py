@@ -49,8 +49,8 @@ st.markdown("**Robustness** (the verdict: the lowest accuracy over the attacks t
             "evaluated; see Evaluate)")
 if stored:
     verdict = headline(stored)
-    for col, (mode, value) in zip(st.columns(len(verdict)), verdict.items()):
-        col.metric(f"robust accuracy, {mode}", value)
+    for col, (mode, (value, text)) in zip(st.columns(len(verdict)), verdict.items()):
+        col.metric(f"{mode}: robust accuracy", value, help=md(text))
     for level, text in verdict_messages(stored):
         getattr(st, level)(md(text))
 else:

@@ -193,22 +193,64 @@ def test_evaluate_page_table_quick_run_and_curve(app_env, app_checkpoints, tmp_p
     monkeypatch.setenv("ATLD_CHECKPOINTS_DIR", str(shipped))
 
     at = open_page(start_app(), "evaluate")
-    pivot = at.dataframe[0].value
-    assert pivot.loc["pgd20", "atld-"].startswith("60.0 %") and pivot.loc["autoattack", "atld-"].startswith("30.0 %")
-    assert pivot.loc["pgd20", "atld"].startswith("70.0 %") and pivot.loc["autoattack", "atld"] == ""
-    assert any("gap of 30.0 points" in w.value for w in at.warning)  # the masking finding, in words
-    assert "upper bound" in at.info[0].value
+    assert at.info[0].value.startswith("atld- (the bare classifier): 30.0 % robust accuracy")  # the verdict first
+    assert at.warning[0].value.startswith("atld (one IMT step): robustness unverified")
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["inference", "attack", "accuracy", "95% CI", "n", "eps", "protocol"]
+    assert list(table["attack"]) == ["PGD-20 (upper bound)", "AutoAttack", "PGD-20 (upper bound)",
+                                     "adaptive attack through IMT (APGD-CE + APGD-T)"]
+    assert list(table["protocol"])[2:] == ["non-adaptive (attacks the bare classifier)",
+                                           "adaptive through IMT: robustness unverified"]
+    assert table["accuracy"].iloc[3] == "not run"  # a non-adaptive row never stands alone
+    assert any("gap of 30.0 points" in w.value or "30.0 points higher" in w.value for w in at.warning)
+    assert any("Why PGD and CW numbers are an upper bound" in m.value for m in at.markdown)
     at.multiselect(key="ev_attacks").set_value(["natural", "pgd20"])
     at.number_input(key="ev_limit").set_value(20)
     at.button(key="ev_go").click().run()
     assert not at.exception and not at.error
     quick = at.dataframe[-1].value
-    assert list(quick.index) == ["natural", "pgd20"] and list(quick.columns) == ["atld-", "atld", "atld+"]
+    assert list(quick["attack"].iloc[:2]) == ["natural (no attack)", "PGD-20 (upper bound)"]
+    assert set(quick["inference"]) == {"atld-", "atld", "atld+"} and "not run" in set(quick["accuracy"])
+    assert any("cannot separate" in w.value or "separates" in m.value for w in at.warning for m in at.info)
     assert [b.key for b in at.get("download_button")] == ["ev_csv"]
     at.multiselect(key="ev_curve_runs").set_value(["digits-atld (shipped)", "digits-natural (shipped)"])
-    at.number_input(key="ev_curve_limit").set_value(20)
+    at.selectbox(key="ev_curve_attack").set_value("adaptive")
+    at.selectbox(key="ev_curve_mode").set_value("atld")
+    at.number_input(key="ev_curve_limit").set_value(10)
     at.button(key="ev_curve_go").click().run()
     assert not at.exception and len(at.get("plotly_chart")) == 1
+    assert _trace_names(at) == ["digits-atld (shipped) · adaptive attack through IMT (APGD-CE + APGD-T) / atld",
+                     "digits-natural (shipped) · APGD-CE + APGD-T (bare classifier) / atld-"]
+
+
+def _trace_names(at: AppTest) -> list[str]:
+    import json
+
+    return [t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
+
+
+def test_the_shipped_atld_model_headline_is_its_adaptive_verdict(app_env, atld_run, tmp_path, monkeypatch):
+    """Home and Evaluate on the shipped digits-atld: the headline for ATLD is the adaptive 0 %, not
+    the non-adaptive number nor the training-time PGD-20; a quick run says the same."""
+    shipped = tmp_path / "shipped"
+    shutil.copytree(atld_run.path, shipped / "digits-atld")
+    monkeypatch.setenv("ATLD_CHECKPOINTS_DIR", str(shipped))
+    at = start_app()
+    stored = read_card(shipped / "digits-atld").get("evaluations")
+    if stored is None:
+        pytest.skip("the ATLD run in use carries no stored evaluation")
+    assert metric(at, "atld: robust accuracy") == "0.0 %"
+    assert any(i.value.startswith("atld (one IMT step): 0.0 % robust accuracy") and "adaptive attack" in i.value
+               for i in at.info)
+    assert "PGD-20 acc" not in [m.label for m in at.metric]
+    open_page(at, "evaluate")
+    assert at.info[1].value.startswith("atld (one IMT step): 0.0 % robust accuracy")
+    at.multiselect(key="ev_attacks").set_value(["natural", "pgd20", "adaptive"])
+    at.number_input(key="ev_limit").set_value(10)
+    at.button(key="ev_go").click().run()
+    assert not at.exception and not at.error
+    quick = [i.value for i in at.info if i.value.startswith("atld (one IMT step)")]
+    assert quick[-1].startswith("atld (one IMT step): 0.0 % robust accuracy") and "n = 10" in quick[-1]
 
 
 def test_a_checkpoint_that_fails_to_load_gives_one_line_not_a_traceback(app_env, app_checkpoints, tmp_path,

@@ -142,7 +142,8 @@ def test_app_start_path_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, atld.ui.state, atld.ui.runs, atld.ui.exports, atld.ui.views, atld.runs.card, "
+    code = ("import sys, atld.ui.state, atld.ui.runs, atld.ui.exports, atld.ui.views, atld.ui.evaluate_view, "
+            "atld.evaluate.verdict, atld.evaluate.report, atld.attacks.registry, atld.runs.card, "
             "atld.runs.rundir, atld.config.settings, atld.config.vocab; print('torch' in sys.modules)")
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
@@ -287,15 +288,17 @@ def _row(attack, inference, correct, n=100, eps=0.2):
     return make_row(attack, inference, "direct", correct, n, eps, 0.1)
 
 
-def test_accuracy_pivot_orders_attacks_and_shows_intervals():
-    from atld.ui.evaluate_view import accuracy_pivot
+def test_evaluation_table_keeps_the_largest_run_of_each_cell_with_its_protocol():
+    from atld.ui.evaluate_view import evaluation_table, headline
 
-    rows = [_row("autoattack", "atld", 30), _row("natural", "atld-", 95), _row("pgd20", "atld-", 50),
+    rows = [_row("autoattack", "atld-", 30), _row("natural", "atld-", 95), _row("pgd20", "atld-", 50),
             _row("pgd20", "atld-", 400, n=1000)]  # the larger evaluation of the same cell wins
-    pivot = accuracy_pivot(rows)
-    assert list(pivot.index) == ["natural", "pgd20", "autoattack"] and list(pivot.columns) == ["atld-", "atld"]
-    assert pivot.loc["pgd20", "atld-"] == "40.0 % (37–43)"
-    assert pivot.loc["natural", "atld"] == "" and pivot.loc["autoattack", "atld"].startswith("30.0 %")
+    table = evaluation_table(rows)
+    assert list(table["attack"]) == ["AutoAttack", "natural (no attack)", "PGD-20 (upper bound)"]
+    assert list(table["accuracy"]) == ["30.00%", "95.00%", "40.00%"] and table["95% CI"].iloc[2] == "37.0-43.1"
+    assert set(table["protocol"]) == {"direct"}
+    value, text = headline(rows)["atld-"]
+    assert value == "30.0 %" and text.startswith("atld- (the bare classifier): 30.0 %")
 
 
 def test_curve_figure_and_grid():

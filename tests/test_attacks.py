@@ -129,6 +129,29 @@ def test_attack_is_deterministic_with_a_seed(natural_run, digits_batch):
     assert torch.equal(c, d)
 
 
+def test_autoattack_step_by_step_equals_the_packages_standard_evaluation(digits_batch):
+    """Our loop (inner attack by inner attack, with progress) against pyautoattack's own
+    run_standard_evaluation, on a tiny linear model at an ε where every inner attack has points
+    left to attack (the batch size splits them, as in the package)."""
+    from pyautoattack import AutoAttack
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+    x, y = digits_batch(24)
+    with torch.no_grad():
+        y = model(x).argmax(1)  # every point starts correct, so each inner attack has work
+    parts = []
+    ours = autoattack(model, x, y, 0.03, device="cpu", seed=1, batch_size=10,
+                      progress=lambda e: parts.append((e.part, e.batch, e.batches)))
+    assert [p for p, b, _ in parts if b == 0] == ["APGD-CE", "APGD-T", "FAB-T", "Square"]
+    assert ("APGD-CE", 3, 3) in parts and all(n > 0 for p, b, n in parts if p == "Square")
+    with torch.random.fork_rng():
+        adversary = AutoAttack(model, norm="Linf", eps=0.03, version="standard", device="cpu", seed=1)
+        theirs, _ = adversary.run_standard_evaluation(x, y, batch_size=10)
+    assert torch.equal(ours, theirs)
+    assert _accuracy(model, ours, y) < 1.0  # the comparison is not vacuous
+
+
 def test_epsilon_zero_is_identity(natural_run, digits_batch):
     model = natural_run.classifier
     x, y = digits_batch(8)

@@ -73,3 +73,22 @@ def test_empty_limit_and_missing_checkpoint_in_a_real_process(tmp_path):
                               timeout=120)
         assert proc.returncode == 2 and proc.stdout == ""
         assert proc.stderr.startswith("error: ") and message in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_plain_eval_of_the_shipped_atld_model_gives_the_adaptive_verdict_first(atld_run, capsys):
+    """`python -m atld eval --checkpoint checkpoints/digits-atld` with its default attacks (a few
+    images): the first line for ATLD is the adaptive attack's 0 %, never the non-adaptive number."""
+    code, out, err = _run(["--checkpoint", str(atld_run.path), "--limit", "12", "--device", "cpu"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    first = next(line for line in lines if line.startswith("  atld ("))
+    assert first.startswith("  atld (one IMT step): 0.0 % robust accuracy")
+    assert "against the adaptive attack through IMT (APGD-CE + APGD-T)" in first
+    assert lines.index(first) < lines.index(next(line for line in lines if line.startswith("inference")))
+    non_adaptive = next(line for line in lines if line.startswith("atld ") and "AutoAttack" in line)
+    assert "non-adaptive (attacks the bare classifier)" in non_adaptive and not non_adaptive.split()[2] == "0.00%"
+    assert any(line.startswith("atld- ") and "APGD-CE + APGD-T (bare classifier)" in line for line in lines)
+    assert "[!] atld: adaptive attack through IMT 0.0 %" in out  # the masking finding, in the CLI too
+    assert "in eval mode as IMT uses it" in out  # D's check
+    assert "autoattack on the bare classifier (serves atld-, atld, atld+)" in out.split("Time")[1]
+    assert "Square batch" in err and "left" in err

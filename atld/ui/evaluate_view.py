@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from atld.config.vocab import VerdictKind
 from atld.evaluate.report import TABLE_COLUMNS, table_cells
-from atld.evaluate.verdict import attack_label, verdicts
+from atld.evaluate.verdict import verdicts
 
 
 HONEST_ROBUSTNESS = """
@@ -38,17 +38,18 @@ def verdict_messages(rows: list[dict]) -> list[tuple[str, str]]:
     return [("info" if v.kind is VerdictKind.MEASURED else "warning", v.text) for v in verdicts(rows)]
 
 
-def headline(rows: list[dict]) -> dict[str, str]:
-    """Per inference mode, the verdict as a short metric value: "32.0 % (AutoAttack)",
-    "unverified", "≤ 49.8 % (PGD-20)" or "not attacked"."""
+def headline(rows: list[dict]) -> dict[str, tuple[str, str]]:
+    """Per inference mode, the verdict as a metric: (value, the verdict's line). value: "32.0 %"
+    (measured), "≤ 49.8 %" (an upper bound only), "unverified" or "not attacked"."""
     out = {}
     for v in verdicts(rows):
         if v.kind is VerdictKind.MEASURED:
-            out[v.inference.value] = f"{100 * v.row['accuracy']:.1f} % ({attack_label(v.row['attack'], v.inference)})"
+            value = f"{100 * v.row['accuracy']:.1f} %"
         elif v.kind is VerdictKind.UPPER_BOUND:
-            out[v.inference.value] = f"≤ {100 * v.row['accuracy']:.1f} % ({attack_label(v.row['attack'], v.inference)})"
+            value = f"≤ {100 * v.row['accuracy']:.1f} %"
         else:
-            out[v.inference.value] = v.kind.value
+            value = v.kind.value
+        out[v.inference.value] = (value, v.text)
     return out
 
 
