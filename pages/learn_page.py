@@ -10,6 +10,7 @@ from atld.config.vocab import AttackKind, ColorBy, FitMode, InferenceMode, Laten
 from atld.latent.maps import points_frame
 from atld.ui import cached, state
 from atld.ui.latent_view import latent_figure
+from atld.ui.evaluate_view import evaluation_table, verdict_messages
 from atld.ui.learn import STEPS, comparison_rows, d_histogram, pick_by_method
 from atld.ui.runs import card_of, discover_runs
 from atld.ui.views import evaluation_frame, magnify, md, to_display
@@ -78,7 +79,9 @@ else:
     if frame.empty:
         st.warning(md(f"{run.name} carries no stored evaluation; run one on the Evaluate page."))
     else:
-        st.dataframe(frame, hide_index=True, width="stretch")
+        for level, text in verdict_messages(card["evaluations"]["rows"]):
+            getattr(st, level)(md(text))
+        st.dataframe(evaluation_table(card["evaluations"]["rows"]), hide_index=True, width="stretch")
     st.markdown(
         "- **PGD / CW** accuracy is an *upper bound*: it only says that this attack failed.\n"
         "- **AutoAttack** (an ensemble of stronger, parameter-free attacks) usually finds more adversarial "

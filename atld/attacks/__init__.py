@@ -7,7 +7,7 @@ stay torch-free for the app's torch-free pages."""
 
 from __future__ import annotations
 
-import importlib
+from atld.lazy import lazy_exports
 
 _EXPORTS = {
     "atld.attacks.gradient": ("CW_KAPPA", "AttackConfig", "attack_batched", "cross_entropy_loss", "cw_margin_loss",
@@ -18,11 +18,4 @@ _EXPORTS = {
     "atld.attacks.registry": ("ATTACK_NAMES", "ATTACKS", "DEFAULT_EVAL_ATTACKS", "PERTURBATION_NAMES", "PRESET_NAMES",
                               "AttackBudget", "NamedAttack", "Strength", "Target", "attack_from_name"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'atld.attacks' has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
+__getattr__, __all__ = lazy_exports("atld.attacks", _EXPORTS)

@@ -8,7 +8,7 @@ so the app's torch-free pages can read stored evaluations."""
 
 from __future__ import annotations
 
-import importlib
+from atld.lazy import lazy_exports
 
 _EXPORTS = {
     "atld.evaluate.report": ("EvalReport", "make_row", "store_evaluation", "wilson_interval"),
@@ -19,11 +19,4 @@ _EXPORTS = {
     "atld.evaluate.diagnostics": ("MaskingReport", "masking_diagnostics"),
     "atld.evaluate.discriminator": ("DiscriminatorCheck", "discriminator_check"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'atld.evaluate' has no attribute {name!r}")
-    return getattr(importlib.import_module(_WHERE[name]), name)
+__getattr__, __all__ = lazy_exports("atld.evaluate", _EXPORTS)
