@@ -35,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="write the output to this file instead of stdout")
     p.add_argument("--store", action="store_true", help="also store the results in the checkpoint's card.json")
     p.add_argument("--curve", type=_floats, metavar="EPS_LIST",
-                   help="instead: robust accuracy vs these ε, for every attack and inference mode given")
+                   help="instead: robust accuracy vs these ε, for every attack and inference mode given (without "
+                        "--attacks: pgd20, autoattack and, for IMT, adaptive)")
     p.add_argument("--diagnose", action="store_true",
                    help="instead: gradient-masking diagnostics on every inference mode (PGD steps curve with "
                         "restarts, PGD-20 vs AutoAttack, the adaptive attack through IMT, Square); without --attacks "
@@ -70,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
     from atld.device import resolve_device
     from atld.evaluate import EvalReport, evaluate, masking_diagnostics, robust_accuracy_curve, store_evaluation
     from atld.evaluate.diagnostics import diagnostic_attacks
-    from atld.evaluate.runner import inference_modes
-    from atld.fileio import atomic_write, check_output_file, now_iso
+    from atld.evaluate.runner import inference_modes, report_meta
+    from atld.fileio import atomic_write, check_output_file
     from atld.runs.rundir import RunWriter
     from atld.runs.store import load_checkpoint
 
@@ -96,17 +97,23 @@ def run(args: argparse.Namespace) -> int:
     extra = ""
     try:
         if args.curve is not None:
+            if args.attacks is None:  # the upper bound beside the numbers to trust
+                imt = any(m != "atld-" for m in modes)
+                config = replace(config, attacks=("pgd20", "autoattack", *(("adaptive",) if imt else ())))
             rows = robust_accuracy_curve(run_, args.curve, attack=config.attacks, inference=modes, limit=config.limit,
                                          data=data, seed=config.seed, batch_size=config.batch_size,
                                          device=config.device, progress=bar)
-            report = EvalReport(rows, _meta(run_, config, rows, now_iso(), device))
+            eps = run_.spec.epsilon_or_default(config.epsilon)
+            report = EvalReport(rows, report_meta(run_, config, eps, device, rows[0]["n"] if rows else 0))
         elif args.diagnose:
             if args.attacks is None:
                 config = replace(config, attacks=diagnostic_attacks(modes))
             diag = masking_diagnostics(run_, config, data=data, progress=bar)
             report = EvalReport(diag.rows, {**diag.meta, "masking_findings": diag.findings,
                                             "pgd_steps_curve": diag.steps_curve})
-            extra = "\nDiagnostics (with the PGD steps curve):\n" + diag.to_text()
+            steps = [f for f in diag.findings if f["check"] == "pgd-steps"]  # the rows' findings are in the table
+            extra = "\nPGD steps curve:\n" + "".join(("[!] " if f["flagged"] else "[ok] ") + f["message"] + "\n"
+                                                   for f in steps)
         else:
             report = evaluate(run_, config, data=data, progress=bar)
     finally:
@@ -123,12 +130,3 @@ def run(args: argparse.Namespace) -> int:
         store_evaluation(args.checkpoint, report)
         sys.stderr.write(f"stored {len(report.rows)} rows in {args.checkpoint / 'card.json'} under 'evaluations'\n")
     return 0
-
-
-def _meta(run, config: EvalConfig, rows: list[dict], date: str, device) -> dict:
-    import torch
-
-    return {"checkpoint": run.name, "path": str(run.path), "model_hash": run.model_hash,
-            "dataset": run.config.dataset, "method": run.config.method, "arch": run.config.resolved_arch,
-            "n": rows[0]["n"] if rows else 0, "seed": config.seed, "device": str(device),
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "date": date, "config": config.to_dict()}

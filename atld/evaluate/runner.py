@@ -168,18 +168,22 @@ def evaluate_on(run: LoadedRun, config: EvalConfig, modes, x: torch.Tensor, y: t
                                 f"(its {attack_seconds:.1f} s are counted there)")
                 rows.append(make_row(name, mode, _protocol(attack.target, mode), int(correct.sum()), len(y),
                                      0.0 if attack.target is Target.NONE else eps, seconds, note))
-    meta = {"checkpoint": run.name, "path": str(run.path), "model_hash": run.model_hash,
-            "dataset": run.config.dataset, "method": run.config.method, "arch": run.config.resolved_arch,
-            "n": len(y), "limit": config.limit, "epsilon": eps, "imt_epsilon": run.config.resolved_epsilon,
-            "imt_window": list(run.spec.imt_window), "seed": config.seed, "device": str(device),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "date": now_iso(),
-            "config": config.to_dict(),
-            "timings": []}
+    meta = report_meta(run, config, eps, device, len(y))
     if check_discriminator:
         meta["discriminator"] = discriminator_check(run, x, y, eps, batch_size=config.batch_size, device=device,
                                                     seed=config.seed, progress=tracker.begin(task)).to_dict()
     meta["timings"] = timing_rows(tracker)
     return EvalReport(rows, meta)
+
+
+def report_meta(run: LoadedRun, config: EvalConfig, eps: float, device: torch.device, n: int) -> dict:
+    """What was evaluated, on which images, where (`EvalReport.meta`)."""
+    return {"checkpoint": run.name, "path": str(run.path), "model_hash": run.model_hash,
+            "dataset": run.config.dataset, "method": run.config.method, "arch": run.config.resolved_arch,
+            "n": n, "limit": config.limit, "epsilon": eps, "imt_epsilon": run.config.resolved_epsilon,
+            "imt_window": list(run.spec.imt_window), "seed": config.seed, "device": str(device),
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "date": now_iso(),
+            "config": config.to_dict()}
 
 
 def timing_rows(tracker: ProgressTracker) -> list[dict]:
