@@ -47,7 +47,9 @@ def test_store_and_curve(tmp_path, capsys, atld_run):
     assert {(r["attack"], r["inference"]) for r in rows} == {("natural", "atld-"), ("natural", "atld+")}
     code, out, _ = _run(["--checkpoint", str(run_dir), "--attacks", "pgd20", "--curve", "0,0.1,0.2", "--limit", "16",
                          "--device", "cpu", "--format", "json", "--quiet"], capsys)
-    assert code == 0 and [r["epsilon"] for r in json.loads(out)["rows"]] == [0.0, 0.1, 0.2]
+    rows = json.loads(out)["rows"]  # every inference mode the checkpoint supports, at every ε
+    assert code == 0 and [(r["epsilon"], r["inference"]) for r in rows] == [
+        (e, m) for e in (0.0, 0.1, 0.2) for m in ("atld-", "atld", "atld+")]
 
 
 @pytest.mark.parametrize("argv, message", [
