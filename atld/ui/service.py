@@ -92,15 +92,11 @@ def view(version: int = 1, interrupt: bool = False) -> Callable[[Callable], View
 
 
 def find_view(name: str) -> View:
-    """The registered view `name`, importing its module first (in a worker process)."""
-    if name not in VIEWS:
-        module = name.split(":", 1)[0]
-        if not module.startswith("atld."):
-            raise ComputeFailed(f"unknown view {name[:80]!r}")
-        __import__(module)
-    if name not in VIEWS:
-        raise ComputeFailed(f"unknown view {name[:80]!r}")
-    return VIEWS[name]
+    """The registered view `name` (its module is imported when the worker starts)."""
+    try:
+        return VIEWS[name]
+    except KeyError:
+        raise ComputeFailed(f"unknown view {name[:80]!r}") from None
 
 
 def key_part(value):
@@ -204,12 +200,14 @@ class ComputeService:
     module docstring). Thread-safe; `close()` stops the workers."""
 
     def __init__(self, workers: int = 2, kind: str = "process", max_bytes: int = 512 * 2**20,
-                 max_entries: int = 512, context: Hashable = None, env: dict | None = None):
+                 max_entries: int = 512, context: Hashable = None, env: dict | None = None,
+                 modules: tuple[str, ...] = ("atld.ui.compute",)):
         if kind not in ("process", "thread"):
             raise ValueError(f"worker kind must be 'process' or 'thread', not {kind!r}")
         if not 1 <= workers <= 64:
             raise ValueError("workers must be in 1..64")
         self.kind, self.max_bytes, self.max_entries, self.context = kind, max_bytes, max_entries, context
+        self.modules = tuple(modules)  # where the views live; a worker imports them when it starts
         self._env = env
         self._lock = threading.Condition()
         self._tasks: dict[str, _Task] = {}  # queued and running, by key
@@ -462,6 +460,10 @@ class _ThreadWorker:
             self._thread.start()
 
     def _loop(self) -> None:
+        import importlib
+
+        for module in self.service.modules:
+            importlib.import_module(module)
         self.service._worker_started(self.wid)
         while True:
             task = self.service._next_task(self.wid)
@@ -490,7 +492,7 @@ class _ThreadWorker:
 
 
 class _ProcessWorker:
-    """One worker process (`python -m atld.ui.worker FD`) and the server thread that feeds it.
+    """One worker process (`python -m atld.ui.worker FD MODULE...`) and the server thread that feeds it.
 
     Messages (pickled over a pipe): to the worker ("run", id, view name, args), ("cancel", id),
     ("stop",); from it ("ready", pid), ("progress", id, fraction, text), ("done", id, payload
@@ -518,7 +520,8 @@ class _ProcessWorker:
         root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ if self.service._env is None else self.service._env)
         env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-        self._proc = subprocess.Popen([sys.executable, "-m", "atld.ui.worker", str(theirs.fileno())],
+        self._proc = subprocess.Popen([sys.executable, "-m", "atld.ui.worker", str(theirs.fileno()),
+                                       *self.service.modules],
                                       pass_fds=(theirs.fileno(),), env=env, cwd=root, stdin=subprocess.DEVNULL)
         theirs.close()
         self._conn = ours

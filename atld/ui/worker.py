@@ -1,7 +1,8 @@
-"""A compute worker process of the app (`python -m atld.ui.worker FD`; started by
-`atld.ui.service`, never by hand). It imports torch and the views once, then runs the views the
-server sends over the pipe FD, one at a time, and sends back their results, errors and progress.
-It ends when the server says so or its pipe closes (the server is gone)."""
+"""A compute worker process of the app (`python -m atld.ui.worker FD MODULE...`; started by
+`atld.ui.service`, never by hand). It imports the modules that hold the views once (torch with
+them), then runs the views the server sends over the pipe FD, one at a time, and sends back their
+results, errors and progress. It ends when the server says so or its pipe closes (the server is
+gone)."""
 
 from __future__ import annotations
 
@@ -56,12 +57,17 @@ def _reportable(exc: BaseException) -> BaseException:
     return exc
 
 
-def serve(conn) -> None:
-    """Run views sent over `conn` until told to stop or the pipe closes."""
-    from atld.ui.compute import configure_process
+def serve(conn, modules: list[str]) -> None:
+    """Import `modules` (they register views), then run the views sent over `conn` until told
+    to stop or the pipe closes."""
+    import importlib
+
     from atld.ui.service import find_view, run_view
 
-    configure_process()
+    for module in modules:
+        imported = importlib.import_module(module)
+        if hasattr(imported, "configure_process"):
+            imported.configure_process()
     channel = _Channel(conn)
     conn.send(("ready", os.getpid()))
     while True:
@@ -98,7 +104,7 @@ def main(argv: list[str]) -> int:
     warnings.filterwarnings("ignore", module="numba")
     conn = Connection(int(argv[1]))
     try:
-        serve(conn)
+        serve(conn, argv[2:])
     finally:
         conn.close()
     return 0
