@@ -25,8 +25,9 @@ Cancellation is cooperative (the computation stops at its next `atld.progress.re
 process that has not stopped `CANCEL_GRACE_S` seconds later is killed and replaced. Progress
 (fraction, text) reported by the computation is visible on its ticket.
 
-Background requests (`keep=True`, lower priority: pre-computing the default views, warming up a
-worker) run only when no session's request is waiting, and are never dropped.
+Background requests (priority BACKGROUND: pre-computing the default views, warming up a worker)
+run only when no session's request is waiting and never on the last free worker (one worker
+stays ready for the next visitor); they are never dropped.
 """
 
 from __future__ import annotations
@@ -332,15 +333,20 @@ class ComputeService:
                 self._lock.wait()
 
     def _pick(self, wid: int) -> _Task | None:
-        busy = set()
+        busy, running = set(), 0
         for t in self._tasks.values():
             if t.state == State.RUNNING:
                 busy |= t.requesters
+                running += 1
+        # Background work never takes the last free worker: one stays ready for the next visitor.
+        background_ok = len(self._workers) == 1 or running + 1 < len(self._workers)
         best = None
         for t in self._tasks.values():
             if t.state != State.QUEUED or t.affinity not in (None, wid):
                 continue
             if not t.keep and t.waiters <= busy:  # every waiter's previous request still runs
+                continue
+            if t.priority >= BACKGROUND and not background_ok:
                 continue
             if best is None or (t.priority, t.seq) < (best.priority, best.seq):
                 best = t
