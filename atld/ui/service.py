@@ -219,7 +219,7 @@ class ComputeService:
         self._closed = False
         self.counts = {"hits": 0, "joined": 0, "computed": 0, "failed": 0, "dropped": 0, "cancelled": 0,
                        "worker_restarts": 0}
-        self.computed_by_view: dict[str, int] = {}
+        self.timings: dict[str, list] = {}  # view -> [runs, seconds queued, seconds running, longest run]
         self.on_worker_start: Callable[[int], list[tuple[View, tuple]]] | None = None  # per-worker warm-up
         worker = _ProcessWorker if kind == "process" else _ThreadWorker
         self._workers = [worker(self, wid) for wid in range(workers)]
@@ -367,9 +367,14 @@ class ComputeService:
                 self._end(task, State.FAILED, error=error)
             else:
                 self.counts["computed"] += 1
-                self.computed_by_view[task.view.name] = self.computed_by_view.get(task.view.name, 0) + 1
                 self._store(task.key, result, approx_bytes(result) if size is None else size)
                 self._end(task, State.DONE, result=result)
+            timing = self.timings.setdefault(task.view.name.split(":")[-1], [0, 0.0, 0.0, 0.0])
+            run = task.finished - (task.started or task.finished)
+            timing[0] += 1
+            timing[1] += (task.started or task.finished) - task.submitted
+            timing[2] += run
+            timing[3] = max(timing[3], run)
 
     def _end(self, task: _Task, state: State, result=None, error=None) -> None:
         task.state, task.result, task.error, task.finished = state, result, error, time.monotonic()
@@ -406,7 +411,9 @@ class ComputeService:
             return {**self.counts, "kind": self.kind, "workers": len(self._workers), "entries": len(self._results),
                     "bytes": self._bytes, "queued": sum(t.state == State.QUEUED for t in self._tasks.values()),
                     "running": sum(t.state == State.RUNNING for t in self._tasks.values()),
-                    "pids": [w.pid for w in self._workers], "computed_by_view": dict(self.computed_by_view)}
+                    "pids": [w.pid for w in self._workers],
+                    "timings": {name: {"runs": n, "mean_queued_s": round(q / n, 3), "mean_run_s": round(r / n, 3),
+                                       "max_run_s": round(m, 3)} for name, (n, q, r, m) in self.timings.items()}}
 
     def close(self) -> None:
         with self._lock:
