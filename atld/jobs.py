@@ -27,6 +27,7 @@ from atld.config.settings import settings
 from atld.config.train import TrainConfig
 from atld.config.vocab import RunStatus
 from atld.errors import ATLDError, ConfigError, TrainingDiverged
+from atld.priority import lower_thread_priority
 from atld.runs.card import safe_run_name
 from atld.runs.rundir import create_run_dir, remove_if_unused
 from atld.train.trainer import Progress, train
@@ -153,6 +154,8 @@ class JobManager:
         return job.stop_event.is_set()
 
     def _run(self, job: Job, data) -> None:
+        lower_thread_priority()  # a training job must not take the cores from the app's viewers
+
         def progress(event: Progress) -> None:
             job.step, job.steps = event.step, event.steps
             if event.kind == "epoch":

@@ -1,27 +1,40 @@
-"""The app in a real browser: how long a user waits, measured with Debian's chromium
-driven by Python Playwright against `streamlit run app.py` on this machine.
+"""The app where people wait: every UI figure in one command, bounded in time, as one table.
 
-Three numbers, each the median over --repeats fresh servers (Streamlit's caches start empty):
-- start: from launching `streamlit run app.py` to the Home page rendered in the browser
-  (title drawn and the script finished). Chromium is launched before the clock starts.
-- attack update: on the Attack page (6 digits images, PGD-20), from pressing ← on the ε slider
-  (a new ε, so nothing is cached) to the new adversarial image shown and the script finished;
-  median of --updates presses per server.
-- first latent plot: from clicking "Latent explorer" to the PCA map of 2 × 300 points drawn
-  (latents under PGD-20 computed from scratch, the projection fitted).
+Against `streamlit run app.py` on 127.0.0.1 (fresh servers; Debian's chromium driven by
+Playwright for what a browser shows, `benchmarks.st_client` websocket sessions for the rest):
 
-Goals (2 CPU cores): start ≤ 5 s, attack update ≤ 1 s, first latent plot ≤ 2 s.
-Beside each wall time it reports the CPU seconds the Streamlit server process used in that span
-(all threads; the browser's share is not counted): on a shared, overloaded machine the wall time
-mostly measures waiting for a core, the CPU time what the app itself costs.
-Checkpoints: ./checkpoints (ATLD_CHECKPOINTS_DIR to override); the ATLD one is selected.
+- start: launching the server -> the Home page drawn and idle in the browser (chromium is
+  started before the clock); the median of --repeats fresh servers.
+- new tab: a new tab on that running server -> Home drawn and idle (three tabs per server).
+- first latent view, fresh server: right after the start, "Latent explorer" clicked -> the map
+  drawn (the default views are read from the on-disk cache and pre-computed in memory at start).
+- first latent view, empty cache: the same on a server whose latent cache is empty (the first
+  server on a machine: the views are computed at start, in the background).
+- attack update: on the Attack page, ← on the ε slider -> the new adversarial image shown; and
+  five quick ← presses -> the last one's image (only the first and the last are computed).
+- UMAP on a fresh server: MNIST (`mnist-natural`, needs ATLD_DATA_ROOT or --data-root),
+  2 x 2,000 points (FGSM latents, already on disk), "Compute UMAP" -> the map; the progress it
+  showed; then a slower UMAP (the natural map) cancelled -> the page back.
+- 8 sessions: --sessions websocket sessions, each alternating the Attack page (its own ε each
+  time: a new computation) and the default Latent page for --load-seconds; p50 / p95 per page,
+  `/_stcore/health` polled every 0.25 s (10 s timeout), the server's and its workers' memory.
+  Three runs: process workers (the default), the same with a training job running on the
+  server, and thread workers (ATLD_WORKER_KIND=thread) for comparison.
 
-    python -m benchmarks.bench_app [--repeats 3] [--updates 5]
+Caches: numba's compiled code lives where the app keeps it ($ATLD_CACHE/numba, filled once per
+machine: its first fill is reported); the latents of the default views go to a cache directory of
+this benchmark, filled once at its start (reported: the first view a machine ever computes).
+
+    python -m benchmarks.bench_app              # everything, about 10 minutes on 2 cores
+    python -m benchmarks.bench_app --quick      # one repeat, 30 s load tests
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import datetime
 import json
 import os
 import platform
@@ -31,16 +44,33 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
+
+from benchmarks.st_client import Session
 
 ROOT = Path(__file__).resolve().parents[1]
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
-GOALS = {"start_s": 5.0, "attack_update_s": 1.0, "first_latent_plot_s": 2.0}
+GOALS = {"start_s": 3.0, "new_tab_s": 1.5, "first_latent_s": 1.0, "first_latent_empty_cache_s": None,
+         "attack_update_s": 0.5, "attack_burst_s": None, "umap_s": 10.0, "umap_cancel_s": None,
+         "load_attack_p95_s": 3.0, "load_latent_p95_s": 5.0, "load_health_max_s": 1.0}
+RESULTS: list[dict] = []
 
+
+def record(name: str, value, goal=None, unit: str = "s", note: str = "") -> None:
+    load = os.getloadavg()[0]
+    met = "" if goal is None or value is None else ("yes" if value <= goal else "**no**")
+    RESULTS.append({"measure": name, "value": value, "unit": unit, "goal": goal, "met": met, "load": round(load, 2),
+                    "note": note})
+    shown = "not measured" if value is None else f"{value:.2f} {unit}"
+    print(f"  {name}: {shown} (load {load:.1f}) {note}", flush=True)
+
+
+# ----------------------------------------------------------------------------- a server
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -48,133 +78,438 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_server(port: int, env: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def descendants(pid: int) -> list[int]:
+    """pid and every process below it (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
 
 
-def wait_health(port: int, proc: subprocess.Popen, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("streamlit exited early")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
+def rss_mb(pids: list[int]) -> float:
+    total = 0
+    for p in pids:
+        with contextlib.suppress(OSError, StopIteration, ValueError):
+            line = next(x for x in Path(f"/proc/{p}/status").read_text().splitlines() if x.startswith("VmRSS"))
+            total += int(line.split()[1])
+    return total / 1024
+
+
+def cpu_s(pids: list[int]) -> float:
+    total = 0.0
+    for p in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+class Server:
+    """`streamlit run app.py` on a free port with `env`; started by `start()` (returns the time
+    it was launched), stopped on exit."""
+
+    def __init__(self, env: dict):
+        self.env, self.port, self.proc = env, free_port(), None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> float:
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port), "--server.headless",
+             "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("streamlit exited early")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1) as r:
+                    if r.status == 200:
+                        return t0
             time.sleep(0.05)
-    raise RuntimeError("streamlit did not start")
+        raise RuntimeError("streamlit did not start")
+
+    def pids(self) -> list[int]:
+        return descendants(self.proc.pid) if self.proc else []
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is None:
+            return
+        pids = self.pids()
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        for p in pids[1:]:  # workers whose pipe is closed end by themselves; make sure
+            with contextlib.suppress(OSError):
+                os.kill(p, 9)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by process `pid` (all its threads), from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+# ----------------------------------------------------------------------------- in the browser
+
+def wait_idle(page, timeout_ms: int = 120_000) -> None:
+    page.wait_for_selector(IDLE, timeout=timeout_ms)
 
 
-def wait_idle(page) -> None:
-    page.wait_for_selector(IDLE, timeout=300_000)
+def nav(page, name: str) -> None:
+    page.locator("[data-testid='stSidebarNav']").get_by_role("link", name=name).click()
 
 
-def one_server(browser, env: dict, updates: int) -> dict:
-    port = free_port()
+def plot_drawn(page, timeout_ms: int = 300_000) -> None:
+    page.wait_for_function("() => !!document.querySelector('.js-plotly-plot .scatterlayer .trace')",
+                           polling=20, timeout=timeout_ms)
+
+
+def browser_round(browser, env: dict, updates: int) -> None:
+    """One fresh server: start, first latent view, new tabs, attack updates, a quick burst."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(300_000)
-    t0 = time.perf_counter()
-    proc = launch_server(port, env)
-    try:
-        wait_health(port, proc)
-        page.goto(f"http://127.0.0.1:{port}/")
+    with Server(env) as server:
+        t0 = server.start()
+        page.goto(server.url)
         page.wait_for_selector("h1:has-text('ATLD lab')")
         wait_idle(page)
-        start = time.perf_counter() - t0
-        start_cpu = cpu_seconds(proc.pid)
-
-        page.locator("[data-testid='stSidebarNav']").get_by_role("link", name="Attack").click()
+        record("start_s", time.perf_counter() - t0, GOALS["start_s"], note="launch -> Home drawn and idle")
+        t = time.perf_counter()
+        nav(page, "Latent explorer")
+        plot_drawn(page)
+        record("first_latent_s", time.perf_counter() - t, GOALS["first_latent_s"],
+               note="fresh server, clicked right after Home -> map drawn")
+        wait_idle(page)
+        for _ in range(3):
+            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+            t = time.perf_counter()
+            tab.goto(server.url)
+            tab.wait_for_selector("h1:has-text('ATLD lab')")
+            wait_idle(tab)
+            record("new_tab_s", time.perf_counter() - t, GOALS["new_tab_s"], note="running server -> Home idle")
+            tab.close()
+        nav(page, "Attack")
         page.wait_for_selector("h1:has-text('Attack')")
         images = page.locator("[data-testid='stImage'] img")
         images.nth(23).wait_for()
         wait_idle(page)
         slider = page.locator("[data-testid='stSlider']", has_text="ε").get_by_role("slider")
-        times, cpus = [], []
+        changed = """([sel, before]) => { const app = document.querySelector(sel);
+            const imgs = document.querySelectorAll("[data-testid='stImage'] img");
+            return app && imgs.length > 1 && imgs[1].getAttribute('src') !== before; }"""
         for _ in range(updates):
-            before = images.nth(1).get_attribute("src")  # the first adversarial image
+            before = images.nth(1).get_attribute("src")
             slider.focus()
-            c = cpu_seconds(proc.pid)
             t = time.perf_counter()
             page.keyboard.press("ArrowLeft")
-            page.wait_for_function(
-                """([sel, before]) => {
-                    const app = document.querySelector(sel);
-                    const imgs = document.querySelectorAll("[data-testid='stImage'] img");
-                    return app && imgs.length > 1 && imgs[1].getAttribute('src') !== before;
-                }""", arg=[IDLE, before], polling=20)
-            wait_idle(page)
-            times.append(time.perf_counter() - t)
-            cpus.append(cpu_seconds(proc.pid) - c)
-
-        page.wait_for_timeout(1000)  # let the background preload finish its share first
-        c = cpu_seconds(proc.pid)
+            page.wait_for_function(changed, arg=[IDLE, before], polling=20)
+            record("attack_update_s", time.perf_counter() - t, GOALS["attack_update_s"],
+                   note="ε ← -> new adversarial image")
+        before = images.nth(1).get_attribute("src")
+        slider.focus()
         t = time.perf_counter()
-        page.locator("[data-testid='stSidebarNav']").get_by_role("link", name="Latent explorer").click()
-        page.wait_for_function(
-            "() => { const p = document.querySelector('.js-plotly-plot .scatterlayer .trace'); return !!p; }",
-            polling=20)
-        latent = time.perf_counter() - t
-        latent_cpu = cpu_seconds(proc.pid) - c
+        for _ in range(5):
+            page.keyboard.press("ArrowLeft")
+            page.wait_for_timeout(60)
+        last = time.perf_counter()
+        page.wait_for_function(changed, arg=[IDLE, before], polling=20)
         wait_idle(page)
-        return {"start_s": start, "attack_update_s": statistics.median(times), "attack_updates_s": times,
-                "first_latent_plot_s": latent, "start_cpu_s": start_cpu, "attack_update_cpu_s": statistics.median(cpus),
-                "first_latent_plot_cpu_s": latent_cpu}
-    finally:
-        page.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        record("attack_burst_s", time.perf_counter() - last, None,
+               note=f"5 quick ε changes ({last - t:.2f} s) -> the last one's view")
+    page.close()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="fresh servers to measure")
-    parser.add_argument("--updates", type=int, default=5, help="ε changes per server")
-    args = parser.parse_args()
+def browser_empty_cache(browser, env: dict) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(300_000)
+    with Server(env) as server:
+        server.start()
+        page.goto(server.url)
+        page.wait_for_selector("h1:has-text('ATLD lab')")
+        wait_idle(page)
+        t = time.perf_counter()
+        nav(page, "Latent explorer")
+        plot_drawn(page)
+        record("first_latent_empty_cache_s", time.perf_counter() - t, GOALS["first_latent_empty_cache_s"],
+               note="first server on a machine: views computed at start")
+    page.close()
+
+
+# ----------------------------------------------------------------------------- websocket sessions
+
+def label_of(session: Session, page: str, prefix: str) -> str:
+    return next(label for (p, label) in session.found if p == page and label.startswith(prefix))
+
+
+async def umap_round(env: dict) -> None:
+    """UMAP of 2 x 2,000 MNIST points on a fresh server, then a cancelled slower UMAP."""
+    with Server(env) as server:
+        t0 = server.start()
+        async with Session(server.port) as s:
+            await s.open("")
+            await s.set("", "Dataset", "mnist")
+            await s.open("latent")
+            await s.set("latent", "Attack", "fgsm")
+            await s.set("latent", "Test images", "2000")
+            r = await s.set("latent", "Projection", "umap")
+            assert s.found.get(("latent", "Compute UMAP")), "the page did not offer UMAP"
+            since_start = time.perf_counter() - t0
+            r = await s.click("latent", "Compute UMAP", timeout=300)
+            shown = [p for p in r.progress if p]
+            record("umap_s", r.seconds, GOALS["umap_s"],
+                   note=f"2 x 2,000 points, {since_start:.0f} s after launch; {len(shown)} progress updates, "
+                        f"e.g. {shown[len(shown) // 2] if shown else '(none)'!r}; plots {r.count('plotly_chart')}")
+            await s.set("latent", "Map", "natural")
+            clicked: dict[str, float] = {}
+
+            async def cancel_soon() -> None:
+                async def later():
+                    for _ in range(100):
+                        await asyncio.sleep(0.1)
+                        if ("latent", "Cancel") in s.found:
+                            break
+                    await asyncio.sleep(1.0)
+                    clicked["t"] = time.perf_counter()
+                    await s.send_click("latent", "Cancel")
+                asyncio.create_task(later())
+
+            r = await s.click("latent", "Compute UMAP", timeout=300, on_progress=cancel_soon)
+            if "t" in clicked:
+                record("umap_cancel_s", time.perf_counter() - clicked["t"] - 0.0, None,
+                       note="Cancel clicked during a UMAP (natural map) -> the page back"
+                            + (", PCA shown" if "Cancelled" in r.texts() or r.count("plotly_chart") else ""))
+            else:
+                record("umap_cancel_s", None, None, note="the UMAP ended before Cancel could be clicked")
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+async def load_round(env: dict, sessions: int, seconds: float, label: str, train: bool = False) -> None:
+    """`sessions` sessions alternating Attack (a new ε each time) and Latent for `seconds`."""
+    with Server(env) as server:
+        server.start()
+        async with Session(server.port) as warm:  # the first visitor: the pages and their defaults are ready
+            await warm.open("")
+            await warm.open("attack")
+            await warm.open("latent")
+        if train:
+            trainer = Session(server.port)
+            await trainer.__aenter__()
+            await trainer.open("train")
+            trainer.stage("train", label_of(trainer, "train", "epochs"), 500.0)
+            r = await trainer.click("train", "Start training")
+            if "Your run" not in r.texts() and r.count("progress") == 0:
+                raise RuntimeError("the training job did not start")
+        times: dict[str, list[float]] = {"attack": [], "latent": []}
+        health: list[float] = []
+        rss: list[float] = []
+        stop = threading.Event()
+
+        def poll() -> None:
+            while not stop.is_set():
+                t = time.perf_counter()
+                try:
+                    with urllib.request.urlopen(f"{server.url}/_stcore/health", timeout=10) as r:
+                        r.read()
+                    health.append(time.perf_counter() - t)
+                except OSError:
+                    health.append(float("inf"))
+                rss.append(rss_mb(server.pids()))
+                stop.wait(0.25)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        eps = [round(0.2 - 0.01 * i, 4) for i in range(1, 20)]
+
+        async def user(i: int, deadline: float) -> None:
+            async with Session(server.port) as s:
+                await s.open("")
+                await s.open("attack")
+                slider = label_of(s, "attack", "ε")
+                k = 7 * i
+                while time.perf_counter() < deadline:
+                    k += 1
+                    times["attack"].append((await s.set("attack", slider, eps[k % len(eps)])).seconds)
+                    times["latent"].append((await s.open("latent")).seconds)
+                    times["attack"].append((await s.open("attack")).seconds)
+
+        cpu0 = cpu_s(server.pids())
+        poller.start()
+        deadline = time.perf_counter() + seconds
+        await asyncio.wait_for(asyncio.gather(*(user(i, deadline) for i in range(sessions))), seconds + 300)
+        stop.set()
+        poller.join()
+        cpu = cpu_s(server.pids()) - cpu0
+        if train:
+            await trainer.__aexit__()
+    slow = sum(h >= 1.0 for h in health)
+    note = f"{label}; {sessions} sessions × {seconds:.0f} s"
+    record(f"load_attack_p95_s [{label}]", percentile(times["attack"], 0.95), GOALS["load_attack_p95_s"],
+           note=f"{note}: p50 {percentile(times['attack'], 0.5):.2f} s, n {len(times['attack'])}")
+    record(f"load_latent_p95_s [{label}]", percentile(times["latent"], 0.95), GOALS["load_latent_p95_s"],
+           note=f"{note}: p50 {percentile(times['latent'], 0.5):.2f} s, n {len(times['latent'])}")
+    record(f"load_health_max_s [{label}]", max(health) if health else None, GOALS["load_health_max_s"],
+           note=f"{len(health)} polls, {slow} at 1 s or more, p95 {percentile(health, 0.95):.3f} s")
+    record(f"load_memory_max [{label}]", max(rss) if rss else None, None, unit="MB",
+           note=f"server + workers, start {rss[0] if rss else 0:.0f} MB; server CPU {cpu:.0f} s in the run")
+
+
+# ----------------------------------------------------------------------------- set-up
+
+def fill_caches(env: dict, data_root: str | None) -> None:
+    """Compute the default views (and the MNIST latents of the UMAP round) into the benchmark's
+    latent cache, in a separate process, as the first server on a machine would."""
+    code = f"""
+import time
+from atld.ui import compute
+from atld.ui.runs import discover_runs, datasets_in_order
+runs = discover_runs()
+t = time.perf_counter()
+n_test = compute.test_size.fn(datasets_in_order(runs)[0])
+for v, args in compute.default_requests(runs, n_test):
+    v.fn(*args)
+print("defaults", time.perf_counter() - t)
+if {data_root is not None}:
+    mnist = [r for r in runs if r.dataset == "mnist"]
+    if mnist:
+        t = time.perf_counter()
+        from atld.data.registry import get_spec
+        v, args = compute.latent_request(mnist[0].path, 2000, "fgsm", get_spec("mnist").epsilon, 0, "logits", "pca",
+                                         "joint")
+        v.fn(*args)
+        print("mnist", time.perf_counter() - t)
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=900)
+    if out.returncode:
+        raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "cache fill failed")
+    for line in out.stdout.splitlines():
+        name, seconds = line.split()
+        record(f"cache_fill_{name}_s", float(seconds), None,
+               note="default views computed once per machine" if name == "defaults" else
+               "MNIST FGSM latents of 2,000 images for the UMAP round")
+
+
+def fill_numba(env: dict) -> None:
+    code = "from atld.latent import warm_up_umap; print(warm_up_umap())"
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    if out.returncode:
+        raise RuntimeError("UMAP warm-up failed")
+    record("numba_cache_s", time.perf_counter() - t, None,
+           note="UMAP's code loaded from numba's disk cache in a fresh process (compiled and stored the first "
+                "time on a machine)")
+
+
+def table(meta: str) -> str:
+    lines = [meta, "", "| measure | value | goal | met | load avg | notes |", "|---|---|---|---|---|---|"]
+    groups: dict[str, list[dict]] = {}
+    for row in RESULTS:
+        groups.setdefault(row["measure"], []).append(row)
+    for name, rows in groups.items():
+        values = [r["value"] for r in rows if r["value"] is not None]
+        unit, goal = rows[0]["unit"], rows[0]["goal"]
+        if not values:
+            lines.append(f"| {name} | not measured | {'' if goal is None else f'≤ {goal:g} {unit}'} | | "
+                         f"{rows[0]['load']} | {rows[0]['note']} |")
+            continue
+        value = statistics.median(values)
+        shown = f"{value:.2f} {unit}" + (f" (median of {len(values)}: {', '.join(f'{v:.2f}' for v in values)})"
+                                         if len(values) > 1 else "")
+        met = "" if goal is None else ("yes" if value <= goal else "**no**")
+        loads = sorted(r["load"] for r in rows)
+        load = f"{loads[0]}" + (f"-{loads[-1]}" if loads[-1] != loads[0] else "")
+        lines.append(f"| {name} | {shown} | {'' if goal is None else f'≤ {goal:g} {unit}'} | {met} | {load} | "
+                     f"{rows[-1]['note']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repeats", type=int, default=2, help="fresh servers for the browser figures")
+    p.add_argument("--updates", type=int, default=3, help="ε changes per server")
+    p.add_argument("--sessions", type=int, default=8, help="concurrent sessions of the load test")
+    p.add_argument("--load-seconds", type=float, default=60.0, help="length of each load test")
+    shared = next((str(d) for d in (ROOT.parent / "shared" / "data" / "mnist",
+                                    ROOT.parents[1] / "shared" / "data" / "mnist") if d.is_dir()), None)
+    p.add_argument("--data-root", default=os.environ.get("ATLD_DATA_ROOT") or shared,
+                   help="torchvision datasets folder with MNIST, for the UMAP round (default: ATLD_DATA_ROOT, "
+                        "else ../shared/data/mnist)")
+    p.add_argument("--quick", action="store_true", help="one repeat, 30 s load tests")
+    p.add_argument("--skip", nargs="*", default=[], choices=["browser", "empty", "umap", "load", "train", "threads"])
+    p.add_argument("--json", help="also write the rows to this file")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.repeats, args.load_seconds = 1, 30.0
+    started = time.perf_counter()
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        print("not measured: chromium is not installed")
-        return 1
-    from playwright.sync_api import sync_playwright
+    work = Path(tempfile.mkdtemp(prefix="atld-bench-app-"))
+    user_cache = Path(os.environ.get("ATLD_CACHE") or Path.home() / ".cache" / "atld").expanduser()
+    base = {**os.environ, "ATLD_RUNS_DIR": str(work / "runs"), "ATLD_TORCH_THREADS": "1",
+            "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR") or str(user_cache / "numba"),
+            "ATLD_CACHE": str(work / "warm")}
+    if args.data_root:
+        base["ATLD_DATA_ROOT"] = args.data_root
+    base["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    print(f"# set-up (numba cache {base['NUMBA_CACHE_DIR']})", flush=True)
+    try:
+        fill_numba(base)
+        fill_caches(base, args.data_root)
+        if chromium is None:
+            print("not measured: chromium is not installed (apt-get install -y chromium)")
+        elif "browser" not in args.skip or "empty" not in args.skip:
+            from playwright.sync_api import sync_playwright
 
-    env = {**os.environ, "ATLD_RUNS_DIR": tempfile.mkdtemp(prefix="atld-bench-runs-")}
-    results = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        for _ in range(args.repeats):
-            results.append(one_server(browser, env, args.updates))
-        version = browser.version
-        browser.close()
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+                if "browser" not in args.skip:
+                    for r in range(args.repeats):
+                        print(f"# browser round {r + 1}", flush=True)
+                        browser_round(browser, base, args.updates)
+                if "empty" not in args.skip:
+                    print("# first view with an empty cache", flush=True)
+                    browser_empty_cache(browser, {**base, "ATLD_CACHE": str(work / f"empty-{time.time_ns()}")})
+                version = browser.version
+                browser.close()
+        if "umap" not in args.skip:
+            print("# UMAP on a fresh server", flush=True)
+            if args.data_root:
+                asyncio.run(umap_round(base))
+            else:
+                record("umap_s", None, GOALS["umap_s"], note="no MNIST data (--data-root)")
+        if "load" not in args.skip:
+            runs = [("process workers", base, False)]
+            if "train" not in args.skip:
+                runs.append(("process workers + a training job", base, True))
+            if "threads" not in args.skip:
+                runs.append(("thread workers", {**base, "ATLD_WORKER_KIND": "thread"}, False))
+            for label, env, train in runs:
+                print(f"# load: {label}", flush=True)
+                asyncio.run(load_round(env, args.sessions, args.load_seconds, label, train))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     import streamlit
     import torch
 
-    summary = {k: statistics.median(r[k] for r in results) for k in GOALS}
-    load = os.getloadavg()
-    print(f"# {platform.node()}: {os.cpu_count()} CPU cores, load average {load[0]:.1f}, python "
-          f"{platform.python_version()}, torch {torch.__version__}, streamlit {streamlit.__version__}, "
-          f"chromium {version}, ATLD_TORCH_THREADS={os.environ.get('ATLD_TORCH_THREADS', '1')}")
-    print("| measure | median wall (s) | all runs (s) | server CPU, median (s) | goal (s) |")
-    print("|---|---|---|---|---|")
-    for key, goal in GOALS.items():
-        runs = ", ".join(f"{r[key]:.2f}" for r in results)
-        cpu = statistics.median(r[key.replace("_s", "_cpu_s")] for r in results)
-        print(f"| {key} | {summary[key]:.2f} | {runs} | {cpu:.2f} | ≤ {goal:g} |")
-    print(json.dumps({"summary": summary, "runs": results}))
+    meta = (f"{platform.node()}: {os.cpu_count()} CPU cores, python {platform.python_version()}, torch "
+            f"{torch.__version__}, streamlit {streamlit.__version__}, chromium "
+            f"{version if chromium else 'none'}, ATLD_TORCH_THREADS=1, "
+            f"{datetime.datetime.now(datetime.UTC).isoformat(timespec='minutes')}, "
+            f"{time.perf_counter() - started:.0f} s in all")
+    print()
+    print(table(meta))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": RESULTS}, indent=1))
     return 0
 
 

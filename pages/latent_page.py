@@ -13,8 +13,8 @@ from atld.config.vocab import ColorBy, FitMode, LatentSpace, PointSet, Projectio
 from atld.errors import ATLDError
 from atld.latent.maps import map_csv, points_frame
 from atld.ui import cached, state
-from atld.ui.latent_view import COLOR_MODES, gap_summary, latent_figure, selected_ids
-from atld.ui.runs import discover_runs
+from atld.ui.latent_view import COLOR_MODES, LATENT_DEFAULTS, gap_summary, selected_ids
+from atld.ui.runs import comparison_run, discover_runs
 from atld.ui.views import md, to_display
 
 st.title("Latent explorer")
@@ -25,36 +25,46 @@ names = spec.labels()
 n_test = len(state.get_data(spec.name).y_test)
 
 c1, c2, c3, c4 = st.columns(4)
-attack_name = c1.selectbox("Attack", PERTURBATION_NAMES[1:], index=PERTURBATION_NAMES[1:].index("pgd20"),
+D = LATENT_DEFAULTS
+attack_name = c1.selectbox("Attack", PERTURBATION_NAMES[1:], index=PERTURBATION_NAMES[1:].index(D.attack),
                            key="lat_attack", help=f"at the dataset's ε = {spec.epsilon:.4g}, step ε/4")
-n = c2.select_slider("Test images", sorted({100, 200, 300, min(450, n_test), min(1000, n_test), n_test}),
-                     value=min(300, n_test), key="lat_n", help="the first N test images (2N points)")
-space = c3.radio("Latent", tuple(s.value for s in LatentSpace), key="lat_space", horizontal=True,
+n = c2.select_slider("Test images", sorted({100, 200, 300, min(450, n_test), min(1000, n_test), min(2000, n_test),
+                                           n_test}), value=min(D.n, n_test), key="lat_n",
+                     help="the first N test images (2N points)")
+spaces, colors = tuple(s.value for s in LatentSpace), tuple(c.value for c in COLOR_MODES)
+space = c3.radio("Latent", spaces, index=spaces.index(D.space), key="lat_space", horizontal=True,
                  help="logits: what ATLD's D sees; features: the penultimate layer")
-color_by = c4.selectbox("Colour by", tuple(c.value for c in COLOR_MODES), key="lat_color",
+color_by = c4.selectbox("Colour by", colors, index=colors.index(D.color_by), key="lat_color",
                         help="D score needs a checkpoint with a discriminator")
 c5, c6 = st.columns(2)
-fit_on = c5.radio("Map", (FitMode.JOINT.value, FitMode.NATURAL.value), key="lat_fit", horizontal=True,
+fits, projections = (FitMode.JOINT.value, FitMode.NATURAL.value), (Projection.PCA.value, Projection.UMAP.value)
+fit_on = c5.radio("Map", fits, index=fits.index(D.fit_on), key="lat_fit", horizontal=True,
                   format_func={FitMode.JOINT: "joint fit (both clouds)",
                                FitMode.NATURAL: "natural map (perturbed projected onto it)"}.get)
-method = c6.radio("Projection", (Projection.PCA.value, Projection.UMAP.value), key="lat_method", horizontal=True,
+method = c6.radio("Projection", projections, index=projections.index(D.projection), key="lat_method", horizontal=True,
                   format_func={Projection.PCA: "PCA (instant)", Projection.UMAP: "UMAP (on request)"}.get)
 
 umap_key = ("umap", str(run.path), n, attack_name, space, fit_on, sel.seed)
-if method == Projection.UMAP and st.session_state.get("lat_umap_ok") != umap_key:
-    warm = state.background_start()
-    st.info("UMAP takes a few seconds (about 40 s more the first time in a fresh server, while its "
-            f"compiler warms up{' — warm-up done' if warm['umap'].is_set() else ' — warming up in the background'}). "
-            "It runs on a subsample of PCA-reduced latents.")
+key = (str(run.path), run.model_hash, int(n), attack_name, float(spec.epsilon), sel.seed, space)
+if method == Projection.UMAP and st.session_state.get("lat_umap_ok") != umap_key \
+        and not cached.map_ready(*key, method, fit_on):
+    st.info("UMAP takes a few seconds (its compiled code is loaded when the server starts; a map that "
+            "places points onto a fitted map compiles more the first time). It runs on PCA-reduced latents, "
+            "fitted on at most 5,000 points, shows its progress and can be cancelled.")
     if st.button("Compute UMAP", key="lat_umap_go", type="primary"):
         st.session_state["lat_umap_ok"] = umap_key
         st.rerun()
     method = Projection.PCA.value
     st.caption("Showing PCA until then.")
 
-key = (str(run.path), run.model_hash, int(n), attack_name, float(spec.epsilon), sel.seed, space)
+
+def forget_umap() -> None:
+    st.session_state.pop("lat_umap_ok", None)
+
+
 try:
-    m = cached.latent_map(*key, method, fit_on)
+    m = cached.latent_map(*key, method, fit_on, on_cancel=forget_umap)
+    figure = cached.latent_plot(*key, method, fit_on, color_by)
 except ATLDError as exc:
     st.error(md(exc))
     st.stop()
@@ -65,7 +75,7 @@ with left:
     st.caption(md(f"{run.name}: accuracy {100 * m.latents.accuracy_nat:.1f} % natural, "
                   f"{100 * m.latents.accuracy_pert:.1f} % under {attack_name}.")
                + " Circles: natural; crosses: perturbed. Drag to box-select, or pick the lasso in the toolbar.")
-    event = st.plotly_chart(latent_figure(table, color_by), key="lat_plot", on_select="rerun",
+    event = st.plotly_chart(figure, key="lat_plot", on_select="rerun",
                             selection_mode=("points", "box", "lasso"), width="stretch")
 with right:
     st.markdown("**Gap, in latent space**")
@@ -96,7 +106,7 @@ else:
 
 csv_meta = {"checkpoint": str(run.path), "model_sha256": run.model_hash, "method_trained": run.config.method,
             "dataset": spec.name, "split": "test"}
-st.download_button("Embedding and scores (CSV)", map_csv(m, csv_meta, names).encode(),
+st.download_button("Embedding and scores (CSV)", lambda: map_csv(m, csv_meta, names).encode(), on_click="ignore",
                    file_name=f"{run.path.name}-{attack_name}-{space}-{method}.csv", mime="text/csv", key="lat_csv")
 
 st.divider()
@@ -105,7 +115,7 @@ others = [r for r in discover_runs() if r.dataset == spec.name and r.path != run
 if not others:
     st.caption("Train or add a second checkpoint of this dataset to compare.")
 else:
-    default = next((i for i, r in enumerate(others) if r.method == "natural"), 0)
+    default = others.index(comparison_run(others + [sel.run], sel.run))
     other_label = st.selectbox("Compare with", [r.label for r in others], index=default, key="lat_other")
     other = others[[r.label for r in others].index(other_label)]
     cols = st.columns(2)
@@ -113,7 +123,7 @@ else:
         k = (str(entry.path), entry.model_hash, int(n), attack_name, float(spec.epsilon), sel.seed, space)
         mm = cached.latent_map(*k, Projection.PCA.value, FitMode.NATURAL.value)
         with col:
-            st.plotly_chart(latent_figure(points_frame(mm.coords, mm.latents, names), ColorBy.CLASS,
-                                          title=entry.label, height=420), key=f"lat_cmp_{entry.label}",
-                            width="stretch")
+            st.plotly_chart(cached.latent_plot(*k, Projection.PCA.value, FitMode.NATURAL.value, ColorBy.CLASS,
+                                               entry.label, LATENT_DEFAULTS.compare_height),
+                            key=f"lat_cmp_{entry.label}", width="stretch")
             st.caption(" · ".join(f"{name} {value}" for name, value, _ in gap_summary(mm.gap)))

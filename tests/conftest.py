@@ -205,5 +205,6 @@ def app_env(app_checkpoints, tmp_path, monkeypatch):
     monkeypatch.setenv("ATLD_CHECKPOINTS_DIR", str(app_checkpoints))
     monkeypatch.setenv("ATLD_RUNS_DIR", str(runs))
     monkeypatch.setenv("ATLD_UMAP_WARMUP", "0")
+    monkeypatch.setenv("ATLD_PREWARM", "0")  # each test asks for what it shows
     monkeypatch.setenv("ATLD_TORCH_THREADS", "1")
     return runs

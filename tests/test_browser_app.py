@@ -73,7 +73,7 @@ def server(app_checkpoints, tmp_path_factory):
     # ATLD_SCREENSHOT_CHECKPOINTS=checkpoints serves the shipped runs instead (for docs/screenshots)
     shown = os.environ.get("ATLD_SCREENSHOT_CHECKPOINTS") or str(app_checkpoints)
     proc = start_server({"ATLD_CHECKPOINTS_DIR": shown, "ATLD_RUNS_DIR": str(runs),
-                         "ATLD_UMAP_WARMUP": "0", "ATLD_TORCH_THREADS": "1"}, port)
+                         "ATLD_UMAP_WARMUP": "0", "ATLD_PREWARM": "0", "ATLD_TORCH_THREADS": "1"}, port)
     yield f"http://127.0.0.1:{port}"
     stop_server(proc)
 

@@ -9,8 +9,12 @@
 | ATLD_MAX_JOBS | 1 | training jobs the app server runs at once (1-64) |
 | ATLD_UNWATCHED_MINUTES | 30 | an app training job nobody watches stops after this long (0.1-10080) |
 | ATLD_TORCH_THREADS | 1 | intra-op torch threads per app computation and of `python -m atld eval` (1-256) |
-| ATLD_UMAP_WARMUP | 1 | 0: skip UMAP's one-time compilation after the app starts |
+| ATLD_UMAP_WARMUP | 1 | 0: skip loading UMAP's compiled code into each compute worker at start |
 | ATLD_PRELOAD | 1 | 0: skip importing torch & co. in the background after the first page |
+| ATLD_WORKERS | 2 | the app's compute workers (1-16): how many views are computed at once |
+| ATLD_WORKER_KIND | process | process (the server never waits for their GIL) or thread (inside the server) |
+| ATLD_RESULT_CACHE_MB | 512 | memory for computed views shared by all sessions (16-65536) |
+| ATLD_PREWARM | 1 | 0: skip computing the default views of the default checkpoint at start |
 
 `settings()` reads them afresh on every call (tests and the app may change them) and raises a
 one-line `ConfigError` for a bad value; the CLI and the app call it at start. <repository> is
@@ -41,6 +45,10 @@ class Settings:
     torch_threads: int
     umap_warmup: bool
     preload: bool
+    workers: int
+    worker_kind: str
+    result_cache_mb: int
+    prewarm: bool
 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:
@@ -86,6 +94,15 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     return value == "1"
 
 
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip()
+    if value == "":
+        return default
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value[:40]!r}")
+    return value
+
+
 def settings(env: Mapping[str, str] | None = None) -> Settings:
     """The validated settings (see the module docstring); ConfigError for a bad value."""
     env = os.environ if env is None else env
@@ -99,4 +116,8 @@ def settings(env: Mapping[str, str] | None = None) -> Settings:
         torch_threads=_number(env, "ATLD_TORCH_THREADS", 1, 1, 256),
         umap_warmup=_flag(env, "ATLD_UMAP_WARMUP", True),
         preload=_flag(env, "ATLD_PRELOAD", True),
+        workers=_number(env, "ATLD_WORKERS", 2, 1, 16),
+        worker_kind=_choice(env, "ATLD_WORKER_KIND", "process", ("process", "thread")),
+        result_cache_mb=_number(env, "ATLD_RESULT_CACHE_MB", 512, 16, 65536),
+        prewarm=_flag(env, "ATLD_PREWARM", True),
     )

@@ -15,10 +15,26 @@ Methods: PCA (instant, linear, global distances kept), UMAP (umap-learn, on PCA-
 of at most `pca_dims` dimensions, fit on a class-stratified subsample of at most
 `max_fit_points` rows; the other rows are placed with `transform`), t-SNE (scikit-learn; small
 sets only, joint mode only, since t-SNE has no transform).
+
+UMAP's start-up cost is numba compiling umap-learn and pynndescent once per process. Two choices
+keep it small (docs/benchmarks.md): numba's on-disk cache is switched on for every compiled
+function of both libraries (`umap_module`; about two thirds of the compile time, kept in
+$ATLD_CACHE/numba unless NUMBA_CACHE_DIR says otherwise), and a map that needs no `transform`
+(every joint fit of at most `max_fit_points` rows: the default) takes its exact k-nearest
+neighbours from scikit-learn instead of pynndescent's NN-descent, whose compiled functions take a
+distance function as an argument and so can never be cached. A fresh process then loads the
+compiled code instead of building it. Fits that need `transform` (the natural map, larger sets)
+build pynndescent's index and pay its compile once per process.
+
+Progress: UMAP reports its epochs (and the fit its stages) through `atld.progress.report`, so a
+listener can show them and cancel between epochs.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import sys
 import threading
 import time
 import warnings
@@ -26,9 +42,11 @@ import warnings
 import numpy as np
 from numpy.typing import ArrayLike
 
+from atld.config.settings import settings
 from atld.config.vocab import FitMode, Projection, parse
 from atld.errors import ConfigError, DataError, check_int_at_least, check_int_in, require
 from atld.latent.gap import as_2d
+from atld.progress import report, stage
 
 TSNE_MAX_POINTS = 3000  # sklearn's exact-gradient-free Barnes-Hut t-SNE takes ~1 min beyond this on 2 cores
 TSNE_EXACT_POINTS = 500  # up to this many points t-SNE uses exact gradients (faster on small sets)
@@ -126,9 +144,10 @@ class Embedder:
                     "(and no max_fit_points below that); use umap or pca", ConfigError)
             embedding[fit_index] = self._fit_tsne(z[fit_index])
         else:
-            embedding[fit_index] = self._fit_umap(z[fit_index])
+            embedding[fit_index] = self._fit_umap(z[fit_index], transform_later=len(rest) > 0)
         if len(rest):
-            embedding[rest] = self.transform(z[rest])
+            with stage(0.95, 1.0, "placing the other points"):
+                embedding[rest] = self.transform(z[rest])
         self.embedding_, self.n_natural_, self.fit_index_ = embedding, n, fit_index
         return self
 
@@ -166,16 +185,24 @@ class Embedder:
         self.model_ = TSNE(n_components=self.n_components, random_state=self.random_state, **params)
         return self.model_.fit_transform(z)
 
-    def _fit_umap(self, z: np.ndarray) -> np.ndarray:
+    def _fit_umap(self, z: np.ndarray, transform_later: bool = False) -> np.ndarray:
+        """UMAP of z; with exact neighbours from scikit-learn unless `transform` will be needed
+        (which needs pynndescent's search index)."""
         from sklearn.decomposition import PCA
 
+        report(0.0, "reducing with PCA")
         self.reducer_ = None
         if z.shape[1] > self.pca_dims:
             self.reducer_ = PCA(n_components=min(self.pca_dims, len(z)), random_state=self.random_state).fit(z)
             z = self.reducer_.transform(z)
-        self.model_ = _make_umap(self.n_components, self.random_state, len(z), self.params)
-        with warnings.catch_warnings():  # "n_jobs overridden to 1 by setting random_state" etc.
-            warnings.simplefilter("ignore")
+        params = dict(self.params)
+        if not transform_later and "precomputed_knn" not in params:
+            report(0.02, "nearest neighbours")
+            params["precomputed_knn"] = _exact_knn(z, _neighbours(params, len(z)))
+        report(0.08, "neighbour graph (the first UMAP in a process also loads its compiled code)")
+        self.model_ = _make_umap(self.n_components, self.random_state, len(z), params)
+        with warnings.catch_warnings(), stage(0.1, 1.0, "layout"):
+            warnings.simplefilter("ignore")  # "n_jobs overridden to 1 by setting random_state" etc.
             return np.asarray(self.model_.fit_transform(z), dtype=np.float64)
 
     @staticmethod
@@ -199,34 +226,116 @@ def _pad(out: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def _make_umap(n_components: int, random_state: int | None, n_points: int, params: dict):
-    import umap
+def _neighbours(params: dict, n_points: int) -> int:
+    return max(2, min(int(params.get("n_neighbors", UMAP_DEFAULTS["n_neighbors"])), n_points - 1))
 
+
+def _exact_knn(z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, distances) [N, k] of each row's k nearest rows (itself first), Euclidean, from
+    scikit-learn (BLAS; a fraction of a second for a few thousand rows)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    dist, idx = NearestNeighbors(n_neighbors=k).fit(z).kneighbors(z)
+    return idx.astype(np.int32), dist.astype(np.float32)
+
+
+class _EpochSink:
+    """A file for umap's tqdm bar (bar_format "{n}/{total}"): every line it writes becomes a
+    `report` of the epochs done. A listener that raises `Cancelled` stops the layout there."""
+    _LINE = re.compile(r"(\d+)/(\d+)")
+
+    def write(self, text: str) -> int:
+        match = self._LINE.search(text)
+        if match and int(match.group(2)):
+            done, total = int(match.group(1)), int(match.group(2))
+            report(done / total, f"epoch {done}/{total}")
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _make_umap(n_components: int, random_state: int | None, n_points: int, params: dict):
+    umap = umap_module()
     params = {**UMAP_DEFAULTS, **params}
-    params["n_neighbors"] = max(2, min(int(params["n_neighbors"]), n_points - 1))
-    # NN-descent even below 4096 points: umap's exact small-data path hands sklearn a numba metric
-    # that is then called from Python once per pair (16 M calls, about 30 s, for 4,000 points).
+    params["n_neighbors"] = _neighbours(params, n_points)
+    # NN-descent even below 4096 points when a search index is needed: umap's exact small-data
+    # path hands sklearn a numba metric that is then called from Python once per pair (16 M
+    # calls, about 30 s, for 4,000 points).
     params.setdefault("force_approximation_algorithm", True)
+    params.setdefault("tqdm_kwds", {"disable": False, "file": _EpochSink(), "bar_format": "{n}/{total}\n",
+                                    "mininterval": 0.1, "leave": False})
     return umap.UMAP(n_components=n_components, random_state=random_state, init="pca", **params)
 
 
+def numba_cache_dir() -> str:
+    """Where numba keeps compiled code: NUMBA_CACHE_DIR when set, else $ATLD_CACHE/numba."""
+    return os.environ.get("NUMBA_CACHE_DIR") or str(settings().cache_dir.expanduser() / "numba")
+
+
+_IMPORT_LOCK = threading.Lock()
+_UMAP_MODULE = None
+
+
+def umap_module():
+    """umap-learn, imported once per process with numba's on-disk cache switched on for every
+    compiled function of umap-learn and pynndescent (see the module docstring)."""
+    global _UMAP_MODULE
+    with _IMPORT_LOCK:
+        if _UMAP_MODULE is None:
+            cache_dir = numba_cache_dir()
+            os.environ["NUMBA_CACHE_DIR"] = cache_dir  # read when numba is first imported...
+            import numba
+
+            numba.config.CACHE_DIR = cache_dir  # ...and here if it already was
+            import umap
+
+            _enable_numba_cache(("umap", "pynndescent"))
+            _UMAP_MODULE = umap
+    return _UMAP_MODULE
+
+
+def _enable_numba_cache(packages: tuple[str, ...]) -> int:
+    """Switch numba's on-disk cache on for the compiled functions of `packages` that were
+    declared without it; returns how many. Functions numba cannot cache stay as they are."""
+    from numba.core.dispatcher import Dispatcher
+
+    count = 0
+    for name, module in list(sys.modules.items()):
+        if module is None or name.split(".")[0] not in packages:
+            continue
+        for obj in list(vars(module).values()):
+            if isinstance(obj, Dispatcher) and type(obj._cache).__name__ == "NullCache":
+                try:
+                    obj.enable_caching()
+                    count += 1
+                except Exception:  # noqa: BLE001 - an uncacheable function only costs compile time
+                    pass
+    return count
+
+
 _WARM_LOCK = threading.Lock()
-_WARM = False
+_WARM: set[bool] = set()  # which paths are warm in this process: False = exact neighbours, True = transform
 
 
-def warm_up_umap() -> float:
-    """Pay umap-learn's and pynndescent's numba JIT compilation once per process (about 90 s of
-    CPU on the 2-core development machine; see docs/benchmarks.md) by fitting
-    and transforming a tiny random set with the settings `Embedder` uses. Thread-safe; later
-    calls return at once. Returns the seconds spent."""
-    global _WARM
+def warm_up_umap(transform: bool = False) -> float:
+    """Load (or, the first time on a machine, compile and store) umap-learn's compiled code in
+    this process by fitting a tiny random set with the settings `Embedder` uses: the default
+    path (exact neighbours, no transform), and with `transform=True` also pynndescent's index
+    and UMAP's transform (the natural-map path, which cannot be cached on disk). Thread-safe;
+    later calls return at once. Returns the seconds spent."""
     with _WARM_LOCK:
-        if _WARM:
+        if transform in _WARM:
             return 0.0
         start = time.perf_counter()
         rng = np.random.default_rng(0)
         z = rng.normal(size=(300, 10))
         labels = rng.integers(0, 10, size=150)
-        Embedder("umap", fit_on="natural", random_state=0, max_fit_points=150).fit(z[:150], z[150:], labels)
-        _WARM = True
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numba's notes about functions it cannot cache
+            if transform:
+                Embedder("umap", fit_on="natural", random_state=0, max_fit_points=150).fit(z[:150], z[150:], labels)
+            else:
+                Embedder("umap", random_state=0).fit(z[:150], z[150:], labels)
+        _WARM.add(transform)
         return time.perf_counter() - start

@@ -18,6 +18,7 @@ from atld.data.loaders import as_float01
 from atld.data.registry import DatasetSpec
 from atld.errors import ConfigError, DataError, check_int_at_least, require
 from atld.models.common import eval_mode
+from atld.progress import report
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,12 @@ def extract_latents(run, x: torch.Tensor, y: torch.Tensor, attack: AttackConfig 
     device = torch.device(device)
     models = [m.to(device) for m in (classifier, discriminator) if m is not None]
     parts: dict[str, list[torch.Tensor]] = {k: [] for k in _TENSOR_FIELDS}
+    done = 0
     with eval_mode(*models):
         for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
+            report(done / len(x), f"{'attacking and ' if attack is not None else ''}reading latents: "
+                                  f"{done}/{len(x)} images")
+            done += len(xb)
             xb = as_float01(xb.to(device))
             require(bool(torch.isfinite(xb).all()) and float(xb.min()) >= 0 and float(xb.max()) <= 1,
                     "images must be finite and in [0, 1]", DataError)

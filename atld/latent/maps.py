@@ -25,11 +25,12 @@ import torch
 from atld.attacks.gradient import AttackConfig
 from atld.attacks.registry import attack_from_name
 from atld.config.latent import LatentConfig
-from atld.config.vocab import PointSet
+from atld.config.vocab import PointSet, Projection
 from atld.latent.cache import LatentCache
 from atld.latent.embed import Embedder
 from atld.latent.extract import LatentSet
 from atld.latent.gap import MEASURE_KEYS
+from atld.progress import stage
 
 POINT_COLUMNS = ("index", "set", "label", "label_name", "pred", "pred_name", "correct", "d_natural", "x", "y")
 
@@ -50,15 +51,20 @@ def latent_map(run, x: torch.Tensor, y: torch.Tensor, config: LatentConfig, cach
     `run`, their map and gap numbers, as `config` says (each step served by `cache` when it can)."""
     cache = cache or LatentCache(enabled=False)
     attack = attack_from_name(config.attack, run.spec.epsilon_or_default(config.epsilon))
-    latents = cache.latents(run, x, y, attack, config.batch_size, device, config.seed)
+    slow_map = config.projection != Projection.PCA
+    with stage(0.0, 0.3 if slow_map else 0.8, "latents"):
+        latents = cache.latents(run, x, y, attack, config.batch_size, device, config.seed)
     z_nat, z_pert = latents.latents(config.space)
     labels = latents.labels.numpy()
     d_nat = None if latents.d_nat is None else latents.d_nat.numpy()
     d_pert = None if latents.d_pert is None else latents.d_pert.numpy()
-    gap = cache.gap(z_nat, z_pert, labels, d_nat, d_pert, folds=config.folds, permutations=config.permutations,
-                    neighbors=config.neighbors, random_state=config.seed)
+    with stage(0.3 if slow_map else 0.8, 0.4 if slow_map else 0.95, "gap numbers"):
+        gap = cache.gap(z_nat, z_pert, labels, d_nat, d_pert, folds=config.folds, permutations=config.permutations,
+                        neighbors=config.neighbors, random_state=config.seed)
     embedder = Embedder(config.projection, fit_on=config.fit_on, random_state=config.seed)
-    return LatentMap(config, attack, latents, cache.embedding(embedder, z_nat, z_pert, labels), gap)
+    with stage(0.4 if slow_map else 0.95, 1.0, str(config.projection).upper()):
+        coords = cache.embedding(embedder, z_nat, z_pert, labels)
+    return LatentMap(config, attack, latents, coords, gap)
 
 
 def points_frame(coords: np.ndarray, latents: LatentSet, class_names: tuple[str, ...],

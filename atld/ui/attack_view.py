@@ -12,7 +12,22 @@ import numpy as np
 import torch
 
 from atld.attacks.gradient import AttackConfig, run_attack
+from atld.config.vocab import AttackKind, InferenceMode
 from atld.errors import require
+
+
+@dataclass(frozen=True)
+class AttackDefaults:
+    """What the Attack page shows first (the default view, computed ahead at start-up); ε is the
+    dataset's."""
+    kind: AttackKind = AttackKind.PGD
+    steps: int = 20
+    imt_mode: InferenceMode = InferenceMode.IMT
+    first: int = 0  # first test image
+    count: int = 6  # images shown
+
+
+ATTACK_DEFAULTS = AttackDefaults()
 
 
 @dataclass(frozen=True)

@@ -1,69 +1,61 @@
-"""Cached computations for the pages (`st.cache_data`: results are NumPy / pandas / plain objects,
-keyed by the checkpoint's path and model hash plus every parameter). Each wrapper only loads its
-inputs and calls one core function."""
+"""The pages' computations, through the shared compute service (`atld.ui.state.compute`): each
+wrapper names its view (`atld.ui.compute`), the slot it occupies in the session (a newer request
+from the same slot supersedes an older one) and what the progress bar says. Results are shared by
+all sessions, keyed by the checkpoint's content and every argument; treat them as read-only."""
 
 from __future__ import annotations
 
-import streamlit as st
-import torch
-
-from atld.ui.state import get_data, get_run
-
-
-def _test_images(dataset: str, indices: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    from atld.data.loaders import as_float01
-
-    data = get_data(dataset)
-    idx = torch.tensor(indices, dtype=torch.long)
-    return as_float01(data.x_test[idx]), data.y_test[idx]
+from atld.ui import compute
+from atld.ui.state import compute as run
+from atld.ui.views import figure_from_json
 
 
-@st.cache_data(show_spinner="Attacking…", max_entries=64)
 def attack(path: str, model_hash: str, indices: tuple[int, ...], kind: str, epsilon: float, steps: int,
            seed: int, imt_mode: str):
-    """atld.ui.attack_view.attack_view on test images `indices`."""
-    from atld.attacks.gradient import AttackConfig
-    from atld.ui.attack_view import attack_view
-
-    run = get_run(path, model_hash)
-    x, y = _test_images(run.config.dataset, indices)
-    return attack_view(run, x, y, AttackConfig(kind, epsilon, steps=steps), seed=seed, imt_mode=imt_mode)
+    """atld.ui.attack_view.attack_view on test images `indices` (an `AttackView`)."""
+    return run(*compute.attack_request(path, indices, kind, epsilon, steps, seed, imt_mode), slot="attack",
+               label="Attacking…")
 
 
-@st.cache_data(show_spinner="Computing latents, their map and the gap…", max_entries=32)
 def latent_map(path: str, model_hash: str, n: int, attack_name: str, epsilon: float, seed: int, space: str,
-               projection: str, fit_on: str):
-    """atld.latent.latent_map on the first `n` test images: latents, the 2-D map and the gap numbers
-    (the `embed` command's pipeline; its disk cache serves repeated requests)."""
-    from atld.config.latent import LatentConfig
-    from atld.latent import LatentCache, latent_map
-
-    run = get_run(path, model_hash)
-    data = get_data(run.config.dataset)
-    n = min(n, len(data.y_test))
-    config = LatentConfig(attack=attack_name, epsilon=epsilon, projection=projection, fit_on=fit_on, space=space,
-                          limit=max(n, 2), seed=seed, permutations=100)
-    return latent_map(run, data.x_test[:n], data.y_test[:n], config, LatentCache())
+               projection: str, fit_on: str, on_cancel=None):
+    """atld.latent.latent_map on the first `n` test images: latents, the 2-D map and the gap numbers.
+    A projection other than PCA can be cancelled (`on_cancel` runs when it is)."""
+    slow = projection != "pca"
+    return run(*compute.latent_request(path, n, attack_name, epsilon, seed, space, projection, fit_on),
+               slot="latent_map", label=f"Computing latents and the {projection.upper()} map…", cancellable=slow,
+               on_cancel=on_cancel)
 
 
-@st.cache_data(show_spinner="Computing robust accuracy vs ε…", max_entries=32)
+def latent_plot(path: str, model_hash: str, n: int, attack_name: str, epsilon: float, seed: int, space: str,
+                projection: str, fit_on: str, color_by: str, title: str = "", height: int = 520):
+    """The Latent explorer's figure of that map (a plotly Figure)."""
+    request = compute.plot_request(path, n, attack_name, epsilon, seed, space, projection, fit_on, color_by, title,
+                                   height)
+    return figure_from_json(run(*request, slot=f"latent_plot:{title}", label="Drawing the map…"))
+
+
 def accuracy_curve(path: str, model_hash: str, epsilons: tuple[float, ...], attack_name: str, inference: str,
                    limit: int, seed: int) -> list[dict]:
-    """atld.evaluate.robust_accuracy_curve (rows as EvalReport.rows); any attack (AutoAttack and
-    the adaptive attack included) and inference mode."""
-    from atld.evaluate import robust_accuracy_curve
+    """atld.evaluate.robust_accuracy_curve (rows as EvalReport.rows)."""
+    from atld.ui.runs import RunRef
 
-    run = get_run(path, model_hash)
-    return robust_accuracy_curve(run, list(epsilons), attack=attack_name, inference=inference, limit=limit,
-                                 data=get_data(run.config.dataset), seed=seed, device="cpu")
+    args = (RunRef.of(path), tuple(float(e) for e in epsilons), str(attack_name), str(inference), int(limit), int(seed))
+    return run(compute.accuracy_curve, args, slot=f"accuracy_curve:{path}", label="Computing robust accuracy vs ε…")
 
 
-@st.cache_data(show_spinner="Checking the discriminator…", max_entries=32)
+def map_ready(path: str, model_hash: str, n: int, attack_name: str, epsilon: float, seed: int, space: str,
+              projection: str, fit_on: str) -> bool:
+    """Whether that map is computed already (then the page shows it without asking first)."""
+    from atld.ui.state import compute_service
+
+    return compute_service().cached(*compute.latent_request(path, n, attack_name, epsilon, seed, space, projection,
+                                                            fit_on))
+
+
 def discriminator_check(path: str, model_hash: str, n: int, seed: int) -> dict:
     """atld.evaluate.discriminator_check on the first `n` test images at the dataset's ε (a dict)."""
-    from atld.evaluate.discriminator import discriminator_check as check
+    from atld.ui.runs import RunRef
 
-    run = get_run(path, model_hash)
-    data = get_data(run.config.dataset)
-    x, y = _test_images(run.config.dataset, tuple(range(min(n, len(data.y_test)))))
-    return check(run, x, y, run.spec.epsilon, seed=seed).to_dict()
+    return run(compute.discriminator_check, (RunRef.of(path), int(n), int(seed)), slot=f"discriminator_check:{path}",
+               label="Checking the discriminator…")

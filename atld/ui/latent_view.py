@@ -7,12 +7,31 @@ trace and the traces are split by class and set."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from atld.config.vocab import ColorBy, PointSet
+from atld.config.vocab import ColorBy, FitMode, LatentSpace, PointSet, Projection
 
 COLOR_MODES = tuple(ColorBy)
 KINDS = tuple(PointSet)
+
+
+@dataclass(frozen=True)
+class LatentDefaults:
+    """What the Latent explorer shows first (the default view, computed ahead at start-up and
+    kept on disk); ε is the dataset's, the seed the sidebar's."""
+    attack: str = "pgd20"
+    n: int = 300  # test images (at most the test set)
+    space: LatentSpace = LatentSpace.LOGITS
+    color_by: ColorBy = ColorBy.CLASS
+    fit_on: FitMode = FitMode.JOINT
+    projection: Projection = Projection.PCA
+    height: int = 520  # pixels, the main map
+    compare_height: int = 420  # pixels, each of the two side-by-side maps
+
+
+LATENT_DEFAULTS = LatentDefaults()
 
 
 def latent_figure(table, color_by: str = ColorBy.CLASS, title: str = "", height: int = 520):

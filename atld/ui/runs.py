@@ -9,6 +9,8 @@ size, modification time or inode changed since the last look; pages get cards on
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import threading
 from dataclasses import dataclass
@@ -37,6 +39,32 @@ class RunEntry:
     epochs_done: int
     has_discriminator: bool
     model_hash: str  # SHA-256 of the model file (part of every cache key)
+
+
+def content_key(card: dict) -> str:
+    """What a computation over this run depends on, as one SHA-256: the model file's hash (which
+    loading verifies) and the run's config (IMT's ε, the architecture, the dataset). A retrained,
+    resumed or edited run gets a new key; a copy of a run in another folder keeps it."""
+    model = card.get("sha256", {}).get(card["files"]["model"], "")
+    text = json.dumps({"model": model, "config": card["config"], "has_discriminator": card["has_discriminator"]},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """A checkpoint as an argument of a cached computation: where it is, and its `content_key`
+    (the part of cache keys; the path is not). The worker that loads it checks the key again."""
+    path: str
+    cache_key: str
+
+    @classmethod
+    def of(cls, run_dir: str | os.PathLike) -> RunRef:
+        """The run at `run_dir` as it is now; CheckpointError when it has no valid card."""
+        card = card_of(run_dir)
+        if card is None:
+            raise CheckpointError(f"{printable(run_dir, 200)!r} holds no valid run card")
+        return cls(str(run_dir), content_key(card))
 
 
 def card_of(run_dir: str | os.PathLike) -> dict | None:
@@ -84,3 +112,23 @@ def discover_runs(dirs: list[tuple[str, Path]] | None = None) -> list[RunEntry]:
                                 card["method"], card["status"], card["epochs_done"], card["has_discriminator"],
                                 card.get("sha256", {}).get(card["files"]["model"], "")))
     return out
+
+
+FIRST_DATASET = "digits"  # the sidebar's first dataset: it ships with the app and needs no download
+
+
+def datasets_in_order(runs: list[RunEntry]) -> list[str]:
+    """The sidebar's datasets: the first view's dataset, then every dataset with a checkpoint."""
+    return list(dict.fromkeys([FIRST_DATASET, *(r.dataset for r in runs)]))
+
+
+def preferred_run(runs: list[RunEntry], dataset: str) -> RunEntry | None:
+    """The checkpoint the sidebar picks for `dataset` by default: its first ATLD run, else its first."""
+    mine = [r for r in runs if r.dataset == dataset]
+    return next((r for r in mine if r.method == "atld"), mine[0] if mine else None)
+
+
+def comparison_run(runs: list[RunEntry], current: RunEntry) -> RunEntry | None:
+    """The Latent explorer's default second checkpoint: a natural run of the same dataset if any."""
+    others = [r for r in runs if r.dataset == current.dataset and r.path != current.path]
+    return next((r for r in others if r.method == "natural"), others[0] if others else None)

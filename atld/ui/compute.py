@@ -1,0 +1,211 @@
+"""The app's cached computations ("views"), each one short function run by a compute worker
+(`atld.ui.service`): the service keys it by its arguments (a checkpoint by its content) and
+shares its result with every session. Adding a view is one `@view()` function here and, for a
+page, one line in `atld.ui.cached`.
+
+Each worker process keeps its own small caches of loaded checkpoints and datasets; latents,
+projections and gap numbers also go to the on-disk `LatentCache` (keyed by content), so a map
+computed once on a machine is read back by every later server.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections import OrderedDict
+
+import torch
+
+from atld.config.settings import settings
+from atld.config.vocab import ColorBy, FitMode, Projection
+from atld.errors import CheckpointError
+from atld.ui.runs import RunRef, content_key
+from atld.ui.service import view
+
+LATENT_PERMUTATIONS = 100  # the page's MMD permutation test (the embed command's default is 200)
+
+
+def configure_process() -> None:
+    """One intra-op thread per computation (ATLD_TORCH_THREADS): the pool's workers share the
+    cores, and on a busy 2-core machine two spinning threads per op made PGD-20 7x slower."""
+    threads = settings().torch_threads
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+@functools.lru_cache(maxsize=8)
+def _loaded(path: str, key: str):
+    from atld.runs.store import load_checkpoint
+
+    run = load_checkpoint(path, device="cpu")
+    if content_key(run.card) != key:
+        raise CheckpointError(f"{run.name} changed since the page read it; reload the page")
+    return run
+
+
+def load_run(ref: RunRef):
+    """The checkpoint `ref` names, loaded once per process, checked to be the content `ref` keys."""
+    return _loaded(ref.path, ref.cache_key)
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset(name: str, root):
+    from atld.data.loaders import load_dataset
+
+    return load_dataset(name, root)
+
+
+def dataset(name: str):
+    return _dataset(name, settings().data_root)
+
+
+def test_images(name: str, indices: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Test images `indices` of dataset `name` as float [N, C, H, W] in [0, 1] and labels [N]."""
+    from atld.data.loaders import as_float01
+
+    data = dataset(name)
+    idx = torch.tensor(indices, dtype=torch.long)
+    return as_float01(data.x_test[idx]), data.y_test[idx]
+
+
+@view()
+def test_size(name: str) -> int:
+    """How many test images dataset `name` has."""
+    return len(dataset(name).y_test)
+
+
+@view()
+def attack(ref: RunRef, indices: tuple[int, ...], kind: str, epsilon: float, steps: int, seed: int,
+           imt_mode: str):
+    """atld.ui.attack_view.attack_view on test images `indices`."""
+    from atld.attacks.gradient import AttackConfig
+    from atld.ui.attack_view import attack_view
+
+    run = load_run(ref)
+    x, y = test_images(run.config.dataset, indices)
+    return attack_view(run, x, y, AttackConfig(kind, epsilon, steps=steps), seed=seed, imt_mode=imt_mode)
+
+
+_MAPS: OrderedDict = OrderedDict()  # this process's latest maps, for the figures drawn from them
+_MAPS_LOCK = threading.Lock()
+
+
+@view()
+def latent_map(ref: RunRef, n: int, attack_name: str, epsilon: float, seed: int, space: str, projection: str,
+               fit_on: str):
+    """atld.latent.latent_map on the first `n` test images: latents, the 2-D map and the gap numbers
+    (the `embed` command's pipeline; its disk cache serves a map computed before)."""
+    from atld.config.latent import LatentConfig
+    from atld.latent import LatentCache
+    from atld.latent import latent_map as compute_map
+
+    args = (ref, n, attack_name, epsilon, seed, space, projection, fit_on)
+    with _MAPS_LOCK:
+        if args in _MAPS:
+            return _MAPS[args]
+    run = load_run(ref)
+    data = dataset(run.config.dataset)
+    n = min(n, len(data.y_test))
+    config = LatentConfig(attack=attack_name, epsilon=epsilon, projection=projection, fit_on=fit_on, space=space,
+                          limit=max(n, 2), seed=seed, permutations=LATENT_PERMUTATIONS)
+    m = compute_map(run, data.x_test[:n], data.y_test[:n], config, LatentCache())
+    with _MAPS_LOCK:
+        _MAPS[args] = m
+        while len(_MAPS) > 8:
+            _MAPS.popitem(last=False)
+    return m
+
+
+@view()
+def latent_plot(ref: RunRef, n: int, attack_name: str, epsilon: float, seed: int, space: str, projection: str,
+                fit_on: str, color_by: str, title: str, height: int) -> str:
+    """The Latent explorer's figure of that map, as plotly JSON (`atld.ui.views.figure_from_json`
+    turns it back into a figure without re-validating it)."""
+    import plotly.io
+
+    from atld.latent.maps import points_frame
+    from atld.ui.latent_view import latent_figure
+
+    m = latent_map.fn(ref, n, attack_name, epsilon, seed, space, projection, fit_on)
+    table = points_frame(m.coords, m.latents, load_run(ref).spec.labels())
+    return plotly.io.to_json(latent_figure(table, color_by, title=title, height=height), validate=False)
+
+
+@view()
+def accuracy_curve(ref: RunRef, epsilons: tuple[float, ...], attack_name: str, inference: str, limit: int,
+                   seed: int) -> list[dict]:
+    """atld.evaluate.robust_accuracy_curve (rows as EvalReport.rows)."""
+    from atld.evaluate import robust_accuracy_curve
+
+    run = load_run(ref)
+    return robust_accuracy_curve(run, list(epsilons), attack=attack_name, inference=inference, limit=limit,
+                                 data=dataset(run.config.dataset), seed=seed, device="cpu")
+
+
+@view()
+def discriminator_check(ref: RunRef, n: int, seed: int) -> dict:
+    """atld.evaluate.discriminator_check on the first `n` test images at the dataset's ε (a dict)."""
+    from atld.data.loaders import as_float01
+    from atld.evaluate.discriminator import discriminator_check as check
+
+    run = load_run(ref)
+    data = dataset(run.config.dataset)
+    n = min(int(n), len(data.y_test))
+    return check(run, as_float01(data.x_test[:n]), data.y_test[:n], run.spec.epsilon, seed=seed).to_dict()
+
+
+@view()
+def warm_up(transform: bool = False) -> float:
+    """Load UMAP's compiled code into this worker (`atld.latent.warm_up_umap`); seconds spent."""
+    from atld.latent import warm_up_umap
+
+    return warm_up_umap(transform)
+
+
+# ---------------------------------------------------------------------- requests as the pages make them
+# The pages (through atld.ui.cached) and the start-up pre-computation build their requests here,
+# so that both produce the same keys.
+
+def attack_request(run_dir, indices, kind, epsilon, steps, seed, imt_mode) -> tuple:
+    return attack, (RunRef.of(run_dir), tuple(int(i) for i in indices), str(kind), float(epsilon), int(steps),
+                    int(seed), str(imt_mode))
+
+
+def latent_request(run_dir, n, attack_name, epsilon, seed, space, projection, fit_on) -> tuple:
+    return latent_map, (RunRef.of(run_dir), int(n), str(attack_name), float(epsilon), int(seed), str(space),
+                        str(projection), str(fit_on))
+
+
+def plot_request(run_dir, n, attack_name, epsilon, seed, space, projection, fit_on, color_by, title: str = "",
+                 height: int = 520) -> tuple:
+    _, args = latent_request(run_dir, n, attack_name, epsilon, seed, space, projection, fit_on)
+    return latent_plot, (*args, str(color_by), str(title), int(height))
+
+
+def default_requests(runs, n_test: int, seed: int = 0) -> list[tuple]:
+    """The requests of the first views a visitor sees, for the checkpoint the sidebar picks first:
+    the Attack page, the Latent explorer (its map and figure, PCA and UMAP, and the two maps side
+    by side below; the Learn page's maps are the same natural maps). `n_test`: the dataset's test
+    set size. Computed at start-up, so the first visit of each page is served from memory."""
+    from atld.data.registry import get_spec
+    from atld.ui.attack_view import ATTACK_DEFAULTS as A
+    from atld.ui.latent_view import LATENT_DEFAULTS as L
+    from atld.ui.runs import comparison_run, datasets_in_order, preferred_run
+
+    run = preferred_run(runs, datasets_in_order(runs)[0])
+    if run is None:
+        return []
+    eps = get_spec(run.dataset).epsilon
+    n = min(L.n, n_test)
+    indices = tuple(i % n_test for i in range(A.first, A.first + A.count))
+    out = [attack_request(run.path, indices, A.kind, eps, A.steps, seed, A.imt_mode)]
+    common = (L.attack, eps, seed, L.space)
+    for projection in (L.projection, Projection.UMAP):
+        out += [latent_request(run.path, n, *common, projection, L.fit_on),
+                plot_request(run.path, n, *common, projection, L.fit_on, L.color_by, "", L.height)]
+        if projection == L.projection:
+            for entry in filter(None, (run, comparison_run(runs, run))):
+                out += [latent_request(entry.path, n, *common, Projection.PCA, FitMode.NATURAL),
+                        plot_request(entry.path, n, *common, Projection.PCA, FitMode.NATURAL, ColorBy.CLASS,
+                                     entry.label, L.compare_height)]
+    return out
