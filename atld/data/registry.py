@@ -51,6 +51,10 @@ class DatasetSpec:
     max_params: int  # parameters of classifier + discriminator at most
     max_images: int = 100_000  # images per split read from a dataset file, at most
     class_names: tuple[str, ...] = ()
+    # The files under the data root that make the full data set "present" (availability); an idx
+    # file also counts when gzipped (NAME.gz).
+    data_files: tuple[str, ...] = ()
+    downloadable: bool = False  # the app can fetch it (torchvision knows its mirrors and checksums)
 
     @property
     def channels(self) -> int:
@@ -71,6 +75,14 @@ _CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 _CIFAR_STD = (0.2471, 0.2435, 0.2616)
 _GREY = {"mean": (0.5,), "std": (0.5,)}
 _SMALL_BUDGET = 20_000_000  # grey 8x8 / 28x28 images: far above any model that suits them
+IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte")
+
+
+def _idx_files(folder: str) -> tuple[str, ...]:
+    return tuple(f"{folder}/raw/{name}" for name in IDX_NAMES)
+
+
 _CIFAR_BUDGET = 300_000_000  # 32x32 colour: WRN-70-16 (267 M) and the official D fit
 
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
@@ -81,33 +93,34 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
     DatasetSpec(name="mnist", input_shape=(1, 28, 28), num_classes=10, epsilon=0.3, augmentation=Augmentation.NONE,
                 **_GREY, default_arch="small-cnn", imt_window=(0.3, 0.7), gap_weight_scale=0.5, needs_root=True,
                 source="torchvision MNIST (idx files under ROOT/MNIST/raw)", max_params=_SMALL_BUDGET,
-                class_names=_DIGITS),
+                class_names=_DIGITS, data_files=_idx_files("MNIST"), downloadable=True),
     DatasetSpec(name="fashion-mnist", input_shape=(1, 28, 28), num_classes=10, epsilon=0.1,
                 augmentation=Augmentation.NONE, **_GREY, default_arch="small-cnn", imt_window=(0.3, 0.7),
                 gap_weight_scale=0.5, needs_root=True,
                 source="torchvision FashionMNIST (idx files under ROOT/FashionMNIST/raw)", max_params=_SMALL_BUDGET,
-                class_names=_FASHION),
+                class_names=_FASHION, data_files=_idx_files("FashionMNIST"), downloadable=True),
     DatasetSpec(name="cifar10", input_shape=(3, 32, 32), num_classes=10, epsilon=8 / 255,
                 augmentation=Augmentation.CROP_FLIP, mean=_CIFAR_MEAN, std=_CIFAR_STD, default_arch="wrn-28-10",
                 imt_window=(0.3, 0.7), gap_weight_scale=0.5, needs_root=True,
                 source="torchvision CIFAR10 (ROOT/cifar-10-batches-py)", max_params=_CIFAR_BUDGET,
-                class_names=_CIFAR10),
+                class_names=_CIFAR10, data_files=("cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch")),
     DatasetSpec(name="cifar100", input_shape=(3, 32, 32), num_classes=100, epsilon=8 / 255,
                 augmentation=Augmentation.CROP_FLIP, mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762),
                 default_arch="wrn-28-10", imt_window=(0.3, 0.7), gap_weight_scale=0.1, needs_root=True,
-                source="torchvision CIFAR100 (ROOT/cifar-100-python)", max_params=_CIFAR_BUDGET),
+                source="torchvision CIFAR100 (ROOT/cifar-100-python)", max_params=_CIFAR_BUDGET,
+                data_files=("cifar-100-python/train", "cifar-100-python/test")),
     DatasetSpec(name="svhn", input_shape=(3, 32, 32), num_classes=10, epsilon=8 / 255, augmentation=Augmentation.NONE,
                 mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970), default_arch="wrn-28-10",
                 imt_window=(0.3, 0.6), gap_weight_scale=0.5, needs_root=True,
                 source="torchvision SVHN (ROOT/train_32x32.mat, ROOT/test_32x32.mat)", max_params=_CIFAR_BUDGET,
-                max_images=700_000, class_names=_DIGITS),
+                max_images=700_000, class_names=_DIGITS, data_files=("train_32x32.mat", "test_32x32.mat")),
     # The exact CIFAR-10 subsets in ../shared/data (8,068 train / 1,017 test real images): for
     # benchmarks and the reproduction study on machines without the full data set.
     DatasetSpec(name="cifar10-exact", input_shape=(3, 32, 32), num_classes=10, epsilon=8 / 255,
                 augmentation=Augmentation.CROP_FLIP, mean=_CIFAR_MEAN, std=_CIFAR_STD, default_arch="preact-resnet18",
                 imt_window=(0.3, 0.7), gap_weight_scale=0.5, needs_root=True,
                 source="exact CIFAR-10 subsets (ROOT/cifar10/exact/cifar10_exact_subsets.npz)",
-                max_params=_CIFAR_BUDGET, class_names=_CIFAR10),
+                max_params=_CIFAR_BUDGET, class_names=_CIFAR10, data_files=("cifar10/exact/cifar10_exact_subsets.npz",)),
 )}
 
 DATASET_NAMES = tuple(DATASETS)
