@@ -156,15 +156,15 @@ def _load_digits(spec: DatasetSpec) -> ImageData:
 
 def _load_idx(spec: DatasetSpec, root: Path, download: bool) -> ImageData:
     """MNIST / Fashion-MNIST from ROOT/<MNIST|FashionMNIST>/raw, plain or .gz, read by `read_idx`
-    (torchvision only downloads, when asked)."""
+    (`atld.data.download` fetches missing files, when asked)."""
     folder = "MNIST" if spec.name == "mnist" else "FashionMNIST"
     root = full_data_dir(spec.name, root) or root  # ROOT/MNIST/raw or ROOT/mnist/MNIST/raw
     raw = root / folder / "raw"
     if download and not all((raw / f).is_file() or (raw / f"{f}.gz").is_file()
                             for pair in IDX_FILES.values() for f in pair):
-        from torchvision.datasets import MNIST, FashionMNIST
+        from atld.data.download import download_dataset
 
-        (MNIST if spec.name == "mnist" else FashionMNIST)(str(root), train=True, download=True)
+        download_dataset(spec.name, root)
     if not raw.is_dir():
         raise DataError(f"no {folder}/raw folder")
     arrays = {}
