@@ -74,6 +74,29 @@ def digits_batch(digits):
     return lambda n=64: (as_float01(digits.x_test[:n]), digits.y_test[:n])
 
 
+@pytest.fixture(scope="session")
+def tiny_idx_set():
+    """tiny_idx_set(raw_folder, n_train=7, n_test=3): writes a random MNIST-shaped idx set, gzipped
+    as torchvision's mirrors serve it, into `raw_folder`; returns {file name: its bytes}."""
+    import gzip
+    import struct
+
+    import numpy as np
+
+    def write(raw: Path, n_train: int = 7, n_test: int = 3) -> dict[str, bytes]:
+        raw.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(0)
+        out = {}
+        for prefix, n in (("train", n_train), ("t10k", n_test)):
+            images = struct.pack(">IIII", 0x0803, n, 28, 28) + rng.integers(0, 256, (n, 28, 28), np.uint8).tobytes()
+            labels = struct.pack(">II", 0x0801, n) + rng.integers(0, 10, n, np.uint8).tobytes()
+            for name, payload in ((f"{prefix}-images-idx3-ubyte.gz", images), (f"{prefix}-labels-idx1-ubyte.gz", labels)):
+                out[name] = gzip.compress(payload, mtime=0)
+                (raw / name).write_bytes(out[name])
+        return out
+    return write
+
+
 # ----------------------------------------------------------------------------- runs on disk
 
 @pytest.fixture(scope="session")
