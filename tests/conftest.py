@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from atld.config.train import TrainConfig
 from atld.data.loaders import ImageData, as_float01, load_dataset
+from atld.data.registry import get_spec as load_spec
 from atld.methods import atld_perturbation
 from atld.models.registry import build_classifier, build_discriminator
 from atld.runs.card import CARD
@@ -218,6 +219,23 @@ def app_checkpoints(tmp_path_factory):
     torch.set_num_threads(1)  # a session fixture may be built before the first test's _process_state
     for name, config in APP_RUNS.items():
         train(config, run_dir=root / name, name=name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist_app_checkpoints(tmp_path_factory, app_checkpoints):
+    """The app's test checkpoints plus an untrained `mnist-atld` run (small CNN with a
+    discriminator): enough for the pages that read its card and the sample's test images."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("mnist-app-checkpoints")
+    for run in app_checkpoints.iterdir():
+        shutil.copytree(run, root / run.name)
+    config = TrainConfig(dataset="mnist", method="atld", epochs=1, eval_limit=0, device="cpu").resolved()
+    torch.manual_seed(0)
+    spec = load_spec("mnist")
+    save_checkpoint(root / "mnist-atld", {**_card(config, 1), "name": "mnist-atld"},
+                    build_classifier(config.arch, spec), build_discriminator(spec, config.discriminator_spec()))
     return root
 
 
