@@ -91,7 +91,8 @@ def tiny_idx_set():
         for prefix, n in (("train", n_train), ("t10k", n_test)):
             images = struct.pack(">IIII", 0x0803, n, 28, 28) + rng.integers(0, 256, (n, 28, 28), np.uint8).tobytes()
             labels = struct.pack(">II", 0x0801, n) + rng.integers(0, 10, n, np.uint8).tobytes()
-            for name, payload in ((f"{prefix}-images-idx3-ubyte.gz", images), (f"{prefix}-labels-idx1-ubyte.gz", labels)):
+            for name, payload in ((f"{prefix}-images-idx3-ubyte.gz", images),
+                                  (f"{prefix}-labels-idx1-ubyte.gz", labels)):
                 out[name] = gzip.compress(payload, mtime=0)
                 (raw / name).write_bytes(out[name])
         return out

@@ -103,7 +103,8 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
                 augmentation=Augmentation.CROP_FLIP, mean=_CIFAR_MEAN, std=_CIFAR_STD, default_arch="wrn-28-10",
                 imt_window=(0.3, 0.7), gap_weight_scale=0.5, needs_root=True,
                 source="torchvision CIFAR10 (ROOT/cifar-10-batches-py)", max_params=_CIFAR_BUDGET,
-                class_names=_CIFAR10, data_files=("cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch")),
+                class_names=_CIFAR10,
+                data_files=("cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch")),
     DatasetSpec(name="cifar100", input_shape=(3, 32, 32), num_classes=100, epsilon=8 / 255,
                 augmentation=Augmentation.CROP_FLIP, mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762),
                 default_arch="wrn-28-10", imt_window=(0.3, 0.7), gap_weight_scale=0.1, needs_root=True,
@@ -120,7 +121,8 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
                 augmentation=Augmentation.CROP_FLIP, mean=_CIFAR_MEAN, std=_CIFAR_STD, default_arch="preact-resnet18",
                 imt_window=(0.3, 0.7), gap_weight_scale=0.5, needs_root=True,
                 source="exact CIFAR-10 subsets (ROOT/cifar10/exact/cifar10_exact_subsets.npz)",
-                max_params=_CIFAR_BUDGET, class_names=_CIFAR10, data_files=("cifar10/exact/cifar10_exact_subsets.npz",)),
+                max_params=_CIFAR_BUDGET, class_names=_CIFAR10,
+                data_files=("cifar10/exact/cifar10_exact_subsets.npz",)),
 )}
 
 DATASET_NAMES = tuple(DATASETS)
