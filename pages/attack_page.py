@@ -17,7 +17,7 @@ st.title("Attack")
 sel = state.selection()
 run = state.require_run(sel)
 spec = run.spec
-data = state.get_data(spec.name)
+data = state.data_or_stop(spec.name)
 n_test = len(data.y_test)
 names = spec.labels()
 

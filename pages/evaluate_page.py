@@ -44,13 +44,14 @@ with st.expander("How to read these numbers: upper bounds, AutoAttack, the adapt
     st.markdown(HONEST_ROBUSTNESS)
 
 st.subheader("Evaluate now (a quick look on a few test images)")
+data = state.data_or_stop(spec.name)
 
 with st.form("eval_form"):
     c1, c2 = st.columns([3, 1])
     attacks = c1.multiselect("Attacks", ATTACK_NAMES, default=[a for a in ("natural", "fgsm", "pgd20", "cw20")
                                                               if a in DEFAULT_EVAL_ATTACKS], key="ev_attacks",
                              help="autoattack and adaptive are much slower; keep the image count small")
-    limit = c2.number_input("Test images", 10, len(state.get_data(spec.name).y_test), 100, step=10, key="ev_limit")
+    limit = c2.number_input("Test images", 10, len(data.y_test), 100, step=10, key="ev_limit")
     go = st.form_submit_button("Evaluate", type="primary", key="ev_go")
 if go:
     bar = st.progress(0.0, text="starting…")
@@ -60,7 +61,7 @@ if go:
 
     try:
         report = evaluate(run, EvalConfig(attacks=tuple(attacks) or ("natural",), limit=int(limit), seed=sel.seed,
-                                          device="cpu"), data=state.get_data(spec.name), progress=progress)
+                                          device="cpu"), data=data, progress=progress)
     except ATLDError as exc:
         st.error(md(exc))
     else:

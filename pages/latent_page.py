@@ -22,7 +22,7 @@ sel = state.selection()
 run = state.require_run(sel)
 spec = run.spec
 names = spec.labels()
-n_test = len(state.get_data(spec.name).y_test)
+n_test = len(state.data_or_stop(spec.name).y_test)
 
 c1, c2, c3, c4 = st.columns(4)
 D = LATENT_DEFAULTS

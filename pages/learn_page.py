@@ -20,7 +20,7 @@ sel = state.selection()
 run = state.require_run(sel)
 spec = run.spec
 names = spec.labels()
-N = min(300, len(state.get_data(spec.name).y_test))
+N = min(300, len(state.data_or_stop(spec.name).y_test))
 ATTACK = "pgd20"
 
 titles = [t for t, _ in STEPS]

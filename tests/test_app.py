@@ -329,3 +329,60 @@ def test_a_bad_setting_stops_the_app_with_one_line(app_env, monkeypatch):
     assert not at.exception
     shown = at.error[0].value.replace("\\", "")  # the message is Markdown-escaped: ATLD\_MAX\_JOBS
     assert shown.startswith("ATLD_MAX_JOBS must be a whole number") and "\n" not in shown, shown
+
+
+# ----------------------------------------------------------------------------- real data: samples, default, download
+
+def test_the_first_view_is_mnist_when_an_mnist_checkpoint_ships(app_env, mnist_app_checkpoints, monkeypatch):
+    monkeypatch.setenv("ATLD_CHECKPOINTS_DIR", str(mnist_app_checkpoints))
+    at = start_app()
+    dataset, checkpoint = at.sidebar.selectbox
+    assert dataset.value == "mnist" and checkpoint.value == "mnist-atld (shipped)"
+    assert dataset.options[:2] == ["mnist · 1 checkpoint · sample only", "digits · 2 checkpoints · full data"]
+    assert metric(at, "method") == "atld"
+    open_page(at, "attack")  # the shipped MNIST sample provides the test images
+    assert any("on the shipped sample of 2,000 test images" in i.value for i in at.info)
+    assert len(at.get("image")) == 6 * 4
+    open_page(at, "train")
+    assert any("needs its full data set" in i.value for i in at.info)
+
+
+def test_without_an_mnist_checkpoint_the_first_view_stays_digits(app_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("ATLD_SAMPLES_DIR", str(tmp_path / "no-samples"))
+    at = start_app()
+    dataset, checkpoint = at.sidebar.selectbox
+    assert dataset.value == "digits" and checkpoint.value == "digits-atld (shipped)"
+    assert dataset.options == ["digits · 2 checkpoints · full data"]  # no sample, no data: nothing else listed
+    assert not any("shipped sample" in i.value for i in at.info)
+
+
+def test_home_downloads_a_dataset_with_progress_and_then_uses_it(app_env, monkeypatch, tmp_path, tiny_idx_set):
+    import hashlib
+    import http.server
+    import threading
+    from functools import partial
+
+    from torchvision.datasets import MNIST
+
+    served = tmp_path / "served"
+    files = tiny_idx_set(served, n_train=5, n_test=3)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(http.server.SimpleHTTPRequestHandler,
+                                                                       directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{server.server_address[1]}/"])
+    monkeypatch.setattr(MNIST, "resources", [(n, hashlib.md5(d).hexdigest()) for n, d in files.items()])
+    monkeypatch.setenv("ATLD_DATA_ROOT", str(tmp_path / "data"))
+    try:
+        at = start_app()
+        at.button(key="dl_data_mnist").click().run()
+        assert not at.exception
+        from atld.ui import state
+        job = state.current_download("mnist")
+        assert job is not None and job.wait(60) and job.finished, job.error
+        at.run()
+        assert any("downloaded (4 files)" in s.value for s in at.success)
+        assert "mnist · no checkpoint · full data" in at.sidebar.selectbox(key="atld_dataset").options
+        assert (tmp_path / "data" / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").is_file()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -49,14 +49,19 @@ def load_run(ref: RunRef):
 
 
 @functools.lru_cache(maxsize=4)
-def _dataset(name: str, root):
-    from atld.data.loaders import load_dataset
+def _dataset(name: str, root, samples_dir, full: bool):
+    from atld.data.loaders import load_for_app
 
-    return load_dataset(name, root)
+    return load_for_app(name, root, samples_dir)
 
 
 def dataset(name: str):
-    return _dataset(name, settings().data_root)
+    """The app's data of `name` (`load_for_app`: the full data under the data root, else the shipped
+    sample), loaded once per process and again when the full data appears (a download)."""
+    from atld.data.availability import has_full_data
+
+    current = settings()
+    return _dataset(name, current.app_data_root, current.samples_dir, has_full_data(name, current.app_data_root))
 
 
 def test_images(name: str, indices: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,9 +195,9 @@ def default_requests(runs, n_test: int, seed: int = 0) -> list[tuple]:
     from atld.data.registry import get_spec
     from atld.ui.attack_view import ATTACK_DEFAULTS as A
     from atld.ui.latent_view import LATENT_DEFAULTS as L
-    from atld.ui.runs import comparison_run, datasets_in_order, preferred_run
+    from atld.ui.runs import comparison_run, default_run
 
-    run = preferred_run(runs, datasets_in_order(runs)[0])
+    run = default_run(runs)
     if run is None:
         return []
     eps = get_spec(run.dataset).epsilon

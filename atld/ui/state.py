@@ -18,7 +18,8 @@ import streamlit as st
 
 from atld.config.settings import Settings, settings
 from atld.errors import SEED_LIMIT, ATLDError
-from atld.ui.runs import RunEntry, datasets_in_order, discover_runs, preferred_run
+from atld.ui.datasets import picker_label
+from atld.ui.runs import RunEntry, datasets_in_order, default_run, discover_runs, preferred_run
 from atld.ui.views import md, status_badge
 
 SELECTION_KEY = "atld_selection"
@@ -61,13 +62,78 @@ def get_run(path: str, model_hash: str):
     return load_checkpoint(path, device="cpu")
 
 
-@st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
 def get_data(dataset: str):
-    """The dataset's tensors (digits ship with scikit-learn; others need ATLD_DATA_ROOT)."""
-    from atld.data.loaders import load_dataset
+    """The dataset's tensors: the full data under the app's data root (digits ship with
+    scikit-learn), else the shipped test sample (`atld.data.loaders.load_for_app`); loaded again
+    once the full data appears (a download)."""
+    from atld.data.availability import has_full_data
+
+    current = settings()
+    root = current.app_data_root
+    return _get_data(dataset, str(root), str(current.samples_dir), has_full_data(dataset, root))
+
+
+@st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
+def _get_data(dataset: str, root: str, samples_dir: str, full: bool):
+    from atld.data.loaders import load_for_app
 
     configure_torch()
-    return load_dataset(dataset, settings().data_root)
+    return load_for_app(dataset, root, samples_dir)
+
+
+def data_or_stop(dataset: str):
+    """`get_data`, or stop the page with its one-line error; a page computed on the shipped sample
+    says so under its title."""
+    from atld.ui.datasets import sample_note
+
+    try:
+        data = get_data(dataset)
+    except ATLDError as exc:
+        st.error(md(exc))
+        st.stop()
+    note = sample_note(data)
+    if note:
+        st.info(md(note))
+    return data
+
+
+def dataset_availability(runs: list[RunEntry] | None = None) -> dict:
+    """`atld.data.availability.all_availability` for this server (a few stat calls)."""
+    from atld.data.availability import all_availability
+
+    current = settings()
+    runs = discover_runs() if runs is None else runs
+    shipped = {r.path.name: r.dataset for r in runs if r.source == "shipped"}
+    return all_availability(data_root=current.app_data_root, samples_dir=current.samples_dir, checkpoints=shipped)
+
+
+@st.cache_resource
+def downloads() -> dict:
+    """The server's dataset downloads, {dataset: atld.data.download.Download}: one at a time per
+    dataset, shared by all sessions (each sees the same progress)."""
+    return {"lock": threading.Lock(), "by_dataset": {}}
+
+
+def start_download(dataset: str):
+    """Start downloading `dataset` into the app's data root (ATLD_DATA_ROOT, else <ATLD_CACHE>/data)
+    in a background thread, unless one is running; returns the Download."""
+    from atld.data.download import Download
+
+    table = downloads()
+    with table["lock"]:
+        current = table["by_dataset"].get(dataset)
+        if current is None or not current.running:
+            current = table["by_dataset"][dataset] = Download(dataset, settings().app_data_root).start()
+    return current
+
+
+def any_download_running() -> bool:
+    return any(d.running for d in list(downloads()["by_dataset"].values()))
+
+
+def current_download(dataset: str):
+    """The latest download of `dataset` on this server, or None."""
+    return downloads()["by_dataset"].get(dataset)
 
 
 @st.cache_resource
@@ -124,7 +190,7 @@ def compute_service():
 
     current = settings()
     service = ComputeService(current.workers, current.worker_kind, max_bytes=current.result_cache_mb * 2**20,
-                             context=str(current.data_root))
+                             context=str(current.app_data_root))
     if current.umap_warmup:
         service.on_worker_start = lambda wid: [(views.warm_up, (False,))]
     return service.start()
@@ -216,10 +282,10 @@ def prewarm(service) -> list:
     from atld.ui.service import BACKGROUND
 
     runs = discover_runs()
-    if not runs:
+    first = default_run(runs)  # the sidebar's first checkpoint
+    if first is None:
         return []
-    dataset = datasets_in_order(runs)[0]
-    n_test = service.submit(views.test_size, (dataset,), priority=BACKGROUND).result()
+    n_test = service.submit(views.test_size, (first.dataset,), priority=BACKGROUND).result()
     return [service.submit(v, args, priority=BACKGROUND) for v, args in views.default_requests(runs, n_test)]
 
 
@@ -232,10 +298,14 @@ def sidebar() -> Selection:
     if pending is not None and any(r.label == pending[1] for r in runs):
         # A run just finished on the Train page: select it (before the widgets are drawn).
         st.session_state["atld_dataset"], st.session_state["atld_run"] = pending
+    table = dataset_availability(runs)
+    extra = tuple(name for name, a in table.items() if a.usable)
     with st.sidebar:
         st.markdown("### Checkpoint")
-        dataset = st.selectbox("Dataset", datasets_in_order(runs), key="atld_dataset",
-                               help="datasets with at least one checkpoint (digits ships with the app)")
+        dataset = st.selectbox("Dataset", datasets_in_order(runs, extra), key="atld_dataset",
+                               format_func=lambda name: picker_label(name, table.get(name)),
+                               help="checkpoints: shipped runs; sample only: a shipped sample of real test images "
+                                    "(full data: download it on Home, Datasets); digits ships with the app")
         mine = [r for r in runs if r.dataset == dataset]
         labels = [r.label for r in mine]
         if labels:
