@@ -114,7 +114,7 @@ with right:
         st.caption(meaning)
 state.show_discriminator_check(run, sel.seed)
 
-ATTACK_PAGE = "pages/attack_page.py"
+ATTACK_PAGE = "app_pages/attack_page.py"
 
 
 def open_in_attack(index: int) -> None:
