@@ -28,7 +28,7 @@ def start_app() -> AppTest:
 
 
 def open_page(at: AppTest, page: str) -> AppTest:
-    at.switch_page(f"pages/{page}_page.py").run()
+    at.switch_page(f"app_pages/{page}_page.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     return at
@@ -267,7 +267,7 @@ def test_a_checkpoint_that_fails_to_load_gives_one_line_not_a_traceback(app_env,
     at = start_app()
     assert at.sidebar.selectbox(key="atld_run").value == "digits-natural (shipped)"
     for page in ("attack", "latent", "evaluate", "learn"):
-        at.switch_page(f"pages/{page}_page.py").run()
+        at.switch_page(f"app_pages/{page}_page.py").run()
         assert not at.exception
         message = at.error[0].value
         assert message.startswith("cannot load digits-natural (shipped): model-") and "does not match" in message
@@ -319,7 +319,7 @@ def test_card_text_is_shown_as_plain_text_and_odd_cards_do_not_crash(app_env, ap
     assert "![pixel](http://tracker.example/p.png) **bold**" in texts
     assert not any("tracker.example" in m.value for m in at.markdown)
     for page in ("attack", "latent", "evaluate", "learn"):
-        at.switch_page(f"pages/{page}_page.py").run()
+        at.switch_page(f"app_pages/{page}_page.py").run()
         assert not at.exception, (page, [e.value for e in at.exception])
 
 

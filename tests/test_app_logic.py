@@ -253,7 +253,7 @@ def test_every_plotted_point_carries_its_global_id(color_by):
     fig = latent_figure(table, color_by)
     seen = {}
     for trace in fig.data:
-        for x, y, (pid, image) in zip(trace.x, trace.y, trace.customdata):
+        for x, y, (pid, image, _thumbnail) in zip(trace.x, trace.y, trace.customdata):
             seen[int(pid)] = (x, y, int(image))
     assert sorted(seen) == list(range(10))  # each point exactly once over all traces
     for pid, (x, y, image) in seen.items():

@@ -35,6 +35,14 @@ def latent_plot(path: str, model_hash: str, n: int, attack_name: str, epsilon: f
     return figure_from_json(run(*request, slot=f"latent_plot:{title}", label="Drawing the map…"))
 
 
+def compare_plots(paths: tuple[str, str], titles: tuple[str, str], n: int, attack_name: str, epsilon: float,
+                  seed: int, space: str, height: int) -> dict:
+    """Two checkpoints' maps side by side (`atld.ui.compute.compare_plots`): figures as plotly JSON,
+    whether they share one projection, and both gap numbers."""
+    request = compute.compare_request(paths, titles, n, attack_name, epsilon, seed, space, height)
+    return run(*request, slot="latent_compare", label="Drawing the two maps…")
+
+
 def accuracy_curve(path: str, model_hash: str, epsilons: tuple[float, ...], attack_name: str, inference: str,
                    limit: int, seed: int) -> list[dict]:
     """atld.evaluate.robust_accuracy_curve (rows as EvalReport.rows)."""

@@ -358,3 +358,66 @@ def show_discriminator_check(run, seed: int) -> None:
     check = cached.discriminator_check(str(run.path), run.model_hash, D_CHECK_IMAGES, seed)
     for level, text in discriminator_messages(check):
         getattr(st, level)(md(text))
+
+
+# ---------------------------------------------------------------------- settings in the address
+URL_MEMORY = "atld_url_memory"  # session state: {widget key: value}, kept across page switches
+
+
+def url_setting(key: str, default, parse: Callable[[str], object] = str, param: str | None = None):
+    """Keep widget `key`'s value in the page's address (query parameter `param`, default: the key
+    after its page prefix, "lat_attack" -> "attack") and in this session across page switches.
+    Call it just before drawing the widget with `key=key` and without a value/index argument.
+
+    The widget starts from, in order: the address (a reload or a shared link), the value this
+    session last had on the page (a page switch clears the address), `default`. `parse` turns the
+    address's text into a value and raises (ValueError, KeyError, ...) or returns None for text it
+    refuses; a refused value falls back to the next source, so a hostile link never reaches a
+    widget. Returns the value the widget will show."""
+    param = param or key.split("_", 1)[-1]
+    memory = st.session_state.setdefault(URL_MEMORY, {})
+
+    def accepted(raw):
+        if raw is None:
+            return None
+        try:
+            return parse(str(raw))
+        except (ValueError, TypeError, KeyError, OverflowError):
+            return None
+
+    # a widget's state exists while the page is shown; it is dropped on a page switch
+    current = accepted(st.session_state.get(key))
+    if current is None:
+        current = next((v for v in (accepted(st.query_params.get(param)), accepted(memory.get(key)))
+                        if v is not None), default)
+        st.session_state[key] = current
+    memory[key] = current
+    if st.query_params.get(param) != str(current):
+        st.query_params[param] = str(current)
+    return current
+
+
+def choice(options) -> Callable[[str], object]:
+    """A `url_setting` parser: the option whose text is the given text (None if there is none)."""
+    table = {str(o): o for o in options}
+    return table.get
+
+
+def bounded(kind: type, low, high) -> Callable[[str], object]:
+    """A `url_setting` parser: an int/float within [low, high] (None outside, or for NaN)."""
+    def parse(text: str):
+        value = kind(float(text)) if kind is int and "." not in text else kind(text)
+        return value if low <= value <= high else None
+    return parse
+
+
+def result_box(key: str, made_with: str, current: str):
+    """A container for a result computed with the settings `made_with` (shown as its caption);
+    when the page's settings now read `current` instead, the result is greyed and says so."""
+    box = st.container(key=key)
+    stale = made_with != current
+    if stale:
+        st.html(f"<style>.st-key-{key} {{ opacity: 0.45; }}</style>")
+    box.caption(md(f"Computed for: {made_with}." + (" The settings have changed since: run it again to update."
+                                                     if stale else "")))
+    return box

@@ -51,8 +51,11 @@ with st.form("eval_form"):
     attacks = c1.multiselect("Attacks", ATTACK_NAMES, default=[a for a in ("natural", "fgsm", "pgd20", "cw20")
                                                               if a in DEFAULT_EVAL_ATTACKS], key="ev_attacks",
                              help="autoattack and adaptive are much slower; keep the image count small")
-    limit = c2.number_input("Test images", 10, len(data.y_test), 100, step=10, key="ev_limit")
+    n_test = len(data.y_test)
+    state.url_setting("ev_limit", min(100, n_test), state.bounded(int, 10, n_test), param="limit")
+    limit = c2.number_input("Test images", 10, n_test, step=10, key="ev_limit")
     go = st.form_submit_button("Evaluate", type="primary", key="ev_go")
+quick_settings = f"{', '.join(attacks) or 'natural'} on {int(limit)} test images, seed {sel.seed}"
 if go:
     bar = st.progress(0.0, text="starting…")
 
@@ -65,19 +68,20 @@ if go:
     except ATLDError as exc:
         st.error(md(exc))
     else:
-        st.session_state["ev_report"] = (str(run.path), report.rows, report.meta.get("discriminator"))
+        st.session_state["ev_report"] = (str(run.path), report.rows, report.meta.get("discriminator"), quick_settings)
     bar.empty()
 result = st.session_state.get("ev_report")
 if result is not None and result[0] == str(run.path):
     rows = result[1]
-    for level, text in verdict_messages(rows):
-        getattr(st, level)(md(text))
-    st.dataframe(evaluation_table(rows), hide_index=True, width="stretch")
-    for level, text in discriminator_messages(result[2]):
-        getattr(st, level)(md(text))
-    st.download_button("These rows (CSV)", pd.DataFrame(rows).to_csv(index=False),
-                       file_name=f"{run.path.name}-eval.csv",
-                       mime="text/csv", key="ev_csv")
+    with state.result_box("ev_quick_result", result[3], quick_settings):
+        for level, text in verdict_messages(rows):
+            getattr(st, level)(md(text))
+        st.dataframe(evaluation_table(rows), hide_index=True, width="stretch")
+        for level, text in discriminator_messages(result[2]):
+            getattr(st, level)(md(text))
+        st.download_button("These rows (CSV)", pd.DataFrame(rows).to_csv(index=False),
+                           file_name=f"{run.path.name}-eval.csv",
+                           mime="text/csv", key="ev_csv")
 
 st.subheader("Robust accuracy vs ε")
 entries = [r for r in discover_runs() if r.dataset == spec.name]
@@ -86,12 +90,14 @@ CURVE_ATTACKS = tuple(a for a in ATTACK_NAMES if a != "natural")
 with st.form("curve_form"):
     c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
     chosen = c1.multiselect("Checkpoints", labels, default=labels[:3], key="ev_curve_runs")
-    attack = c2.selectbox("Attack", CURVE_ATTACKS, index=CURVE_ATTACKS.index("pgd20"), key="ev_curve_attack",
+    state.url_setting("ev_curve_attack", "pgd20", state.choice(CURVE_ATTACKS), param="curve_attack")
+    attack = c2.selectbox("Attack", CURVE_ATTACKS, key="ev_curve_attack",
                           help="autoattack and adaptive (through IMT) give numbers to trust; pgd/cw/fgsm only upper "
                                "bounds. They are much slower: keep the image count small")
     mode = c3.selectbox("Inference", tuple(InferenceMode), key="ev_curve_mode",
                         help="atld / atld+ apply IMT (checkpoints without a discriminator are drawn as atld-)")
-    curve_limit = c4.number_input("Test images", 10, 1000, 100, step=10, key="ev_curve_limit")
+    state.url_setting("ev_curve_limit", 100, state.bounded(int, 10, 1000), param="curve_limit")
+    curve_limit = c4.number_input("Test images", 10, 1000, step=10, key="ev_curve_limit")
     draw = st.form_submit_button("Draw the curve", key="ev_curve_go")
 if draw:
     st.session_state["ev_curve"] = (tuple(chosen), attack, str(mode), int(curve_limit))
