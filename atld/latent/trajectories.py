@@ -165,3 +165,53 @@ def embed_path(path: AttackPath, background: np.ndarray | None = None) -> tuple[
     imt = moved[(s - 1) * n:][:, :2] if path.imt_logits is not None else None
     back = emb[n:len(nat)][:, :2] if background is not None else None
     return coords, imt, back
+
+
+PATH_COLUMNS = ("index", "step", "label", "label_name", "pred", "pred_name", "flipped", "d_natural", "x", "y")
+
+
+@dataclass(frozen=True)
+class PathMap:
+    """An attack path and its map: `attack_path`'s result, `embed_path`'s coordinates and the
+    test indices of the N images; background: natural points of more test images ([B, 2] and
+    their labels [B]) drawn behind the paths, or None."""
+    path: AttackPath
+    coords: np.ndarray
+    imt_coords: np.ndarray | None
+    background: np.ndarray | None
+    background_labels: np.ndarray | None
+    indices: np.ndarray
+
+
+def path_map(run, x: torch.Tensor, y: torch.Tensor, attack: AttackConfig, indices, seed: int = 0,
+             background_x: torch.Tensor | None = None, background_y: torch.Tensor | None = None) -> PathMap:
+    """`attack_path` of x, y (test images `indices`) on a PCA map of natural logits (those of x and
+    of `background_x`, float [B, C, H, W] in [0, 1], labels `background_y`)."""
+    path = attack_path(run, x, y, attack, seed)
+    back_logits = None
+    if background_x is not None:
+        device = next(run.classifier.parameters()).device
+        with torch.no_grad():
+            back_logits = torch.cat([run.classifier(b.to(device)).float().cpu() for b in background_x.split(256)])
+    coords, imt, back = embed_path(path, None if back_logits is None else back_logits.numpy())
+    return PathMap(path, coords, imt, back, None if background_y is None else background_y.numpy(),
+                   np.asarray(indices))
+
+
+def path_rows(pm: PathMap, class_names) -> list[dict]:
+    """One row per image and step (`PATH_COLUMNS`; step "imt" for the IMT step back)."""
+    p = pm.path
+    labels = p.labels.numpy()
+    frames = [(str(k), pm.coords[k], p.preds[k].numpy(), None if p.d_scores is None else p.d_scores[k].numpy())
+              for k in range(p.steps + 1)]
+    if pm.imt_coords is not None:
+        frames.append(("imt", pm.imt_coords, p.imt_preds.numpy(), p.imt_d.numpy()))
+    rows = []
+    for step, xy, pred, d in frames:
+        for i in range(len(labels)):
+            rows.append({"index": int(pm.indices[i]), "step": step, "label": int(labels[i]),
+                         "label_name": class_names[labels[i]], "pred": int(pred[i]),
+                         "pred_name": class_names[pred[i]], "flipped": bool(pred[i] != labels[i]),
+                         "d_natural": None if d is None else round(float(d[i]), 6),
+                         "x": round(float(xy[i, 0]), 6), "y": round(float(xy[i, 1]), 6)})
+    return rows
