@@ -127,3 +127,19 @@ else:
                                                entry.label, LATENT_DEFAULTS.compare_height),
                             key=f"lat_cmp_{entry.label}", width="stretch")
             st.caption(" · ".join(f"{name} {value}" for name, value, _ in gap_summary(mm.gap)))
+
+st.divider()
+with st.expander("The attack's path, step by step (animation)"):
+    from atld.ui.trajectory_view import path_figure
+
+    path_n = st.slider("Images to follow", 2, min(40, n_test), min(12, n_test), key="lat_path_n",
+                       help="the first test images; each PGD step is one frame, then IMT's step back (with D)")
+    try:
+        pm = cached.attack_path(str(run.path), run.model_hash, tuple(range(path_n)),
+                                attack_name if attack_name != "fgsm" else "pgd20", float(spec.epsilon), sel.seed)
+        st.plotly_chart(path_figure(pm.path, pm.coords, pm.imt_coords, pm.background, pm.background_labels, names,
+                                    indices=pm.indices), key="lat_path", width="stretch")
+        st.caption(md(f"{pm.path.attack.label} at ε = {spec.epsilon:.3g} on a PCA map of natural logits. "
+                      "Red-edged crosses: misclassified at that step. Also: python -m atld embed --trajectories."))
+    except ATLDError as exc:
+        st.error(md(exc))
