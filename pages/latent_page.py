@@ -136,7 +136,7 @@ with st.expander("The attack's path, step by step (animation)"):
                        help="the first test images; each PGD step is one frame, then IMT's step back (with D)")
     try:
         pm = cached.attack_path(str(run.path), run.model_hash, tuple(range(path_n)),
-                                attack_name if attack_name != "fgsm" else "pgd20", float(spec.epsilon), sel.seed)
+                                attack_name, float(spec.epsilon), sel.seed)
         st.plotly_chart(path_figure(pm.path, pm.coords, pm.imt_coords, pm.background, pm.background_labels, names,
                                     indices=pm.indices), key="lat_path", width="stretch")
         st.caption(md(f"{pm.path.attack.label} at ε = {spec.epsilon:.3g} on a PCA map of natural logits. "
