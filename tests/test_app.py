@@ -87,7 +87,9 @@ def test_latent_page_plots_gap_numbers_and_comparison(app_env):
         assert at.selectbox(key=key) is not None
     for key in ("lat_space", "lat_fit", "lat_method"):
         assert at.radio(key=key) is not None
-    assert len(at.get("plotly_chart")) == 3  # the main map and two side by side
+    charts = at.get("plotly_chart")
+    assert len(charts) == 4  # the main map, two side by side, the attack's path (expander at the end)
+    assert charts[-1].key == "lat_path" and '"frames"' in charts[-1].proto.spec and '"sliders"' in charts[-1].proto.spec
     labels = [m.label for m in at.metric]
     assert labels == ["D's AUC", "two-sample test accuracy", "MMD²", "kNN mixing"]
     assert 0.0 <= float(metric(at, "D's AUC")) <= 1.0
@@ -98,7 +100,7 @@ def test_latent_page_plots_gap_numbers_and_comparison(app_env):
     assert not at.exception
     at.radio(key="lat_method").set_value("umap").run()  # UMAP waits for an explicit request
     assert not at.exception and at.button(key="lat_umap_go").label == "Compute UMAP"
-    assert len(at.get("plotly_chart")) == 3  # PCA stays on screen meanwhile
+    assert len(at.get("plotly_chart")) == 4  # PCA stays on screen meanwhile
 
 
 def test_learn_page_walks_all_steps(app_env):
