@@ -15,7 +15,7 @@ from atld.errors import ATLDError
 from atld.runs.card import default_run_name
 from atld.ui import state
 from atld.ui.evaluate_view import D_TRAINING_METRIC
-from atld.ui.views import md, metrics_frame
+from atld.ui.views import md, metrics_frame, status_badge
 
 st.title("Train")
 sel = state.selection()
@@ -26,7 +26,8 @@ owner = state.owner_id()
 def draw_widget(w, container):
     key = f"train_{w.name}"
     if w.kind == "select":
-        return container.selectbox(w.label, w.spec.choices, index=w.spec.choices.index(w.initial), key=key)
+        return container.selectbox(w.label, w.spec.options, index=w.spec.options.index(w.initial), key=key,
+                                   format_func=lambda v: v or "(default)")
     if w.kind == "bool":
         return container.checkbox(w.label, value=w.initial, key=key)
     if w.kind == "int":
@@ -40,7 +41,7 @@ def live_panel(job) -> None:
     """Progress, curves and Stop for `job`; reruns itself every second while the job runs."""
     job.seen()  # someone is watching: the unwatched-job time limit starts again
     running = job.running
-    st.markdown(f"**Run `{job.name}`** — {job.status}"
+    st.markdown(f"**Run `{job.name}`** — {status_badge(job.status)}"
                 + (f" · epoch {min(job.epochs_done + 1, job.config.epochs)}/{job.config.epochs}" if running else ""))
     if running:
         frac = (job.epochs_done + (job.step / job.steps if job.steps else 0)) / job.config.epochs
