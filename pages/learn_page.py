@@ -101,7 +101,8 @@ try:
         if len(chosen):
             image_rows(("natural", "perturbation (grey 0, white +ε, black −ε)", "adversarial"), [
                 ((large(view.x[[j]])[0], large(magnify(view.delta[[j]], EPS))[0], large(view.x_adv[[j]])[0]),
-                 (f"test #{j}: true **{md(names[view.labels[j]])}**, predicted {verdict(view.labels[j], view.pred_nat[j])}",
+                 (f"test #{j}: true **{md(names[view.labels[j]])}**, "
+                  f"predicted {verdict(view.labels[j], view.pred_nat[j])}",
                   f"‖δ‖∞ = {view.linf[j]:.3f}",
                   f"predicted {verdict(view.labels[j], view.pred_adv[j])}"))
                 for j in chosen])

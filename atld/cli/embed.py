@@ -112,7 +112,8 @@ def _trajectories(args, config: LatentConfig, run_, x, y) -> int:
             "map": f"PCA fitted on {n + len(pm.background)} natural logits (the followed images and the first "
                    f"{len(pm.background)} of the split)",
             "accuracy_per_step": [round(float(a), 6) for a in pm.path.accuracy()],
-            "accuracy_after_imt": None if pm.path.imt_accuracy is None else round(pm.path.imt_accuracy, 6), "seed": config.seed, "torch": torch.__version__}
+            "accuracy_after_imt": None if pm.path.imt_accuracy is None else round(pm.path.imt_accuracy, 6),
+            "seed": config.seed, "torch": torch.__version__}
     if args.out is not None and args.out.suffix.lower() == ".json":
         text = json.dumps({"meta": meta, "columns": list(PATH_COLUMNS), "rows": rows}, indent=1)
     else:

@@ -38,8 +38,8 @@ from atld.latent.trajectories import (
                                      trajectories,
 )
 
-__all__ = ["MEASURE_KEYS", "PATH_COLUMNS", "POINT_COLUMNS", "AttackPath", "PathMap", "TSNE_MAX_POINTS", "Embedder", "LatentCache", "LatentMap", "LatentSet",
-           "Trajectories", "attack_path", "cache_key", "default_cache_dir", "digest", "discriminator_auc", "embed_path", "embed_trajectories",
-           "extract_latents", "gap_for_latents", "gap_numbers", "knn_mixing", "latent_map", "map_csv",
-           "median_bandwidth", "mmd_test", "path_map", "path_rows", "points_frame", "stratified_subsample", "trajectories", "two_sample_test",
-           "warm_up_umap"]
+__all__ = ["MEASURE_KEYS", "PATH_COLUMNS", "POINT_COLUMNS", "AttackPath", "PathMap", "TSNE_MAX_POINTS", "Embedder",
+           "LatentCache", "LatentMap", "LatentSet", "Trajectories", "attack_path", "cache_key", "default_cache_dir",
+           "digest", "discriminator_auc", "embed_path", "embed_trajectories", "extract_latents", "gap_for_latents",
+           "gap_numbers", "knn_mixing", "latent_map", "map_csv", "median_bandwidth", "mmd_test", "path_map",
+           "path_rows", "points_frame", "stratified_subsample", "trajectories", "two_sample_test", "warm_up_umap"]

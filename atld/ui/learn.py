@@ -203,7 +203,7 @@ def robust_statements(gaps: dict[str, dict]) -> list[str]:
             continue
         smaller = [m for m in GAP_MEASURES if m.closer(gap[m.key], natural[m.key])]
         larger = [m for m in GAP_MEASURES if m not in smaller]
-        detail = lambda ms: ", ".join(f"{m.name} {m.show(gap[m.key])} vs {m.show(natural[m.key])}" for m in ms)
+        detail = lambda ms, gap=gap: ", ".join(f"{m.name} {m.show(gap[m.key])} vs {m.show(natural[m.key])}" for m in ms)
         if not larger:
             out.append(f"{method_name(method)} shrinks the gap by every measure ({detail(smaller)}).")
         elif not smaller:
