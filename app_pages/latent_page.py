@@ -150,7 +150,8 @@ else:
         caption = f"{mark} {row['set'][:4]} #{row['index']}: {row['label_name']}→{row['pred_name']}{d}"
         with cols[j % 8]:
             st.image(pics[j], caption=caption)
-            if st.button("Attack it", key=f"lat_open_{pid}", help=f"open test image #{row['index']} in the Attack page"):
+            if st.button("Attack it", key=f"lat_open_{pid}",
+                         help=f"open test image #{row['index']} in the Attack page"):
                 open_in_attack(row["index"])
     st.caption(f"page {number} of {pages} · {len(ids)} selected points")
     if len(set(table.loc[ids, "index"])) == 1:
@@ -164,6 +165,22 @@ csv_meta = {"checkpoint": str(run.path), "model_sha256": run.model_hash, "method
             "dataset": spec.name, "split": "test"}
 st.download_button("Embedding and scores (CSV)", lambda: map_csv(m, csv_meta, names).encode(), on_click="ignore",
                    file_name=f"{run.path.name}-{attack_name}-{space}-{method}.csv", mime="text/csv", key="lat_csv")
+
+st.divider()
+with st.expander("The attack's path, step by step (animation)"):
+    from atld.ui.trajectory_view import path_figure
+
+    path_n = st.slider("Images to follow", 2, min(40, n_test), min(12, n_test), key="lat_path_n",
+                       help="the first test images; each PGD step is one frame, then IMT's step back (with D)")
+    try:
+        pm = cached.attack_path(str(run.path), run.model_hash, tuple(range(path_n)),
+                                attack_name, float(spec.epsilon), sel.seed)
+        st.plotly_chart(path_figure(pm.path, pm.coords, pm.imt_coords, pm.background, pm.background_labels, names,
+                                    indices=pm.indices), key="lat_path", width="stretch")
+        st.caption(md(f"{pm.path.attack.label} at ε = {spec.epsilon:.3g} on a PCA map of natural logits. "
+                      "Red-edged crosses: misclassified at that step. Also: python -m atld embed --trajectories."))
+    except ATLDError as exc:
+        st.error(md(exc))
 
 st.divider()
 st.subheader("Two checkpoints side by side")

@@ -67,3 +67,23 @@ def discriminator_check(path: str, model_hash: str, n: int, seed: int) -> dict:
 
     return run(compute.discriminator_check, (RunRef.of(path), int(n), int(seed)), slot=f"discriminator_check:{path}",
                label="Checking the discriminator…")
+
+
+def attack_path(path: str, model_hash: str, indices: tuple[int, ...], attack_name: str, epsilon: float, seed: int,
+                background_n: int = 300):
+    """atld.latent.path_map for test images `indices` (an `atld.latent.PathMap`)."""
+    from atld.ui.runs import RunRef
+
+    args = (RunRef.of(path), tuple(int(i) for i in indices), str(attack_name), float(epsilon), int(seed),
+            int(background_n))
+    return run(compute.attack_path, args, slot=f"attack_path:{path}", label="Following the attack step by step…")
+
+
+def adaptive_lesson(path: str, model_hash: str, indices: tuple[int, ...], epsilon: float, seed: int,
+                    mode: str = "atld", apgd_steps: int = 100):
+    """atld.ui.learn.adaptive_lesson on test images `indices` (an `AdaptiveLesson`)."""
+    from atld.ui.runs import RunRef
+
+    args = (RunRef.of(path), tuple(int(i) for i in indices), float(epsilon), int(seed), str(mode), int(apgd_steps))
+    return run(compute.adaptive_lesson, args, slot=f"adaptive_lesson:{path}",
+               label="Attacking through IMT (adaptive) and the bare classifier (non-adaptive)…")

@@ -210,6 +210,33 @@ def discriminator_check(ref: RunRef, n: int, seed: int) -> dict:
 
 
 @view()
+def attack_path(ref: RunRef, indices: tuple[int, ...], attack_name: str, epsilon: float, seed: int,
+                background_n: int):
+    """atld.latent.path_map: the path of test images `indices` along the attack's iterations (and
+    the IMT step back for a run with D), on a PCA map of the first `background_n` natural test images."""
+    from atld.attacks.registry import attack_from_name
+    from atld.data.loaders import as_float01
+    from atld.latent.trajectories import path_map
+
+    run = load_run(ref)
+    x, y = test_images(run.config.dataset, indices)
+    data = dataset(run.config.dataset)
+    b = min(int(background_n), len(data.y_test))
+    attack = attack_from_name(attack_name, epsilon)
+    return path_map(run, x, y, attack, indices, seed, as_float01(data.x_test[:b]), data.y_test[:b])
+
+
+@view()
+def adaptive_lesson(ref: RunRef, indices: tuple[int, ...], epsilon: float, seed: int, mode: str, apgd_steps: int):
+    """atld.ui.learn.adaptive_lesson on test images `indices`."""
+    from atld.ui.learn import adaptive_lesson as compute_lesson
+
+    run = load_run(ref)
+    x, y = test_images(run.config.dataset, indices)
+    return compute_lesson(run, x, y, epsilon, mode=mode, seed=seed, apgd_steps=apgd_steps)
+
+
+@view()
 def warm_up(transform: bool = False) -> float:
     """Load UMAP's compiled code into this worker (`atld.latent.warm_up_umap`); seconds spent."""
     from atld.latent import warm_up_umap
