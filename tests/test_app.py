@@ -88,8 +88,9 @@ def test_latent_page_plots_gap_numbers_and_comparison(app_env):
     for key in ("lat_space", "lat_fit", "lat_method"):
         assert at.radio(key=key) is not None
     charts = at.get("plotly_chart")
-    assert len(charts) == 4  # the main map, two side by side, the attack's path (expander at the end)
-    assert charts[-1].key == "lat_path" and '"frames"' in charts[-1].proto.spec and '"sliders"' in charts[-1].proto.spec
+    assert len(charts) == 4  # the main map, the attack's path (an expander), two side by side
+    path = [c for c in charts if c.key == "lat_path"]
+    assert len(path) == 1 and '"frames"' in path[0].proto.spec and '"sliders"' in path[0].proto.spec
     labels = [m.label for m in at.metric]
     assert labels == ["D's AUC", "two-sample test accuracy", "MMD²", "kNN mixing"]
     assert 0.0 <= float(metric(at, "D's AUC")) <= 1.0
