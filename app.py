@@ -11,19 +11,21 @@ import streamlit as st
 
 from atld.ui import state
 
-st.set_page_config(page_title="ATLD lab", page_icon=":material/explore:", layout="wide")
+# Emoji, not ":material/...:" names: a material icon is a web font (fetched by the browser) and
+# its name is read aloud as text by screen readers ("home Home"); emoji need no asset at all.
+st.set_page_config(page_title="ATLD lab", page_icon="🛡️", layout="wide")
 
 # File names end in "_page" on purpose: Streamlit still auto-registers a `pages/` folder (its
 # legacy multipage mode) until st.navigation runs, and a file whose name equals its url_path
 # would then be run without this entry script (no sidebar) on a fresh server's first request
 # (and on every AppTest rerun). With distinct names every request goes through this script.
 PAGES = [
-    st.Page("pages/home_page.py", title="Home", icon=":material/home:", url_path="home", default=True),
-    st.Page("pages/train_page.py", title="Train", icon=":material/model_training:", url_path="train"),
-    st.Page("pages/attack_page.py", title="Attack", icon=":material/target:", url_path="attack"),
-    st.Page("pages/latent_page.py", title="Latent explorer", icon=":material/scatter_plot:", url_path="latent"),
-    st.Page("pages/evaluate_page.py", title="Evaluate", icon=":material/fact_check:", url_path="evaluate"),
-    st.Page("pages/learn_page.py", title="Learn", icon=":material/school:", url_path="learn"),
+    st.Page("pages/home_page.py", title="Home", icon="🏠", url_path="home", default=True),
+    st.Page("pages/train_page.py", title="Train", icon="🏋️", url_path="train"),
+    st.Page("pages/attack_page.py", title="Attack", icon="🎯", url_path="attack"),
+    st.Page("pages/latent_page.py", title="Latent explorer", icon="🌌", url_path="latent"),
+    st.Page("pages/evaluate_page.py", title="Evaluate", icon="📏", url_path="evaluate"),
+    st.Page("pages/learn_page.py", title="Learn", icon="🎓", url_path="learn"),
 ]
 
 state.sidebar()

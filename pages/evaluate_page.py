@@ -16,6 +16,7 @@ from atld.evaluate import attack_label, evaluate, masking_findings
 from atld.ui import cached, state
 from atld.ui.evaluate_view import (HONEST_ROBUSTNESS, curve_figure, describe_range, discriminator_messages,
                                    epsilon_grid, evaluation_table, verdict_messages)
+from atld.ui.exports import export_name
 from atld.ui.runs import card_of, discover_runs
 from atld.ui.views import evaluation_frame, md
 
@@ -75,7 +76,7 @@ if result is not None and result[0] == str(run.path):
     for level, text in discriminator_messages(result[2]):
         getattr(st, level)(md(text))
     st.download_button("These rows (CSV)", pd.DataFrame(rows).to_csv(index=False),
-                       file_name=f"{run.path.name}-eval.csv",
+                       file_name=export_name(f"{run.path.name}-eval", "csv"),
                        mime="text/csv", key="ev_csv")
 
 st.subheader("Robust accuracy vs ε")

@@ -14,6 +14,7 @@ from atld.errors import ATLDError
 from atld.latent.maps import map_csv, points_frame
 from atld.ui import cached, state
 from atld.ui.latent_view import COLOR_MODES, LATENT_DEFAULTS, gap_summary, selected_ids
+from atld.ui.exports import export_name
 from atld.ui.runs import comparison_run, discover_runs
 from atld.ui.views import md, to_display
 
@@ -107,7 +108,7 @@ else:
 csv_meta = {"checkpoint": str(run.path), "model_sha256": run.model_hash, "method_trained": run.config.method,
             "dataset": spec.name, "split": "test"}
 st.download_button("Embedding and scores (CSV)", lambda: map_csv(m, csv_meta, names).encode(), on_click="ignore",
-                   file_name=f"{run.path.name}-{attack_name}-{space}-{method}.csv", mime="text/csv", key="lat_csv")
+                   file_name=export_name(f"{run.path.name}-{attack_name}-{space}-{method}", "csv"), mime="text/csv", key="lat_csv")
 
 st.divider()
 st.subheader("Two checkpoints side by side, each on its own natural map")
