@@ -81,5 +81,6 @@ with st.expander("Full card (card.json)"):
 c1, c2 = st.columns(2)
 c1.download_button("Run config (JSON)", config_json(card), file_name=export_name(f"{sel.run.path.name}-config", "json"),
                    mime="application/json", key="dl_config")
-c2.download_button("Checkpoint (zip)", lambda: checkpoint_zip(sel.run.path), file_name=export_name(sel.run.path.name, "zip"),
+c2.download_button("Checkpoint (zip)", lambda: checkpoint_zip(sel.run.path),
+                   file_name=export_name(sel.run.path.name, "zip"),
                    mime="application/zip", key="dl_zip", on_click="ignore")

@@ -108,7 +108,8 @@ else:
 csv_meta = {"checkpoint": str(run.path), "model_sha256": run.model_hash, "method_trained": run.config.method,
             "dataset": spec.name, "split": "test"}
 st.download_button("Embedding and scores (CSV)", lambda: map_csv(m, csv_meta, names).encode(), on_click="ignore",
-                   file_name=export_name(f"{run.path.name}-{attack_name}-{space}-{method}", "csv"), mime="text/csv", key="lat_csv")
+                   file_name=export_name(f"{run.path.name}-{attack_name}-{space}-{method}", "csv"), mime="text/csv",
+                   key="lat_csv")
 
 st.divider()
 st.subheader("Two checkpoints side by side, each on its own natural map")
