@@ -72,6 +72,35 @@ def test_attack_page_widgets_drive_the_attack(app_env):
     assert len(at.dataframe[0].value) == 2 and len(at.get("image")) == 2 * 4
 
 
+def markdown_text(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+def test_attack_page_marks_flips_shows_probabilities_and_explains(app_env):
+    at = open_page(start_app(), "attack")
+    table = at.dataframe[0].value
+    text = markdown_text(at)
+    # every adversarial prediction carries its mark; the count of "fooled" marks is the table's flips
+    flips = int((table["adversarial → pred"] != table["label"]).sum())
+    imt_flips = int((table["ATLD (IMT) → pred"] != table["label"]).sum())
+    assert text.count("✗ fooled") == flips + imt_flips
+    assert text.count("✓ not fooled") == 2 * len(table) - flips - imt_flips
+    # top-3 probability bars under the natural, adversarial and IMT images: the true class is marked
+    assert text.count("░") > 0 and sum(line.count("█") + line.count("░") == 12
+                                       for line in text.replace("`", "\n").splitlines()) == 6 * 3 * 3
+    captions = " ".join(c.value for c in at.caption)
+    assert "label smoothing δ = 0.5" in captions and "about 0.50" in captions  # the ATLD run's own δ
+    assert "D's AUC (natural vs PGD-20)" in captions
+    images = at.get("image")
+    assert all(img.proto.imgs[0].caption for img in images)  # every image says what it is, under it
+    # ε: no note at the dataset's ε; a note past it; a warning from 4/3 of it on
+    assert not at.warning or all("ε =" not in w.value for w in at.warning)
+    at.slider(key="atk_eps").set_value(0.24).run()
+    assert any("past the dataset's ε" in i.value for i in at.info)
+    at.slider(key="atk_eps").set_value(0.3).run()
+    assert any("can change what the image shows" in w.value for w in at.warning)
+
+
 def test_attack_page_without_discriminator_has_no_imt(app_env):
     at = start_app()
     at.sidebar.selectbox(key="atld_run").set_value("digits-natural (shipped)").run()
