@@ -242,20 +242,32 @@ def test_evaluate_page_table_quick_run_and_curve(app_env, app_checkpoints, tmp_p
     assert set(quick["inference"]) == {"atld-", "atld", "atld+"} and "not run" in set(quick["accuracy"])
     assert any("cannot separate" in w.value or "separates" in m.value for w in at.warning for m in at.info)
     assert [b.key for b in at.get("download_button")] == ["ev_csv"]
+    at.multiselect(key="ev_curve_runs").set_value([])  # nothing chosen: a message, not empty axes
+    at.button(key="ev_curve_go").click().run()
+    assert not at.get("plotly_chart") and any("Nothing to draw" in i.value for i in at.info)
     at.multiselect(key="ev_curve_runs").set_value(["digits-atld (shipped)", "digits-natural (shipped)"])
-    at.selectbox(key="ev_curve_attack").set_value("adaptive")
-    at.selectbox(key="ev_curve_mode").set_value("atld")
+    at.multiselect(key="ev_curve_attacks").set_value(["pgd20", "adaptive"])
+    at.multiselect(key="ev_curve_modes").set_value(["atld"])
     at.number_input(key="ev_curve_limit").set_value(10)
     at.button(key="ev_curve_go").click().run()
     assert not at.exception and len(at.get("plotly_chart")) == 1
-    assert _trace_names(at) == ["digits-atld (shipped) · adaptive attack through IMT (APGD-CE + APGD-T) / atld",
-                     "digits-natural (shipped) · APGD-CE + APGD-T (bare classifier) / atld-"]
+    assert _trace_names(at) == ["digits-atld (shipped) · PGD-20 / atld",
+                                "digits-atld (shipped) · adaptive attack through IMT (APGD-CE + APGD-T) / atld",
+                                "digits-natural (shipped) · PGD-20 / atld-",
+                                "digits-natural (shipped) · APGD-CE + APGD-T (bare classifier) / atld-"]
+    traces = _traces(at)
+    assert all(0.2 in t["x"] for t in traces)  # the dataset's ε is on every curve's grid
+    assert len({t["line"]["color"] for t in traces}) == len(traces)  # distinct colours
+
+
+def _traces(at: AppTest) -> list[dict]:
+    import json
+
+    return json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
 
 
 def _trace_names(at: AppTest) -> list[str]:
-    import json
-
-    return [t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
+    return [t["name"] for t in _traces(at)]
 
 
 def test_the_shipped_atld_model_headline_is_its_adaptive_verdict(app_env, atld_run, tmp_path, monkeypatch):

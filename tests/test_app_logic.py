@@ -305,10 +305,17 @@ def test_curve_figure_and_grid():
     from atld.ui.evaluate_view import curve_figure, epsilon_grid
 
     grid = epsilon_grid(0.2)
-    assert grid == [0.0, 0.08, 0.16, 0.24, 0.32, 0.4]
+    assert grid == [0.0, 0.1, 0.2, 0.3, 0.4]
+    for eps in (0.2, 0.3, 8 / 255, 0.1, 2 / 255):  # the dataset's ε is always on the grid, whatever the count
+        for points in (2, 4, 5, 6, 7):
+            grid = epsilon_grid(eps, points)
+            assert round(eps, 6) in grid and grid == sorted(grid) and grid[0] == 0 and grid[-1] == round(2 * eps, 6)
+    from atld.ui.evaluate_view import curve_epsilons
+    assert curve_epsilons("autoattack", 0.3) == (0.3,) and 0.3 in curve_epsilons("pgd20", 0.3)
     rows = [_row("pgd20", "atld-", c, eps=e) for c, e in zip((90, 50, 10), (0.0, 0.2, 0.4))]
     fig = curve_figure({"a": rows[::-1], "b": rows}, 0.2)
     assert [t.name for t in fig.data] == ["a", "b"]
+    assert fig.data[0].line.color != fig.data[1].line.color  # distinct colours
     assert list(fig.data[0].x) == [0.0, 0.2, 0.4] and list(fig.data[0].y) == pytest.approx([90, 50, 10])
     low = fig.data[0].error_y.arrayminus[1]
     assert 50 - low == pytest.approx(100 * rows[1]["ci_low"])
