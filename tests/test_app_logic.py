@@ -41,8 +41,11 @@ def test_form_has_one_widget_per_config_field_with_its_help_text():
     by_name = {w.name: w for w in form}
     help_of = {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}
     for w in form:
-        assert help_of[w.name] in w.label  # the unit/meaning shown to the user comes from the dataclass
-    assert "[0, 1] pixel units" in by_name["epsilon"].label
+        # a plain label, never the raw field name; the unit/meaning (from the dataclass) is its help
+        assert "_" not in w.label and w.label != w.name
+        assert help_of[w.name][1:] in w.help
+    assert "[0, 1] pixel units" in by_name["epsilon"].help
+    assert by_name["lr"].label == "Learning rate" and by_name["batch_size"].label == "Batch size"
     assert by_name["method"].kind == "select" and set(by_name["method"].spec.choices) >= {"natural", "pgd-at", "atld"}
     assert by_name["epochs"].kind == "int" and by_name["lr"].kind == "float"
     assert by_name["epsilon"].kind == "text" and by_name["lr_milestones"].kind == "text"
