@@ -11,7 +11,7 @@ import streamlit as st
 
 from atld.ui import state
 
-# Emoji, not ":material/...:" names: a material icon is a web font (fetched by the browser) and
+# Emoji, not Material icon names: a Material icon is a web font (fetched by the browser) and
 # its name is read aloud as text by screen readers ("home Home"); emoji need no asset at all.
 st.set_page_config(page_title="ATLD lab", page_icon="🛡️", layout="wide")
 

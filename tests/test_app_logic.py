@@ -322,3 +322,54 @@ def test_curve_figure_and_grid():
     assert list(fig.data[0].x) == [0.0, 0.2, 0.4] and list(fig.data[0].y) == pytest.approx([90, 50, 10])
     low = fig.data[0].error_y.arrayminus[1]
     assert 50 - low == pytest.approx(100 * rows[1]["ci_low"])
+
+
+def test_export_names_are_unique_even_within_one_second():
+    from atld.ui.exports import export_name
+
+    names = [export_name("digits-atld-eval", "csv") for _ in range(50)]
+    assert len(set(names)) == 50 and all(n.startswith("digits-atld-eval-") and n.endswith(".csv") for n in names)
+    assert "/" not in export_name("../../etc/passwd", "zip") and ".." not in export_name("../x", "zip")
+
+
+def test_p_values_at_the_permutation_floor_read_as_bounds():
+    from atld.evaluate.stats import p_value_text
+
+    assert p_value_text(1 / 101) == "p < 0.01" and p_value_text(1 / 1001) == "p < 0.001"
+    assert p_value_text(0.034) == "p = 0.034" and p_value_text(0.5) == "p = 0.5" and p_value_text(None) == "p = –"
+
+
+def test_the_app_fetches_nothing_from_outside():
+    import re
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    app = (root / "app.py").read_text()
+    assert ":material/" not in app  # icon-font names: fetched as a web font and read aloud as text
+    for page in (root / "pages").glob("*.py"):
+        assert not re.search(r"https?://|:material/", page.read_text()), page.name
+    config = tomllib.loads((root / ".streamlit" / "config.toml").read_text())
+    assert "base" not in config.get("theme", {})  # the theme follows the viewer's system (light or dark)
+    assert not re.search(r"https?://", (root / ".streamlit" / "config.toml").read_text())
+
+
+def test_attack_view_marks_and_notes():
+    import numpy as np
+
+    from atld.ui.attack_view import confidence_note, discriminator_note, epsilon_note, outcome_mark, top_k
+    from atld.ui.views import perturbation_rgb
+
+    names = tuple("0123456789")
+    assert "fooled" in outcome_mark(3, 8, names) and ":red[" in outcome_mark(3, 8, names)
+    assert "not fooled" in outcome_mark(3, 3, names) and ":green[" in outcome_mark(3, 3, names)
+    assert top_k(np.array([0.1, 0.6, 0.3]), 2) == [(1, pytest.approx(0.6)), (2, pytest.approx(0.3))]
+    assert epsilon_note(0.3, 0.3) is None and epsilon_note(0.35, 0.3)[0] == "info"
+    assert epsilon_note(0.4, 0.3)[0] == "warning"
+    assert "0.50" in confidence_note(0.5, 10, "atld") and "smoothing" not in confidence_note(0.5, 10, "natural")
+    assert "cannot tell" in discriminator_note({"auc_pgd": 0.52, "separates": False})
+    assert "cannot tell" not in discriminator_note({"auc_pgd": 0.9, "separates": True})
+    rgb = perturbation_rgb(np.array([[[[-0.1, 0.0], [0.1, 0.05]]]]), 0.1, scale=1, frame=1)
+    assert rgb.shape == (1, 4, 4, 3)
+    inner = rgb[0, 1:3, 1:3]
+    assert inner[0, 0, 2] > inner[0, 0, 0] and inner[1, 0, 0] > inner[1, 0, 2]  # −ε blue, +ε red
+    assert tuple(inner[0, 1]) != (255, 255, 255)  # zero is a neutral grey, not the page's white
