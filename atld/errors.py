@@ -30,6 +30,10 @@ class TrainingDiverged(ATLDError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+class TrainingCollapsed(ATLDError):
+    """The classifier collapsed to one class or to chance; the last good checkpoint is kept."""
+
+
 def require(condition: bool, message: str, error: type[ATLDError] = ConfigError) -> None:
     """Raise `error(message)` unless `condition` holds."""
     if not condition:

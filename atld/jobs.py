@@ -26,7 +26,7 @@ from pathlib import Path
 from atld.config.settings import settings
 from atld.config.train import TrainConfig
 from atld.config.vocab import RunStatus
-from atld.errors import ATLDError, ConfigError, TrainingDiverged
+from atld.errors import ATLDError, ConfigError, TrainingCollapsed, TrainingDiverged
 from atld.priority import lower_thread_priority
 from atld.runs.card import safe_run_name
 from atld.runs.rundir import create_run_dir, remove_if_unused
@@ -168,6 +168,8 @@ class JobManager:
             status = result.status
         except TrainingDiverged as exc:
             job.error, status = str(exc), RunStatus.DIVERGED
+        except TrainingCollapsed as exc:
+            job.error, status = str(exc), RunStatus.COLLAPSED
         except ATLDError as exc:
             job.error, status = str(exc), RunStatus.FAILED
         except Exception as exc:  # noqa: BLE001 - a worker must never die silently

@@ -71,7 +71,7 @@ def random_cifar(n: int, n_test: int = 16, seed: int = 0) -> ImageData:
 def flops_per_step(config: TrainConfig, data: ImageData) -> int:
     """FLOPs (matmuls and convolutions, forward and backward, classifier and discriminator) of one
     training step on one batch, counted by torch.utils.flop_counter on an uncompiled model."""
-    b = config.batch_size
+    b = config.resolved_batch_size
     one = ImageData(data.spec, data.x_train[:b], data.y_train[:b], data.x_test, data.y_test)
     counter = _FlopCounter()
     with counter:
@@ -182,7 +182,7 @@ def bench_exact(args, device) -> dict:
         acc = evaluate_epoch(config.with_overrides(eval_limit=n_test), result.classifier, data, device, config.epochs)
     eval_seconds = time.perf_counter() - t1
     out = {"epochs": config.epochs, "train_images": len(data.y_train), "test_images": n_test,
-           "batch_size": config.batch_size, "seconds": seconds, "eval_seconds": eval_seconds,
+           "batch_size": config.resolved_batch_size, "seconds": seconds, "eval_seconds": eval_seconds,
            "clean_acc": acc["test_clean_acc"], "pgd20_acc": acc["test_pgd20_acc"],
            "epoch_seconds": [m["seconds"] for m in result.card["metrics"]]}
     print(f"PreAct ResNet-18 ATLD, {config.epochs} epochs on cifar10-exact ({len(data.y_train)} images): "

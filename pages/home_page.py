@@ -9,7 +9,7 @@ from atld.ui import state
 from atld.ui.evaluate_view import NO_VERDICT, headline, verdict_messages
 from atld.ui.exports import checkpoint_zip, config_json, export_name
 from atld.ui.runs import card_of
-from atld.ui.views import card_summary, evaluation_frame, md, metrics_frame
+from atld.ui.views import card_summary, collapse_note, evaluation_frame, md, metrics_frame
 
 st.title("ATLD lab")
 st.markdown(
@@ -60,6 +60,8 @@ summary = card_summary(card)
 cols = st.columns(len(summary))
 for col, (name, value) in zip(cols, summary.items()):
     col.metric(name, value)
+if (note := collapse_note(card)) is not None:
+    st.error(md(f"Collapsed run: {note}"))  # the last good epoch's checkpoint is what loads
 if card.get("message"):
     st.text(card["message"])  # text from the card: shown as it is, never as Markdown or HTML
 

@@ -17,7 +17,7 @@ from atld.runs.card import default_run_name
 from atld.ui import state
 from atld.ui.evaluate_view import D_TRAINING_METRIC
 from atld.ui.train_view import PRESETS, curves_figure, method_line, method_title, preset_values, progress_line
-from atld.ui.views import md, metrics_frame
+from atld.ui.views import md, metrics_frame, status_badge
 
 st.title("Train")
 sel = state.selection()
@@ -35,8 +35,8 @@ def draw_widget(w, container):
     if key not in st.session_state:
         st.session_state[key] = w.initial
     if w.kind == "select":
-        fmt = method_title if w.name == "method" else str
-        return container.selectbox(w.label, w.spec.choices, key=key, help=w.help, format_func=fmt)
+        fmt = method_title if w.name == "method" else (lambda v: v or "(default)")
+        return container.selectbox(w.label, w.spec.options, key=key, help=w.help, format_func=fmt)
     if w.kind == "bool":
         return container.checkbox(w.label, key=key, help=w.help)
     if w.kind == "int":
@@ -55,7 +55,7 @@ def live_panel(job) -> None:
     """Progress, curves and Stop for `job`; reruns itself every second while the job runs."""
     job.seen()  # someone is watching: the unwatched-job time limit starts again
     running = job.running
-    st.markdown(f"**Run `{job.name}`** — {job.status}"
+    st.markdown(f"**Run `{job.name}`** — {status_badge(job.status)}"
                 + (f" · epoch {min(job.epochs_done + 1, job.config.epochs)}/{job.config.epochs}" if running else ""))
     if running:
         frac = (job.epochs_done + (job.step / job.steps if job.steps else 0)) / job.config.epochs

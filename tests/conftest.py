@@ -15,6 +15,7 @@ trained through `train`, so the app tests never depend on the shipped ones).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -208,3 +209,34 @@ def app_env(app_checkpoints, tmp_path, monkeypatch):
     monkeypatch.setenv("ATLD_PREWARM", "0")  # each test asks for what it shows
     monkeypatch.setenv("ATLD_TORCH_THREADS", "1")
     return runs
+
+
+# ----------------------------------------------------------------------------- collapse
+
+COLLAPSE_CLASS = 3  # the class a collapsing run ends up predicting everywhere
+COLLAPSE_FROM = 2  # the epoch (1-based) from which it does
+
+
+@pytest.fixture
+def collapsing_natural(monkeypatch):
+    """Make the "natural" method collapse from epoch COLLAPSE_FROM on: after every real natural step
+    of that epoch the classifier's head is set to always answer COLLAPSE_CLASS (zero weights, a
+    one-hot bias), so the per-epoch evaluation really sees one class. Returns the steps per epoch
+    counter (a list the fixture fills) for the test to size epochs."""
+    from atld.methods import METHODS
+
+    real = METHODS["natural"]
+    calls = {"steps": 0, "epoch_steps": None}
+
+    def step(ctx, x, y):
+        out = real.step(ctx, x, y)
+        calls["steps"] += 1
+        if calls["epoch_steps"] is not None and calls["steps"] > (COLLAPSE_FROM - 1) * calls["epoch_steps"]:
+            with torch.no_grad():
+                ctx.classifier.head.weight.zero_()
+                ctx.classifier.head.bias.copy_(F.one_hot(torch.tensor(COLLAPSE_CLASS), ctx.config.spec.num_classes)
+                                               * 10.0)
+        return out
+
+    monkeypatch.setitem(METHODS, "natural", dataclasses.replace(real, step=step))
+    return calls

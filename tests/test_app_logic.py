@@ -47,7 +47,7 @@ def test_form_has_one_widget_per_config_field_with_its_help_text():
     assert "[0, 1] pixel units" in by_name["epsilon"].help
     assert by_name["lr"].label == "Learning rate" and by_name["batch_size"].label == "Batch size"
     assert by_name["method"].kind == "select" and set(by_name["method"].spec.choices) >= {"natural", "pgd-at", "atld"}
-    assert by_name["epochs"].kind == "int" and by_name["lr"].kind == "float"
+    assert by_name["epochs"].kind == "int" and by_name["momentum"].kind == "float" and by_name["lr"].kind == "text"
     assert by_name["epsilon"].kind == "text" and by_name["lr_milestones"].kind == "text"
     assert by_name["channels_last"].kind == "bool"
     assert {w.name for w in form if w.spec.main} == MAIN_FIELDS

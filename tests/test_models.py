@@ -36,9 +36,9 @@ def test_normalization_lives_inside_the_model():
     assert "normalize.mean" not in model.state_dict()  # constants, not learned or saved
 
 
-def test_wrn_28_10_is_the_cifar_default_with_the_published_size():
+def test_wrn_28_10_is_the_paper_cifar_default_with_the_published_size():
     spec = get_spec("cifar10")
-    assert spec.default_arch == "wrn-28-10"
+    assert get_spec("cifar100").default_arch == "wrn-28-10" and spec.default_arch == "convnet-32"
     model = build_classifier("wrn-28-10", spec)
     assert 36.4e6 < sum(p.numel() for p in model.parameters()) < 36.6e6  # WRN-28-10: 36.5 M
 
@@ -104,3 +104,27 @@ def test_every_dataset_default_fits_its_budget_and_huge_models_do_not():
                    {"dataset": "digits", "arch": "wrn-28-10"}):
         with pytest.raises(ConfigError, match="parameters, over the"):
             TrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize("arch", ["fast-cnn", "fast-cnn-2x", "fast-cnn-bn", "convnet-8", "convnet-32"])
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+def test_fast_cnn_and_convnet_shapes_and_parameter_formulas(arch, dataset):
+    spec = get_spec(dataset)
+    model = build_classifier(arch, spec)
+    logits, feats = model.forward_with_features(torch.rand(3, *spec.input_shape))
+    assert logits.shape == (3, spec.num_classes) and feats.shape == (3, model.feature_dim)
+    assert sum(p.numel() for p in model.parameters()) == classifier_params(arch, spec)
+
+
+def test_fast_cnn_is_the_published_mnist_net():
+    spec = get_spec("mnist")
+    # conv 1->16 4x4, conv 16->32 4x4, FC 32·7·7 -> 100, FC 100 -> 10
+    assert classifier_params("fast-cnn", spec) == (16 * 16 + 16) + (16 * 32 * 16 + 32) + (1568 + 1) * 100 + 101 * 10
+    assert classifier_params("fast-cnn-bn", spec) == classifier_params("fast-cnn", spec) + 16 + 32
+    assert spec.default_arch == "fast-cnn"
+
+
+@pytest.mark.parametrize("bad", ["convnet-4", "convnet-999"])
+def test_bad_convnet_widths_are_refused(bad):
+    with pytest.raises(ConfigError):
+        check_arch(bad, get_spec("cifar10"))

@@ -74,7 +74,7 @@ def test_train_config_builds_or_raises_config_error(kwargs):
     config = _builds_or_config_error(lambda: TrainConfig(**kwargs))
     if config is not None:  # a config that builds is usable: its derived values are valid too
         assert config.dataset in DATASET_NAMES and config.method in METHOD_NAMES
-        assert 0 <= config.resolved_epsilon <= 1 and config.epochs >= 1 and config.batch_size >= 1
+        assert 0 <= config.resolved_epsilon <= 1 and config.epochs >= 1 and config.resolved_batch_size >= 1
         assert config.resolved().resolved() == config.resolved()
         assert TrainConfig.from_dict(config.to_dict()) == config
 

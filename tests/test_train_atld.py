@@ -61,7 +61,8 @@ def test_perturbation_uses_no_labels(batch):
 
 
 def _context(config, f, d):
-    opt = torch.optim.SGD(f.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    opt = torch.optim.SGD(f.parameters(), lr=config.resolved_lr, momentum=config.momentum,
+                          weight_decay=config.resolved_weight_decay)
     d_opt = torch.optim.SGD(d.parameters(), lr=config.d_lr, momentum=config.d_momentum)
     return StepContext(config, f, opt, torch.Generator().manual_seed(0), d, d_opt,
                        _autocast_factory(config, torch.device("cpu")))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from atld.config.fields import add_flags, from_flags
 from atld.config.train import TrainConfig
-from atld.errors import ConfigError, TrainingDiverged
+from atld.errors import ConfigError, TrainingCollapsed, TrainingDiverged
 from atld.fileio import printable
 from atld.runs.card import default_run_name, read_card, runs_dir
 
@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
                        command="python -m atld " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
                        progress=progress, should_stop=lambda: stop["signal"] is not None,
                        resume=args.resume is not None, distributed=distributed)
-    except TrainingDiverged as exc:
-        raise TrainingDiverged(f"{exc}; run directory: {run_dir}") from None
+    except (TrainingDiverged, TrainingCollapsed) as exc:  # one line, exit status 2 (atld.cli.main)
+        raise type(exc)(f"{exc}; run directory: {run_dir}") from None
     finally:
         if bar is not None:
             bar.close()

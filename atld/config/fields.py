@@ -45,6 +45,11 @@ class FieldSpec:
     app_default: Any
 
     @property
+    def options(self) -> tuple[str, ...]:
+        """A select widget's options: the choices, after "" (the default) for an optional field."""
+        return ("", *self.choices) if self.optional else self.choices
+
+    @property
     def is_tuple(self) -> bool:
         return typing.get_origin(self.base) is tuple
 
@@ -232,7 +237,8 @@ def widgets(cls, overrides: dict[str, Any] | None = None) -> list[Widget]:
         elif spec.kind == "float":
             initial = float(initial)
         elif spec.kind == "select":
-            initial = str(initial)
+            initial = spec.as_text(initial)  # None (the default) is ""
+            help_text += " (empty: the default)" if spec.optional else ""
         out.append(Widget(spec, label, initial, help_text))
     return out
 

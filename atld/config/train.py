@@ -1,6 +1,6 @@
 """Training configuration: one frozen dataclass, the single source of truth for the CLI, the app
 and the run card. Every field states its unit; `None` means "the dataset's default"
-(`atld.data.registry`). Validation lives here, once, in `__post_init__`: every value a flag, a
+(its `Recipe` in `atld.data.registry`). Validation lives here, once, in `__post_init__`: every value a flag, a
 form or a stranger's card can carry is checked before anything is built, including the size of
 the models it describes against the dataset's parameter budget.
 """
@@ -11,8 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from atld.config.fields import build, setting
-from atld.config.vocab import Amp, DeviceChoice, Variant, device_name, parse
-from atld.data.registry import DATASET_NAMES, DatasetSpec, attack_step, get_spec
+from atld.config.vocab import Amp, DeviceChoice, LrSchedule, Optimizer, Variant, device_name, parse
+from atld.data.registry import DATASET_NAMES, LEGACY_TRAINING, DatasetSpec, Recipe, attack_step, get_spec
 from atld.errors import (ConfigError, check_choice, check_finite_range, check_int_at_least, check_int_in, check_seed,
                          require, shown)
 from atld.methods import METHOD_NAMES, METHODS, MethodSpec, methods_help
@@ -27,18 +27,33 @@ MAX_BATCH = 1_000_000
 class TrainConfig:
     dataset: str = setting("digits", "dataset name", choices=DATASET_NAMES, main=True)
     method: str = setting("atld", f"training method ({methods_help()})", choices=METHOD_NAMES, main=True)
-    arch: str | None = setting(None, "classifier: small-cnn | small-cnn-nobn | preact-resnet18 | wrn-<depth>-<widen>; "
-                                     "default per dataset")
+    arch: str | None = setting(None, "classifier: small-cnn | small-cnn-nobn | fast-cnn | fast-cnn-2x | fast-cnn-bn | "
+                                     "convnet-<width> | preact-resnet18 | wrn-<depth>-<widen>; default per dataset")
     epochs: int = setting(30, "number of passes over the training set", main=True, app_default=5)
-    batch_size: int = setting(50, "images per step (official ATLD: 50)", main=True)
-    lr: float = setting(0.1, "classifier SGD learning rate (official: 0.1)", main=True)
-    momentum: float = setting(0.9, "classifier SGD momentum")
-    weight_decay: float = setting(2e-4, "classifier SGD weight decay (L2 coefficient)")
-    lr_milestones: tuple[float, ...] = setting((0.5, 0.75), "fractions of the epochs at which lr is multiplied by "
-                                                           "lr_gamma")
-    lr_gamma: float = setting(0.1, "learning-rate decay factor at each milestone")
+    batch_size: int | None = setting(None, "images per step; default per dataset (digits 50 as in official ATLD, "
+                                           "MNIST 100, CIFAR-10 32)", main=True)
+    optimizer: Optimizer | None = setting(None, "classifier optimizer: sgd (with momentum) | adam (betas 0.9, 0.999); "
+                                                "default per dataset")
+    lr: float | None = setting(None, "classifier (peak) learning rate; default per dataset (digits: SGD 0.1 as "
+                                     "official ATLD; MNIST: Adam 5e-3)", main=True)
+    momentum: float = setting(0.9, "classifier SGD momentum (sgd only)")
+    weight_decay: float | None = setting(None, "classifier L2 weight-decay coefficient (added to the gradient); "
+                                               "default per dataset")
+    lr_schedule: LrSchedule | None = setting(None, "step: lr × lr_gamma at each lr_milestones fraction (per epoch); "
+                                                   "constant; cosine / one-cycle: per optimizer step, linear warm-up "
+                                                   "over lr_warmup_epochs, then cosine / linear down to 0; default "
+                                                   "per dataset")
+    lr_warmup_epochs: float | None = setting(None, "cosine and one-cycle: epochs (fractions allowed) of linear lr "
+                                                   "warm-up from 0, where one-cycle peaks; default per dataset "
+                                                   "(MNIST: 0.4 × epochs)")
+    lr_milestones: tuple[float, ...] = setting((0.5, 0.75), "step schedule: fractions of the epochs at which lr is "
+                                                           "multiplied by lr_gamma")
+    lr_gamma: float = setting(0.1, "step schedule: learning-rate decay factor at each milestone")
     epsilon: float | None = setting(None, "ℓ∞ radius of training perturbations, [0, 1] pixel units; default per "
                                           "dataset", main=True)
+    epsilon_ramp_epochs: float | None = setting(None, "epochs (fractions allowed) over which the training ε grows "
+                                                      "linearly, per step, from 0 to epsilon (0: off); default per "
+                                                      "dataset (MNIST 2, Fashion-MNIST 1, CIFAR-10 3, digits 0)")
     pgd_steps: int = setting(10, "PGD-AT: attack steps per training batch (Madry: 10)")
     pgd_step_size: float | None = setting(None, "PGD-AT step, [0, 1] pixel units; default ε/4")
     label_smoothing: float = setting(0.5, "ATLD and Feature Scattering: δ; the true class gets 1 − δ "
@@ -64,6 +79,9 @@ class TrainConfig:
     amp: Amp = setting(Amp.AUTO, "mixed precision for training: auto (bf16 on CUDA, off on CPU) | off | bf16")
     channels_last: bool = setting(True, "use channels_last memory format for image models (CUDA and CPU)")
     compile: bool = setting(False, "torch.compile the classifier (CUDA; slower start, faster steps)")
+    stop_on_collapse: bool = setting(True, "stop when, after the ε ramp (and from epoch 2), an epoch predicts one "
+                                           "class for >= 99 % of the test images or its loss sits at ln K; the last "
+                                           "good epoch is kept")
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, DATASET_NAMES)
@@ -73,20 +91,32 @@ class TrainConfig:
         object.__setattr__(self, "device", device_name(self.device))
         object.__setattr__(self, "variant", parse(Variant, self.variant, "variant"))
         object.__setattr__(self, "amp", parse(Amp, self.amp, "amp"))
-        for name in ("channels_last", "compile"):
+        if self.optimizer is not None:
+            object.__setattr__(self, "optimizer", parse(Optimizer, self.optimizer, "optimizer"))
+        if self.lr_schedule is not None:
+            object.__setattr__(self, "lr_schedule", parse(LrSchedule, self.lr_schedule, "lr schedule"))
+        for name in ("channels_last", "compile", "stop_on_collapse"):
             value = getattr(self, name)
             require(isinstance(value, bool), f"{name} must be true or false, got {shown(value)}")
         if self.arch is not None:
             check_arch(self.arch, self.spec)
         check_int_in("epochs", self.epochs, 1, MAX_EPOCHS)
-        check_int_in("batch size", self.batch_size, 1, MAX_BATCH)
-        require(self.batch_size >= self.method_spec.min_batch_size,
+        if self.batch_size is not None:
+            check_int_in("batch size", self.batch_size, 1, MAX_BATCH)
+        require(self.resolved_batch_size >= self.method_spec.min_batch_size,
                 f"batch size must be >= {self.method_spec.min_batch_size} for {self.method} (its discriminator's "
                 "BatchNorm needs two latents per batch)")
-        check_finite_range("lr", self.lr, 0.0, 10.0)
-        require(self.lr > 0, "lr must be > 0")
+        if self.lr is not None:
+            check_finite_range("lr", self.lr, 0.0, 10.0)
+            require(self.lr > 0, "lr must be > 0")
         check_finite_range("momentum", self.momentum, 0.0, 0.999)
-        check_finite_range("weight decay", self.weight_decay, 0.0, 1.0)
+        if self.weight_decay is not None:
+            check_finite_range("weight decay", self.weight_decay, 0.0, 1.0)
+        if self.lr_warmup_epochs is not None:
+            check_finite_range("lr warmup epochs", self.lr_warmup_epochs, 0.0, float(self.epochs),
+                               "(epochs, at most the run's)")
+        if self.epsilon_ramp_epochs is not None:
+            check_finite_range("epsilon ramp epochs", self.epsilon_ramp_epochs, 0.0, float(MAX_EPOCHS), "(epochs)")
         require(isinstance(self.lr_milestones, tuple) and len(self.lr_milestones) <= 100,
                 "lr milestones must be at most 100 fractions")
         for m in self.lr_milestones:
@@ -125,8 +155,41 @@ class TrainConfig:
         return METHODS[self.method]
 
     @property
+    def recipe(self) -> Recipe:
+        return self.spec.recipe
+
+    @property
     def resolved_arch(self) -> str:
-        return self.arch or self.spec.default_arch
+        return self.arch or self.recipe.arch
+
+    @property
+    def resolved_batch_size(self) -> int:
+        return self.recipe.batch_size if self.batch_size is None else self.batch_size
+
+    @property
+    def resolved_optimizer(self) -> Optimizer:
+        return self.optimizer or self.recipe.optimizer
+
+    @property
+    def resolved_lr(self) -> float:
+        return self.recipe.lr if self.lr is None else self.lr
+
+    @property
+    def resolved_weight_decay(self) -> float:
+        return self.recipe.weight_decay if self.weight_decay is None else self.weight_decay
+
+    @property
+    def resolved_lr_schedule(self) -> LrSchedule:
+        return self.lr_schedule or self.recipe.lr_schedule
+
+    @property
+    def resolved_lr_warmup_epochs(self) -> float:
+        """Epochs; the recipe gives a fraction of the run."""
+        return self.recipe.lr_warmup_fraction * self.epochs if self.lr_warmup_epochs is None else self.lr_warmup_epochs
+
+    @property
+    def resolved_epsilon_ramp_epochs(self) -> float:
+        return self.recipe.epsilon_ramp_epochs if self.epsilon_ramp_epochs is None else self.epsilon_ramp_epochs
 
     @property
     def resolved_epsilon(self) -> float:
@@ -164,7 +227,10 @@ class TrainConfig:
         """A copy with every dataset default written out (what the run card stores)."""
         d_spec = self.discriminator_spec()
         return dataclasses.replace(
-            self, arch=self.resolved_arch, epsilon=self.resolved_epsilon,
+            self, arch=self.resolved_arch, epsilon=self.resolved_epsilon, batch_size=self.resolved_batch_size,
+            optimizer=self.resolved_optimizer, lr=self.resolved_lr, weight_decay=self.resolved_weight_decay,
+            lr_schedule=self.resolved_lr_schedule, lr_warmup_epochs=self.resolved_lr_warmup_epochs,
+            epsilon_ramp_epochs=self.resolved_epsilon_ramp_epochs,
             pgd_step_size=self.resolved_pgd_step_size, gap_weight_scale=self.resolved_gap_weight_scale,
             d_widths=d_spec.widths, d_blocks=d_spec.blocks_per_group)
 
@@ -174,12 +240,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
-        """Build from a (card's) dict; unknown keys or wrong types give a ConfigError."""
+        """Build from a (card's) dict; unknown keys or wrong types give a ConfigError. A card written
+        before the optimizer, schedule and ε-ramp fields existed means the settings it was trained
+        with (SGD, step decay, no ramp), not today's per-dataset recipe."""
         if not isinstance(data, dict):
             raise ConfigError("config must be a JSON object")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(repr(k)[:40] for k in set(data) - names)  # repr: keys are untrusted text
         require(not unknown, f"unknown config field(s): {', '.join(unknown[:5])}")
+        data = {**LEGACY_TRAINING, **data}
         return build(cls, {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})
 
     def with_overrides(self, **changes) -> TrainConfig:

@@ -106,6 +106,20 @@ class Split(StrEnum):
     TEST = "test"
 
 
+class Optimizer(StrEnum):
+    """The classifier's optimizer (`atld.train.optim`)."""
+    SGD = "sgd"  # with momentum (TrainConfig.momentum), L2 weight decay added to the gradient
+    ADAM = "adam"  # betas (0.9, 0.999), L2 weight decay added to the gradient
+
+
+class LrSchedule(StrEnum):
+    """How the classifier's learning rate moves during a run (`atld.train.optim.learning_rate`)."""
+    STEP = "step"  # per epoch: lr × lr_gamma at each fraction in lr_milestones
+    CONSTANT = "constant"  # lr throughout
+    COSINE = "cosine"  # per step: linear warm-up over lr_warmup_epochs, then lr · (1 + cos πt) / 2 down to 0
+    ONE_CYCLE = "one-cycle"  # per step: linear 0 → lr over lr_warmup_epochs, then linear down to 0
+
+
 class RunStatus(StrEnum):
     """A run's status in its card (and a training job's)."""
     RUNNING = "running"
@@ -113,6 +127,7 @@ class RunStatus(StrEnum):
     STOPPED = "stopped"  # by the user, a signal, or the unwatched-job time limit; resumable
     DIVERGED = "diverged"  # a loss became NaN or infinite; the last good epoch is kept
     FAILED = "failed"  # an error (e.g. a save that could not be written); the last good epoch is kept
+    COLLAPSED = "collapsed"  # predictions or loss collapsed to one class / chance; the last good epoch is kept
 
 
 class OutputFormat(StrEnum):

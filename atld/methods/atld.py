@@ -55,7 +55,7 @@ def atld_perturbation(f, discriminator, x: torch.Tensor, z_nat: torch.Tensor, ep
 
 def atld_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
     cfg, f, D = ctx.config, ctx.classifier, ctx.discriminator
-    eps = cfg.resolved_epsilon
+    eps = ctx.step_epsilon
     target = smooth_labels(y, ctx.config.spec.num_classes, cfg.label_smoothing)
 
     f.eval()

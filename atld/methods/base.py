@@ -23,6 +23,12 @@ class StepContext:
     discriminator: nn.Module | None = None
     d_optimizer: torch.optim.Optimizer | None = None
     autocast: Callable = None  # returns a context manager: bf16 autocast or a no-op
+    epsilon: float | None = None  # this step's training ε, [0, 1] pixel units (the trainer ramps it); None: full ε
+
+    @property
+    def step_epsilon(self) -> float:
+        """The training ε of this step ([0, 1] pixel units): the ramped value, else the config's."""
+        return self.config.resolved_epsilon if self.epsilon is None else self.epsilon
 
 
 @dataclass

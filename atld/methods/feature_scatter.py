@@ -102,7 +102,7 @@ def feature_scatter_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> 
     f.eval()
     with torch.no_grad(), ctx.autocast():
         z_nat = f(x).float()
-    x_adv = feature_scatter_perturbation(f, x, z_nat, cfg.resolved_epsilon, ctx.generator, ctx.autocast)
+    x_adv = feature_scatter_perturbation(f, x, z_nat, ctx.step_epsilon, ctx.generator, ctx.autocast)
     f.train()
     with ctx.autocast():
         logits = f(x_adv)

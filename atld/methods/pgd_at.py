@@ -15,8 +15,10 @@ from atld.methods.base import StepContext, StepOutput, descend
 
 def pgd_at_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
     cfg, f = ctx.config, ctx.classifier
-    attack = AttackConfig("pgd", cfg.resolved_epsilon, steps=cfg.pgd_steps,
-                          step_size=cfg.resolved_pgd_step_size, random_start=True)
+    eps, full = ctx.step_epsilon, cfg.resolved_epsilon
+    # while ε ramps up, the step keeps its ratio to ε (ε/4 by default)
+    step_size = cfg.resolved_pgd_step_size * (eps / full if full > 0 and eps != full else 1.0)
+    attack = AttackConfig("pgd", eps, steps=cfg.pgd_steps, step_size=step_size, random_start=True)
     f.eval()
     with ctx.autocast():
         with torch.no_grad():

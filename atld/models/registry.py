@@ -2,8 +2,9 @@
 parameters computed from a formula (so a card or a flag asking for a huge model is refused before
 anything is built), the discriminator size that goes with it and the inputs it accepts.
 
-Names: "small-cnn" (with BatchNorm), "small-cnn-nobn", "preact-resnet18" and
-"wrn-<depth>-<widen>" (e.g. "wrn-28-10", the CIFAR default). Adding an architecture is one row
+Names: "small-cnn" (with BatchNorm), "small-cnn-nobn", "fast-cnn", "fast-cnn-2x", "fast-cnn-bn" (the
+MNIST default), "convnet-<width>" (e.g. "convnet-32", the CIFAR-10 default), "preact-resnet18" and
+"wrn-<depth>-<widen>" (e.g. "wrn-28-10", the CIFAR-100 and SVHN default). Adding an architecture is one row
 here (and its module).
 """
 
@@ -15,7 +16,9 @@ from dataclasses import dataclass, field
 
 from atld.data.registry import DatasetSpec
 from atld.errors import ConfigError
+from atld.models.cifar_convnet import MIN_SIDE, WIDTHS, ConvNet, convnet_params
 from atld.models.common import Classifier
+from atld.models.fast_cnn import FastCNN, fast_cnn_params
 from atld.models.discriminator import (OFFICIAL_DISCRIMINATOR, SMALL_DISCRIMINATOR, Discriminator, DiscriminatorSpec,
                                        discriminator_params)
 from atld.models.preact_resnet import PreActResNet18, preact_resnet18_params
@@ -26,6 +29,13 @@ from atld.models.wide_resnet import WideResNet, wide_resnet_params
 def _divisible_by_4(spec: DatasetSpec, name: str) -> None:
     if spec.input_shape[1] % 4 or spec.input_shape[2] % 4:
         raise ConfigError(f"{name} needs inputs divisible by 4, {spec.name} is {spec.input_shape}")
+
+
+def _convnet_shape(spec: DatasetSpec, name: str, width: int) -> None:
+    if width not in WIDTHS:
+        raise ConfigError(f"bad {name!r}: width must be {WIDTHS.start}..{WIDTHS.stop - 1}")
+    if min(spec.input_shape[1:]) < MIN_SIDE:
+        raise ConfigError(f"{name} needs inputs of at least {MIN_SIDE}x{MIN_SIDE}, {spec.name} is {spec.input_shape}")
 
 
 def _wrn_shape(spec: DatasetSpec, name: str, depth: int, widen: int) -> None:
@@ -60,6 +70,14 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     Architecture("small-cnn-nobn", lambda spec: SmallCNN(**_common(spec), batch_norm=False),
                  lambda spec: small_cnn_params(spec.input_shape, spec.num_classes, batch_norm=False),
                  SMALL_DISCRIMINATOR, check=lambda spec, name: _divisible_by_4(spec, name)),
+    *(Architecture(name, lambda spec, w=width, bn=bn: FastCNN(**_common(spec), width=w, batch_norm=bn),
+                   lambda spec, w=width, bn=bn: fast_cnn_params(spec.input_shape, spec.num_classes, w, bn),
+                   SMALL_DISCRIMINATOR, check=lambda spec, name: _divisible_by_4(spec, name))
+      for name, width, bn in (("fast-cnn", 1, False), ("fast-cnn-2x", 2, False), ("fast-cnn-bn", 1, True))),
+    Architecture(r"convnet-(?P<width>\d{1,3})", lambda spec, width: ConvNet(**_common(spec), width=width),
+                 lambda spec, width: convnet_params(spec.input_shape[0], spec.num_classes, width),
+                 SMALL_DISCRIMINATOR, check=lambda spec, name, width: _convnet_shape(spec, name, width),
+                 example="convnet-32"),
     Architecture("preact-resnet18", lambda spec: PreActResNet18(**_common(spec)),
                  lambda spec: preact_resnet18_params(spec.input_shape[0], spec.num_classes), OFFICIAL_DISCRIMINATOR),
     Architecture(r"wrn-(?P<depth>\d{1,3})-(?P<widen>\d{1,2})",
@@ -79,7 +97,8 @@ def resolve(arch: str, spec: DatasetSpec) -> tuple[Architecture, dict[str, int]]
                 row.check(spec, arch, **args)
                 return row, args
     names = ", ".join(row.example or row.pattern for row in ARCHITECTURES)
-    raise ConfigError(f"unknown architecture {str(arch)[:60]!r}; choose one of: {names} (wrn-<depth>-<widen>)")
+    raise ConfigError(f"unknown architecture {str(arch)[:60]!r}; choose one of: {names} (convnet-<width>, "
+                      "wrn-<depth>-<widen>)")
 
 
 def check_arch(arch: str, spec: DatasetSpec) -> str:
@@ -102,7 +121,8 @@ def build_classifier(arch: str, spec: DatasetSpec) -> Classifier:
 
 
 def default_discriminator_spec(arch: str) -> DiscriminatorSpec:
-    """The discriminator that goes with a classifier: small for the small CNNs, official otherwise."""
+    """The discriminator that goes with a classifier: small for the small CNNs (the official D alone
+    is about 4.5 MB of float32, more than such a classifier), official otherwise."""
     for row in ARCHITECTURES:
         if row.match(arch) is not None:
             return row.discriminator

@@ -123,6 +123,7 @@ CARD_SCHEMA = {
         "updated": _text(40),
         "command": _text(4000, nullable=True),
         "message": _text(2000, nullable=True),
+        "collapse": _text(2000, nullable=True),  # status "collapsed": what happened and what to try, one line
         "note": _text(2000, nullable=True),
     },
 }

@@ -272,7 +272,7 @@ def _load(run_dir: Path, card: dict, device: torch.device, with_train_state: boo
             raise CheckpointError(f"{printable(run_dir, 200)!r} holds no training state; it cannot be resumed")
         layout = train_state_layout(list(classifier.parameters()),
                                     list(discriminator.parameters()) if discriminator is not None else None,
-                                    config.momentum, config.d_momentum)
+                                    config)
         state = _read_checked(run_dir, name, card, layout, name)
         if int(state[EPOCHS_KEY][0]) != card["epochs_done"]:
             raise CheckpointError(f"the training state is of epoch {int(state[EPOCHS_KEY][0])} but the card says "

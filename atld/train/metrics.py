@@ -1,8 +1,10 @@
 """What an epoch measures: the step outputs accumulated on the device (one host read per epoch),
-D's AUC, and the per-epoch clean and PGD-20 test accuracy."""
+D's AUC, the per-epoch clean and PGD-20 test accuracy with the share of the most-predicted class,
+and whether the epoch shows a collapsed classifier."""
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -15,6 +17,9 @@ from atld.data.loaders import ImageData, as_float01
 from atld.train import distributed as ddp_utils
 
 EVAL_BATCH = 500  # images per batch in the per-epoch test evaluation
+COLLAPSE_SHARE = 0.99  # a collapsed classifier gives at least this share of the test images one class
+COLLAPSE_LOSS_GAP = 0.02  # ... or its training loss sits within this of ln K (chance, nats)
+COLLAPSE_FROM_EPOCH = 2  # the first epoch (1-based) that may be called collapsed
 
 
 def auc(pos: torch.Tensor, neg: torch.Tensor) -> float:
@@ -32,26 +37,57 @@ def auc(pos: torch.Tensor, neg: torch.Tensor) -> float:
 
 
 @torch.no_grad()
+def _predictions(model: nn.Module, x: torch.Tensor, device) -> torch.Tensor:
+    return torch.cat([model(as_float01(xb.to(device))).argmax(1) for xb in x.split(EVAL_BATCH)])
+
+
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device) -> float:
-    correct = 0
-    for xb, yb in zip(x.split(EVAL_BATCH), y.split(EVAL_BATCH)):
-        correct += (model(as_float01(xb.to(device))).argmax(1) == yb.to(device)).sum().item()
-    return correct / max(len(y), 1)
+    return (_predictions(model, x, device) == y.to(device)).sum().item() / max(len(y), 1)
 
 
 def evaluate_epoch(config: TrainConfig, classifier: nn.Module, data: ImageData, device, epoch: int) -> dict:
-    """Clean and PGD-20 test accuracy on the first `eval_limit` test images (eval mode)."""
+    """Clean and PGD-20 test accuracy on the first `eval_limit` test images (eval mode), and
+    top_class / top_class_share: the most-predicted class on the clean images and its share."""
     if config.eval_limit == 0:
         return {}
     n = min(config.eval_limit, len(data.y_test))
     x, y = data.x_test[:n], data.y_test[:n]
     classifier.eval()
-    clean = _accuracy(classifier, x, y, device)
+    pred = _predictions(classifier, x, device)
+    clean = (pred == y.to(device)).sum().item() / n
+    counts = torch.bincount(pred, minlength=config.spec.num_classes)
     gen = torch.Generator(device=device).manual_seed(config.seed * 100_003 + epoch)
     attack = AttackConfig(AttackKind.PGD, config.resolved_epsilon, steps=20)
     x_adv = attack_batched(classifier, as_float01(x), y, attack, batch_size=EVAL_BATCH, generator=gen)
     robust = _accuracy(classifier, x_adv, y, device)
-    return {"test_clean_acc": clean, "test_pgd20_acc": robust, "test_n": n}
+    return {"test_clean_acc": clean, "test_pgd20_acc": robust, "test_n": n,
+            "top_class": int(counts.argmax()), "top_class_share": counts.max().item() / n}
+
+
+def collapse_message(config: TrainConfig, metrics: dict) -> str | None:
+    """One line saying how an epoch's classifier collapsed and what to try, or None if it did not.
+
+    Collapsed: after the ε ramp (and from epoch 2), the test evaluation gives one class at least
+    99 % of the images, or the epoch's mean training cross-entropy is within 0.02 of ln K (the loss
+    of a uniform guess, whatever the label smoothing)."""
+    epoch = metrics["epoch"]
+    if epoch < COLLAPSE_FROM_EPOCH or epoch <= config.resolved_epsilon_ramp_epochs:
+        return None
+    k = config.spec.num_classes
+    share = metrics.get("top_class_share")
+    loss = metrics.get("loss_ce", metrics.get("loss"))
+    one_class = share is not None and share >= COLLAPSE_SHARE
+    at_chance = loss is not None and abs(loss - math.log(k)) <= COLLAPSE_LOSS_GAP
+    if not (one_class or at_chance):
+        return None
+    what = []
+    if one_class:
+        label = config.spec.labels()[metrics["top_class"]]
+        what.append(f"{100 * share:.0f} % of test predictions are class {label}")
+    if loss is not None:
+        what.append(f"the loss {'sits at' if at_chance else 'is'} {loss:.2f} (ln {k} = {math.log(k):.2f})")
+    return (f"training collapsed at epoch {epoch}: {' and '.join(what)}; try a lower --lr, a longer "
+            f"--epsilon-ramp-epochs, another --seed, or --arch fast-cnn-bn / --optimizer sgd")
 
 
 class EpochMeter:

@@ -1,4 +1,5 @@
-"""The optimizers of a run and the training state they save: built here, turned into flat tensors
+"""The optimizers of a run, the learning-rate schedule, and the training state they save: built here,
+turned into flat tensors
 for `train_state-*.safetensors` here, and validated here, tensor by tensor, before anything is
 loaded into them.
 
@@ -12,8 +13,12 @@ for first (`check_state`), and the RNG state with the generator.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from atld.config.train import TrainConfig
+from atld.config.vocab import LrSchedule, Optimizer
 from atld.errors import CheckpointError, name_mismatch
 
 RNG_KEY = "rng.generator"
@@ -27,15 +32,58 @@ def make_sgd(params, device: torch.device, **hyper) -> torch.optim.SGD:
     return torch.optim.SGD(params, fused=device.type in ("cpu", "cuda") or None, **hyper)
 
 
-def sgd_buffers(momentum: float) -> tuple[str, ...]:
-    """The per-parameter state SGD keeps (each buffer is shaped like its parameter)."""
-    return ("momentum_buffer",) if momentum != 0 else ()
+def make_adam(params, device: torch.device, **hyper) -> torch.optim.Adam:
+    """Adam (betas 0.9, 0.999; weight decay as L2 added to the gradient), fused like `make_sgd`."""
+    return torch.optim.Adam(params, fused=device.type in ("cpu", "cuda") or None, **hyper)
 
 
-def state_layout(prefix: str, params: list[torch.Tensor], momentum: float) -> dict[str, tuple[tuple, torch.dtype]]:
-    """name -> (shape, dtype) of the tensors a trained SGD over `params` saves."""
-    return {f"{prefix}.{i}.{buffer}": (tuple(p.shape), p.dtype)
-            for i, p in enumerate(params) for buffer in sgd_buffers(momentum)}
+def make_classifier_optimizer(config: TrainConfig, params, device: torch.device) -> torch.optim.Optimizer:
+    """The classifier's optimizer of `config` at its (peak) learning rate; the schedule sets lr per step."""
+    lr, wd = config.resolved_lr, config.resolved_weight_decay
+    if config.resolved_optimizer == Optimizer.ADAM:
+        return make_adam(params, device, lr=lr, weight_decay=wd)
+    return make_sgd(params, device, lr=lr, momentum=config.momentum, weight_decay=wd)
+
+
+def learning_rate(config: TrainConfig, epoch: float) -> float:
+    """The classifier's lr at `epoch` epochs into the run (a float: 2.5 is the middle of the third).
+
+    step: lr · gamma^(milestones passed), constant within an epoch (the epoch's integer part).
+    constant: lr. cosine / one-cycle: linear warm-up from 0 to lr over lr_warmup_epochs (one-cycle's
+    peak), then lr · (1 + cos πt) / 2, resp. lr · (1 − t), t going from 0 to 1 at the end of the run."""
+    lr, schedule = config.resolved_lr, config.resolved_lr_schedule
+    if schedule == LrSchedule.STEP:
+        passed = sum(int(epoch) >= round(m * config.epochs) for m in config.lr_milestones)
+        return lr * config.lr_gamma ** passed
+    if schedule == LrSchedule.CONSTANT:
+        return lr
+    warmup = config.resolved_lr_warmup_epochs
+    if epoch < warmup:
+        return lr * epoch / warmup
+    t = min(1.0, (epoch - warmup) / max(config.epochs - warmup, 1e-12))
+    if schedule == LrSchedule.COSINE:
+        return lr * 0.5 * (1 + math.cos(math.pi * t))
+    return lr * (1 - t)
+
+
+def per_step_schedule(config: TrainConfig) -> bool:
+    """Whether lr changes at every optimizer step (else once per epoch)."""
+    return config.resolved_lr_schedule in (LrSchedule.COSINE, LrSchedule.ONE_CYCLE)
+
+
+def optimizer_buffers(kind: Optimizer, momentum: float) -> dict[str, bool]:
+    """The per-parameter state an optimizer keeps: buffer name -> shaped like its parameter (True)
+    or a 0-dim float32 counter (False, Adam's fused `step`)."""
+    if kind == Optimizer.ADAM:
+        return {"step": False, "exp_avg": True, "exp_avg_sq": True}
+    return {"momentum_buffer": True} if momentum != 0 else {}
+
+
+def state_layout(prefix: str, params: list[torch.Tensor], momentum: float,
+                 kind: Optimizer = Optimizer.SGD) -> dict[str, tuple[tuple, torch.dtype]]:
+    """name -> (shape, dtype) of the tensors a trained optimizer of `kind` over `params` saves."""
+    return {f"{prefix}.{i}.{buffer}": ((tuple(p.shape), p.dtype) if shaped else ((), torch.float32))
+            for i, p in enumerate(params) for buffer, shaped in optimizer_buffers(kind, momentum).items()}
 
 
 def optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -52,7 +100,8 @@ def check_state(prefix: str, opt: torch.optim.Optimizer, tensors: dict[str, torc
     and finite; and none may be missing. Raises CheckpointError with one line."""
     params = [p for group in opt.param_groups for p in group["params"]]
     momentum = opt.param_groups[0].get("momentum", 0)
-    expected = state_layout(prefix, params, momentum)
+    kind = Optimizer.ADAM if isinstance(opt, torch.optim.Adam) else Optimizer.SGD
+    expected = state_layout(prefix, params, momentum, kind)
     given = {k: v for k, v in tensors.items() if k.startswith(prefix + ".")}
     mismatch = name_mismatch(expected, given)
     if mismatch:
@@ -109,13 +158,14 @@ def train_state(optimizer, d_optimizer, generator: torch.Generator, epochs_done:
     return state
 
 
-def train_state_layout(classifier_params, discriminator_params, momentum: float,
-                       d_momentum: float) -> dict[str, tuple[tuple[tuple, ...], torch.dtype]]:
-    """name -> (allowed shapes, dtype) of a training state file, before any of it is read."""
+def train_state_layout(classifier_params, discriminator_params, config: TrainConfig
+                       ) -> dict[str, tuple[tuple[tuple, ...], torch.dtype]]:
+    """name -> (allowed shapes, dtype) of a training state file of `config`, before any of it is read."""
     layout = {RNG_KEY: (tuple((n,) for n in RNG_STATE_SIZES.values()), torch.uint8),
               EPOCHS_KEY: (((1,),), torch.int64)}
-    for prefix, params, m in (("optim.classifier", classifier_params, momentum),
-                              ("optim.discriminator", discriminator_params, d_momentum)):
+    for prefix, params, m, kind in (
+            ("optim.classifier", classifier_params, config.momentum, config.resolved_optimizer),
+            ("optim.discriminator", discriminator_params, config.d_momentum, Optimizer.SGD)):
         if params is not None:
-            layout.update({k: ((shape,), dtype) for k, (shape, dtype) in state_layout(prefix, params, m).items()})
+            layout.update({k: ((shape,), dtype) for k, (shape, dtype) in state_layout(prefix, params, m, kind).items()})
     return layout

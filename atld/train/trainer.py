@@ -8,8 +8,10 @@ diverged run keeps its last finished epoch and `resume` continues it exactly (se
 give identical results).
 
 `train` reads as its three parts: `_build` (data, run directory, models, optimizers, a resumed
-state), `_epoch` (the steps of one epoch) and `_end_epoch` (metrics, divergence, evaluation,
-the checkpoint).
+state), `_epoch` (the steps of one epoch: the lr schedule and the ε ramp are set per step) and
+`_end_epoch` (metrics, divergence, evaluation, collapse, the checkpoint). A collapsed epoch
+(`atld.train.metrics.collapse_message`) is never saved: the run stops, its card says
+"collapsed" and why, and the checkpoint of the last good epoch stays.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from atld.config.vocab import Amp, RunStatus
 from atld.data.augment import augment_batch
 from atld.data.loaders import ImageData, as_float01, load_dataset
 from atld.device import resolve_device
-from atld.errors import CheckpointError, ConfigError, TrainingDiverged
+from atld.errors import CheckpointError, ConfigError, TrainingCollapsed, TrainingDiverged
 from atld.fileio import printable
 from atld.methods import METHODS, StepContext
 from atld.models.registry import build_classifier, build_discriminator
@@ -38,8 +40,9 @@ from atld.runs.rundir import RunWriter, remove_if_unused
 from atld.runs.store import git_commit, library_versions, load_checkpoint, save_checkpoint, save_size
 from atld.train import distributed as ddp_utils
 from atld.train.distributed import DistributedContext
-from atld.train.metrics import EpochMeter, evaluate_epoch
-from atld.train.optim import make_sgd, restore_generator, restore_optimizer, train_state
+from atld.train.metrics import EpochMeter, collapse_message, evaluate_epoch
+from atld.train.optim import (learning_rate, make_classifier_optimizer, make_sgd, per_step_schedule, restore_generator,
+                              restore_optimizer, train_state)
 
 _INIT_LOCK = threading.Lock()  # see _build(): model initialisation uses the global RNG
 
@@ -65,10 +68,14 @@ class TrainResult:
     status: RunStatus  # finished | stopped
 
 
-def learning_rate(config: TrainConfig, epoch: int) -> float:
-    """lr for a 0-based epoch: lr · gamma^(number of milestones passed)."""
-    passed = sum(epoch >= round(m * config.epochs) for m in config.lr_milestones)
-    return config.lr * config.lr_gamma ** passed
+__all__ = ["Progress", "TrainResult", "learning_rate", "train", "training_epsilon"]
+
+
+def training_epsilon(config: TrainConfig, epoch: float) -> float:
+    """The training ε ([0, 1] pixel units) at `epoch` epochs into the run (a float): linear from 0
+    to ε over epsilon_ramp_epochs, then ε (0 ramp epochs: ε from the first step)."""
+    eps, ramp = config.resolved_epsilon, config.resolved_epsilon_ramp_epochs
+    return eps if ramp <= 0 or epoch >= ramp else eps * epoch / ramp
 
 
 def amp_dtype(amp: str, device_type: str) -> torch.dtype | None:
@@ -136,6 +143,7 @@ def train(config: TrainConfig, *, data: ImageData | None = None, data_root=None,
     rank 0 evaluates and writes run_dir."""
     if resume and run_dir is None:
         raise ConfigError("resume needs the run directory")
+    config = config.resolved()  # the dataset's recipe written out: what runs is what the card says
     if data is None:
         data = load_dataset(config.dataset, data_root, download)
     if data.spec.name != config.dataset:
@@ -194,8 +202,7 @@ def _build(config: TrainConfig, data: ImageData, writer: RunWriter | None, resum
     channels_last = config.channels_last and len(config.spec.input_shape) == 3
     if channels_last:
         classifier.to(memory_format=torch.channels_last)
-    optimizer = make_sgd(classifier.parameters(), device, lr=config.lr, momentum=config.momentum,
-                         weight_decay=config.weight_decay)
+    optimizer = make_classifier_optimizer(config, classifier.parameters(), device)
     d_optimizer = None
     if discriminator is not None:
         discriminator.to(device)
@@ -223,8 +230,8 @@ def _build(config: TrainConfig, data: ImageData, writer: RunWriter | None, resum
 def _epoch(s: _Session, epoch: int, progress, should_stop) -> EpochMeter | None:
     """Train one epoch; returns its meter, or None when stopped inside it."""
     config, device = s.config, s.device
-    for group in s.optimizer.param_groups:
-        group["lr"] = learning_rate(config, epoch)
+    _set_lr(s.optimizer, learning_rate(config, epoch))
+    per_step_lr, ramp = per_step_schedule(config), config.resolved_epsilon_ramp_epochs > 0
     step = METHODS[config.method].step
     meter = EpochMeter(device)
     x_all, y_all = s.x_all, s.y_all
@@ -239,6 +246,11 @@ def _epoch(s: _Session, epoch: int, progress, should_stop) -> EpochMeter | None:
         if s.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         yb = y_all[idx]
+        at = epoch + (i + 0.5) / s.steps  # the middle of this step, in epochs
+        if per_step_lr:
+            _set_lr(s.optimizer, learning_rate(config, at))
+        if ramp:
+            s.ctx.epsilon = training_epsilon(config, at)
         meter.add(step(s.ctx, xb, yb), yb)
         if progress:
             progress(Progress("batch", epoch + 1, config.epochs, i + 1, s.steps))
@@ -251,8 +263,14 @@ def _epoch(s: _Session, epoch: int, progress, should_stop) -> EpochMeter | None:
     return meter
 
 
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 def _end_epoch(s: _Session, epoch: int, meter: EpochMeter, progress) -> None:
-    """The epoch's metrics, the divergence check, the test evaluation and the checkpoint."""
+    """The epoch's metrics, the divergence check, the test evaluation, the collapse check and the
+    checkpoint."""
     if s.device.type == "cuda":
         torch.cuda.synchronize(s.device)
     if s.distributed:
@@ -267,17 +285,33 @@ def _end_epoch(s: _Session, epoch: int, meter: EpochMeter, progress) -> None:
         if saved:
             s.writer.update(status=RunStatus.DIVERGED, message=message)
         raise TrainingDiverged(message)
-    metrics.update(epoch=epoch + 1, lr=learning_rate(s.config, epoch), seconds=round(meter.seconds(), 4))
+    # lr: the last step's (the epoch's, for a per-epoch schedule); train_epsilon: the last step's while ramping
+    metrics.update(epoch=epoch + 1, lr=s.optimizer.param_groups[0]["lr"], seconds=round(meter.seconds(), 4))
+    if s.ctx.epsilon is not None:
+        metrics["train_epsilon"] = s.ctx.epsilon
     t1 = time.perf_counter()
     if s.distributed is None or s.distributed.is_main:  # the bare module: a DDP forward alone would wait
         metrics.update(evaluate_epoch(s.config, s.classifier, s.data, s.device, epoch + 1))
     metrics["eval_seconds"] = round(time.perf_counter() - t1, 4)
+    collapsed = collapse_message(s.config, metrics) if s.config.stop_on_collapse else None
+    if collapsed:
+        _stop_collapsed(s, epoch, collapsed)
     s.card = {**s.card, "metrics": [*s.card["metrics"], metrics], "epochs_done": epoch + 1,
               "status": RunStatus.FINISHED if epoch + 1 == s.config.epochs else RunStatus.RUNNING}
     if s.writer is not None:
         _save(s, epoch)
     if progress:
         progress(Progress("epoch", epoch + 1, s.config.epochs, s.steps, s.steps, metrics))
+
+
+def _stop_collapsed(s: _Session, epoch: int, message: str) -> None:
+    """Mark the saved run collapsed (its checkpoint stays the last good epoch's) and stop."""
+    saved = s.writer is not None and s.writer.card() is not None
+    message += ("; kept the checkpoint of the last good epoch " + str(epoch) if saved else
+                "; nothing was saved (no run directory)" if s.writer is None else "; no epoch was saved")
+    if saved:
+        s.writer.update(status=RunStatus.COLLAPSED, collapse=message)
+    raise TrainingCollapsed(message)
 
 
 def _save(s: _Session, epoch: int) -> None:

@@ -19,7 +19,7 @@ import streamlit as st
 from atld.config.settings import Settings, settings
 from atld.errors import SEED_LIMIT, ATLDError
 from atld.ui.runs import RunEntry, datasets_in_order, discover_runs, preferred_run
-from atld.ui.views import md
+from atld.ui.views import md, status_badge
 
 SELECTION_KEY = "atld_selection"
 
@@ -244,7 +244,7 @@ def sidebar() -> Selection:
             label = st.selectbox("Checkpoint", labels, key="atld_run",
                                  help="shipped checkpoints and the runs you trained (runs directory)")
             run = mine[labels.index(label)]
-            st.caption(md(f"{run.method} · {run.epochs_done} epochs · {run.status}"
+            st.caption(md(f"{run.method} · {run.epochs_done} epochs · {status_badge(run.status)}"
                           + (" · has D" if run.has_discriminator else " · no discriminator")))
         else:
             run = None

@@ -26,7 +26,7 @@ def preset_values(name: str, cls) -> dict:
     out = {}
     for field, value in preset.items():
         spec = specs[field]
-        out[field] = spec.as_text(value) if spec.kind == "text" else (str(value) if spec.kind == "select" else value)
+        out[field] = spec.as_text(value) if spec.kind in ("text", "select") else value
     return out
 
 

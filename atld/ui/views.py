@@ -10,7 +10,11 @@ import re
 
 import numpy as np
 
+from atld.config.vocab import RunStatus
 from atld.fileio import printable
+
+# Statuses that mean a run did not end as planned get a mark wherever a status is shown.
+_STATUS_MARKS = {RunStatus.COLLAPSED: "⚠ ", RunStatus.DIVERGED: "⚠ ", RunStatus.FAILED: "✖ "}
 
 _MARKDOWN = re.compile(r"([\\`*_\[\]<>|~$])")
 
@@ -23,12 +27,24 @@ def md(text: object) -> str:
     return _MARKDOWN.sub(r"\\\1", printable(text, 2000))
 
 
+def status_badge(status: str) -> str:
+    """A run status as shown in the app: "⚠ collapsed", "finished"."""
+    return _STATUS_MARKS.get(status, "") + str(status)
+
+
+def collapse_note(card: dict) -> str | None:
+    """The one line a collapsed run's card gives (what happened, what to try), else None."""
+    if card["status"] != RunStatus.COLLAPSED:
+        return None
+    return card.get("collapse") or "training collapsed (the card gives no details)"
+
+
 def card_summary(card: dict) -> dict[str, str]:
     """A few headline facts of a (schema-validated) run card, as display strings."""
     last = card["metrics"][-1] if card["metrics"] else {}
     out = {"method": card["method"], "dataset": card["dataset"], "arch": card["arch"],
            "epochs": f"{card['epochs_done']}/{card.get('epochs_planned', card['epochs_done'])}",
-           "status": card["status"]}
+           "status": status_badge(card["status"])}
     eps = card["config"].get("epsilon")
     if isinstance(eps, (int, float)) and not isinstance(eps, bool):
         out["ε (train)"] = f"{eps:.4g}"
