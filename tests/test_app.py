@@ -182,15 +182,15 @@ def test_train_form_speaks_plainly_and_presets_fill_it(app_env):
     at = open_page(start_app(), "train")
     method = at.selectbox(key="train_method")
     assert method.label == "Method" and "training method" in method.help.lower()
-    assert at.number_input(key="train_batch_size").label == "Batch size"
-    assert at.number_input(key="train_lr").label == "Learning rate"
+    assert at.text_input(key="train_batch_size").label == "Batch size"
+    assert at.text_input(key="train_lr").label == "Learning rate"
     guide = " ".join(m.value for m in at.markdown)
     assert "IMT" in guide and "standard robust baseline" in guide  # one line per method, from the methods table
     at.button(key="train_preset_Quick demo").click().run()
     assert at.number_input(key="train_epochs").value == 2 and method.value == "atld"
     assert at.number_input(key="train_eval_limit").value == 100
     at.button(key="train_preset_Paper settings").click().run()
-    assert at.number_input(key="train_epochs").value == 30 and at.number_input(key="train_batch_size").value == 50
+    assert at.number_input(key="train_epochs").value == 30 and at.text_input(key="train_batch_size").value == "50"
     assert at.number_input(key="train_eval_limit").value == 450 and at.selectbox(key="train_dataset").value == "digits"
     assert not at.warning  # no "default value and Session State" warning from the presets
 

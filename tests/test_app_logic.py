@@ -373,3 +373,13 @@ def test_attack_view_marks_and_notes():
     inner = rgb[0, 1:3, 1:3]
     assert inner[0, 0, 2] > inner[0, 0, 0] and inner[1, 0, 0] > inner[1, 0, 2]  # −ε blue, +ε red
     assert tuple(inner[0, 1]) != (255, 255, 255)  # zero is a neutral grey, not the page's white
+
+
+def test_every_train_preset_builds_a_valid_config():
+    from atld.ui.train_view import PRESETS, preset_values
+
+    for name in PRESETS:
+        values = {w.name: w.initial for w in widgets(TrainConfig)}
+        values.update(preset_values(name, TrainConfig))
+        config = from_widget_values(TrainConfig, values)
+        assert config.method == "atld" and config.epochs == PRESETS[name]["epochs"]

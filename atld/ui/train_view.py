@@ -3,28 +3,27 @@ for the form), the method's plain description, the live curves' figures and the 
 
 from __future__ import annotations
 
-import dataclasses
-
 from atld.config.fields import field_specs
 
 # Presets: field -> value, applied over the form (fields not named keep what the form holds).
-# "quick demo": an ATLD model in about a minute on a laptop CPU (digits), enough to see D and IMT.
-# "paper settings": the dataclass defaults, which are the official ATLD recipe's values (batch 50,
-# lr 0.1, D's lr 1e-3 and 2 updates per batch, label smoothing 0.5, the dataset's ε), for a long run.
+# "Quick demo": an ATLD model in about a minute on a laptop CPU (digits), enough to see D and IMT.
+# "Paper settings": the official ATLD recipe (docs/method.md): SGD, batch 50, lr 0.1 with ×0.1 steps,
+# momentum 0.9, weight decay 2e-4, label smoothing 0.5, D's lr 1e-3 and 2 updates per batch. The
+# paper trains 400 epochs; the preset asks for 30, since this app trains on the CPU (raise it).
 PRESETS: dict[str, dict] = {
     "Quick demo": {"method": "atld", "epochs": 2, "eval_limit": 100, "device": "cpu"},
-    "Paper settings": "defaults",  # filled from TrainConfig below
+    "Paper settings": {"method": "atld", "epochs": 30, "batch_size": 50, "optimizer": "sgd", "lr": 0.1,
+                       "lr_schedule": "step", "lr_milestones": (0.15, 0.225), "lr_gamma": 0.1, "momentum": 0.9,
+                       "weight_decay": 2e-4, "label_smoothing": 0.5, "d_lr": 1e-3, "d_updates": 2, "variant": "code",
+                       "eval_limit": 450},
 }
 
 
 def preset_values(name: str, cls) -> dict:
     """The field values preset `name` sets, as the form's widgets hold them (text for text fields)."""
-    preset = PRESETS[name]
     specs = {s.name: s for s in field_specs(cls)}
-    if preset == "defaults":
-        preset = {f.name: f.default for f in dataclasses.fields(cls) if f.name not in ("dataset", "seed", "device")}
     out = {}
-    for field, value in preset.items():
+    for field, value in PRESETS[name].items():
         spec = specs[field]
         out[field] = spec.as_text(value) if spec.kind in ("text", "select") else value
     return out
