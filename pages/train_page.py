@@ -61,7 +61,7 @@ def live_panel(job) -> None:
         frac = (job.epochs_done + (job.step / job.steps if job.steps else 0)) / job.config.epochs
         n_train = None if job.steps else len(state.get_data(job.config.dataset).y_train)
         st.progress(min(frac, 1.0), text=progress_line(job.epochs_done, job.config.epochs, job.step, job.steps,
-                                                       n_train, job.config.batch_size))
+                                                       n_train, job.config.resolved_batch_size))
         if st.button("Stop", key="train_stop", type="primary",
                      help="stops after the current step; the last finished epoch stays saved"):
             job.stop()

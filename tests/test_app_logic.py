@@ -383,3 +383,11 @@ def test_every_train_preset_builds_a_valid_config():
         values.update(preset_values(name, TrainConfig))
         config = from_widget_values(TrainConfig, values)
         assert config.method == "atld" and config.epochs == PRESETS[name]["epochs"]
+
+
+def test_training_progress_counts_steps_from_the_start():
+    from atld.ui.train_view import progress_line
+
+    assert progress_line(0, 5, 0, 0, 1437, 50).endswith("step 0/≈29 of epoch 1")  # before the first step reports
+    assert progress_line(1, 5, 12, 28, None, None) == "1 of 5 epochs done · step 12/28 of epoch 2"
+    assert "?" not in progress_line(0, 5, 0, 0, None, None)

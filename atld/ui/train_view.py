@@ -46,10 +46,11 @@ def method_title(name: str) -> str:
     return f"{m.title} ({name})" if m is not None and m.title else name
 
 
-def progress_line(epochs_done: int, epochs: int, step: int, steps: int, n_train: int | None, batch_size: int) -> str:
+def progress_line(epochs_done: int, epochs: int, step: int, steps: int, n_train: int | None,
+                  batch_size: int | None) -> str:
     """"1 of 5 epochs done · step 12/29" — before the first step reports, the step count is
     estimated from the training-set size (≈), never "?"."""
-    total = f"{steps}" if steps else (f"≈{-(-n_train // batch_size)}" if n_train else "…")
+    total = f"{steps}" if steps else (f"≈{-(-n_train // batch_size)}" if n_train and batch_size else "…")
     return f"{epochs_done} of {epochs} epochs done · step {step}/{total} of epoch {min(epochs_done + 1, epochs)}"
 
 
