@@ -1,7 +1,7 @@
 """ATLD lab — the Streamlit app. Run with `streamlit run app.py`.
 
 The entry script draws the sidebar (checkpoint, dataset, seed: chosen once, kept across pages)
-and hands over to the page chosen in the navigation. Pages live in pages/ and stay thin: every
+and hands over to the page chosen in the navigation. Pages live in app_pages/ and stay thin: every
 computation is a call into the `atld` package. The Home page and the sidebar import no torch;
 the heavy imports happen in a background thread after the first page is drawn."""
 
@@ -15,17 +15,17 @@ from atld.ui import state
 # its name is read aloud as text by screen readers ("home Home"); emoji need no asset at all.
 st.set_page_config(page_title="ATLD lab", page_icon="🛡️", layout="wide")
 
-# File names end in "_page" on purpose: Streamlit still auto-registers a `pages/` folder (its
-# legacy multipage mode) until st.navigation runs, and a file whose name equals its url_path
-# would then be run without this entry script (no sidebar) on a fresh server's first request
-# (and on every AppTest rerun). With distinct names every request goes through this script.
+# The pages live in app_pages/, not pages/: Streamlit treats a `pages/` folder beside the entry
+# script as a legacy multipage app and, on a fresh server's first request, resolves a deep link
+# (/attack) against that folder's file names before st.navigation runs, showing "Page not found"
+# over the right page.
 PAGES = [
-    st.Page("pages/home_page.py", title="Home", icon="🏠", url_path="home", default=True),
-    st.Page("pages/train_page.py", title="Train", icon="🏋️", url_path="train"),
-    st.Page("pages/attack_page.py", title="Attack", icon="🎯", url_path="attack"),
-    st.Page("pages/latent_page.py", title="Latent explorer", icon="🌌", url_path="latent"),
-    st.Page("pages/evaluate_page.py", title="Evaluate", icon="📏", url_path="evaluate"),
-    st.Page("pages/learn_page.py", title="Learn", icon="🎓", url_path="learn"),
+    st.Page("app_pages/home_page.py", title="Home", icon="🏠", url_path="home", default=True),
+    st.Page("app_pages/train_page.py", title="Train", icon="🏋️", url_path="train"),
+    st.Page("app_pages/attack_page.py", title="Attack", icon="🎯", url_path="attack"),
+    st.Page("app_pages/latent_page.py", title="Latent explorer", icon="🌌", url_path="latent"),
+    st.Page("app_pages/evaluate_page.py", title="Evaluate", icon="📏", url_path="evaluate"),
+    st.Page("app_pages/learn_page.py", title="Learn", icon="🎓", url_path="learn"),
 ]
 
 state.sidebar()

@@ -372,10 +372,10 @@ def fill_caches(env: dict, data_root: str | None) -> None:
     code = f"""
 import time
 from atld.ui import compute
-from atld.ui.runs import discover_runs, datasets_in_order
+from atld.ui.runs import default_run, discover_runs
 runs = discover_runs()
 t = time.perf_counter()
-n_test = compute.test_size.fn(datasets_in_order(runs)[0])
+n_test = compute.test_size.fn(default_run(runs).dataset)
 for v, args in compute.default_requests(runs, n_test):
     v.fn(*args)
 print("defaults", time.perf_counter() - t)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from atld.config.train import TrainConfig
 from atld.data.loaders import ImageData, as_float01, load_dataset
+from atld.data.registry import get_spec as load_spec
 from atld.methods import atld_perturbation
 from atld.models.registry import build_classifier, build_discriminator
 from atld.runs.card import CARD
@@ -73,6 +74,30 @@ def small_digits(digits):
 def digits_batch(digits):
     """digits_batch(n): the first n digits test images (float [n, 1, 8, 8] in [0, 1]) and labels."""
     return lambda n=64: (as_float01(digits.x_test[:n]), digits.y_test[:n])
+
+
+@pytest.fixture(scope="session")
+def tiny_idx_set():
+    """tiny_idx_set(raw_folder, n_train=7, n_test=3): writes a random MNIST-shaped idx set, gzipped
+    as torchvision's mirrors serve it, into `raw_folder`; returns {file name: its bytes}."""
+    import gzip
+    import struct
+
+    import numpy as np
+
+    def write(raw: Path, n_train: int = 7, n_test: int = 3) -> dict[str, bytes]:
+        raw.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(0)
+        out = {}
+        for prefix, n in (("train", n_train), ("t10k", n_test)):
+            images = struct.pack(">IIII", 0x0803, n, 28, 28) + rng.integers(0, 256, (n, 28, 28), np.uint8).tobytes()
+            labels = struct.pack(">II", 0x0801, n) + rng.integers(0, 10, n, np.uint8).tobytes()
+            for name, payload in ((f"{prefix}-images-idx3-ubyte.gz", images),
+                                  (f"{prefix}-labels-idx1-ubyte.gz", labels)):
+                out[name] = gzip.compress(payload, mtime=0)
+                (raw / name).write_bytes(out[name])
+        return out
+    return write
 
 
 # ----------------------------------------------------------------------------- runs on disk
@@ -196,6 +221,23 @@ def app_checkpoints(tmp_path_factory):
     torch.set_num_threads(1)  # a session fixture may be built before the first test's _process_state
     for name, config in APP_RUNS.items():
         train(config, run_dir=root / name, name=name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist_app_checkpoints(tmp_path_factory, app_checkpoints):
+    """The app's test checkpoints plus an untrained `mnist-atld` run (small CNN with a
+    discriminator): enough for the pages that read its card and the sample's test images."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("mnist-app-checkpoints")
+    for run in app_checkpoints.iterdir():
+        shutil.copytree(run, root / run.name)
+    config = TrainConfig(dataset="mnist", method="atld", epochs=1, eval_limit=0, device="cpu").resolved()
+    torch.manual_seed(0)
+    spec = load_spec("mnist")
+    save_checkpoint(root / "mnist-atld", {**_card(config, 1), "name": "mnist-atld"},
+                    build_classifier(config.arch, spec), build_discriminator(spec, config.discriminator_spec()))
     return root
 
 

@@ -28,7 +28,7 @@ def start_app() -> AppTest:
 
 
 def open_page(at: AppTest, page: str) -> AppTest:
-    at.switch_page(f"pages/{page}_page.py").run()
+    at.switch_page(f"app_pages/{page}_page.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     return at
@@ -116,7 +116,9 @@ def test_latent_page_plots_gap_numbers_and_comparison(app_env):
         assert at.selectbox(key=key) is not None
     for key in ("lat_space", "lat_fit", "lat_method"):
         assert at.radio(key=key) is not None
-    assert len(at.get("plotly_chart")) == 3  # the main map and two side by side
+    charts = at.get("plotly_chart")
+    assert len(charts) == 4  # the main map, two side by side, the attack's path (expander at the end)
+    assert charts[-1].key == "lat_path" and '"frames"' in charts[-1].proto.spec and '"sliders"' in charts[-1].proto.spec
     labels = [m.label for m in at.metric]
     assert labels == ["D's AUC", "two-sample test accuracy", "MMD²", "kNN mixing"]
     assert 0.0 <= float(metric(at, "D's AUC")) <= 1.0
@@ -127,21 +129,68 @@ def test_latent_page_plots_gap_numbers_and_comparison(app_env):
     assert not at.exception
     at.radio(key="lat_method").set_value("umap").run()  # UMAP waits for an explicit request
     assert not at.exception and at.button(key="lat_umap_go").label == "Compute UMAP"
-    assert len(at.get("plotly_chart")) == 3  # PCA stays on screen meanwhile
+    assert len(at.get("plotly_chart")) == 4  # PCA stays on screen meanwhile
 
 
 def test_learn_page_walks_all_steps(app_env):
     at = open_page(start_app(), "learn")
     seen = []
-    for step in range(5):
+    for step in range(6):
         seen.append(at.radio(key="learn_step").value)
         assert not at.exception, (step, [e.value for e in at.exception])
-        if step < 4:
+        assert not at.error, (step, [e.value for e in at.error])
+        assert at.query_params["step"] == str(step + 1)  # each step has its address
+        if step < 5:
             at.button(key="learn_next").click().run()
-    assert seen[0].startswith("1") and seen[-1].startswith("5") and len(set(seen)) == 5
+    assert seen[0].startswith("1") and seen[-1].startswith("6") and len(set(seen)) == 6
+    assert {b.proto.shortcut.lower() for b in at.button} >= {"left"}  # Back by keyboard (Next is gone on the last step)
+    # the adaptive lesson: the same images, three columns, the counts in words
+    assert [m.label for m in at.metric] == ["clean, after IMT", "non-adaptive attack, then IMT",
+                                            "adaptive attack through IMT"]
+    assert any("survive the non-adaptive attack" in s.value for s in at.success)
     at.button(key="learn_back").click().run()
-    assert at.radio(key="learn_step").value == seen[3]
+    assert at.radio(key="learn_step").value == seen[4]
+    at.button(key="learn_back").click().run()
     assert at.dataframe, "step 4 compares the natural and the ATLD checkpoint in a table"
+
+
+def test_learn_step_round_trips_through_the_address(app_env):
+    at = start_app()
+    at.query_params["step"] = "3"
+    open_page(at, "learn")
+    assert at.radio(key="learn_step").value.startswith("3")
+    fig = at.get("plotly_chart")[0].proto.spec
+    assert '"frames"' in fig and '"sliders"' in fig  # the attack's path, animated
+    at.button(key="learn_next").click().run()
+    assert at.query_params["step"] == "4"
+    fresh = start_app()  # a reload: a new session with the same address
+    fresh.query_params["step"] = "4"
+    open_page(fresh, "learn")
+    assert fresh.radio(key="learn_step").value.startswith("4")
+    bad = start_app()
+    bad.query_params["step"] = "99"
+    assert open_page(bad, "learn").radio(key="learn_step").value.startswith("1")
+
+
+def test_learn_page_on_the_shipped_checkpoints_tells_what_their_numbers_say(monkeypatch, app_env):
+    """The shipped digits checkpoints: PGD-AT's gap is smaller than ATLD's; the page must say so."""
+    monkeypatch.setenv("ATLD_CHECKPOINTS_DIR", str(Path(APP).parent / "checkpoints"))
+    at = start_app()
+    at.query_params["step"] = "2"
+    open_page(at, "learn")
+    captions = [m.value for m in at.markdown if "predicted" in m.value]
+    adversarial = [c for c in captions if c.startswith("predicted")]
+    assert adversarial and all("(flipped)" in c and ":red[" in c for c in adversarial)  # shown examples are fooled
+    assert any(s.value.startswith("The attack fooled ") for s in at.success)
+    assert len(at.get("image")) == 3 * len(adversarial)  # natural, perturbation, adversarial per example
+    at.button(key="learn_next").click().run()
+    at.button(key="learn_next").click().run()
+    table = at.dataframe[0].value.set_index("method")
+    two, mmd = "two-sample acc % (lower: smaller gap)", "MMD² (lower: smaller gap)"
+    assert table.loc["pgd-at", two] < table.loc["atld", two] and table.loc["pgd-at", mmd] < table.loc["atld", mmd]
+    text = " ".join(m.value for m in at.markdown)
+    assert "ATLD does not close the gap more than PGD-AT" in text
+    assert "smallest gap by every measure: ATLD" not in text and "ATLD closes" not in text
 
 
 def _start_training(at: AppTest, name: str, epochs: int) -> AppTest:
@@ -328,7 +377,7 @@ def test_a_checkpoint_that_fails_to_load_gives_one_line_not_a_traceback(app_env,
     at = start_app()
     assert at.sidebar.selectbox(key="atld_run").value == "digits-natural (shipped)"
     for page in ("attack", "latent", "evaluate", "learn"):
-        at.switch_page(f"pages/{page}_page.py").run()
+        at.switch_page(f"app_pages/{page}_page.py").run()
         assert not at.exception
         message = at.error[0].value
         assert message.startswith("cannot load digits-natural (shipped): model-") and "does not match" in message
@@ -380,7 +429,7 @@ def test_card_text_is_shown_as_plain_text_and_odd_cards_do_not_crash(app_env, ap
     assert "![pixel](http://tracker.example/p.png) **bold**" in texts
     assert not any("tracker.example" in m.value for m in at.markdown)
     for page in ("attack", "latent", "evaluate", "learn"):
-        at.switch_page(f"pages/{page}_page.py").run()
+        at.switch_page(f"app_pages/{page}_page.py").run()
         assert not at.exception, (page, [e.value for e in at.exception])
 
 
@@ -390,3 +439,60 @@ def test_a_bad_setting_stops_the_app_with_one_line(app_env, monkeypatch):
     assert not at.exception
     shown = at.error[0].value.replace("\\", "")  # the message is Markdown-escaped: ATLD\_MAX\_JOBS
     assert shown.startswith("ATLD_MAX_JOBS must be a whole number") and "\n" not in shown, shown
+
+
+# ----------------------------------------------------------------------------- real data: samples, default, download
+
+def test_the_first_view_is_mnist_when_an_mnist_checkpoint_ships(app_env, mnist_app_checkpoints, monkeypatch):
+    monkeypatch.setenv("ATLD_CHECKPOINTS_DIR", str(mnist_app_checkpoints))
+    at = start_app()
+    dataset, checkpoint = at.sidebar.selectbox
+    assert dataset.value == "mnist" and checkpoint.value == "mnist-atld (shipped)"
+    assert dataset.options[:2] == ["mnist · 1 checkpoint · sample only", "digits · 2 checkpoints · full data"]
+    assert metric(at, "method") == "atld"
+    open_page(at, "attack")  # the shipped MNIST sample provides the test images
+    assert any("on the shipped sample of 2,000 test images" in i.value for i in at.info)
+    assert len(at.get("image")) == 6 * 4
+    open_page(at, "train")
+    assert any("needs its full data set" in i.value for i in at.info)
+
+
+def test_without_an_mnist_checkpoint_the_first_view_stays_digits(app_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("ATLD_SAMPLES_DIR", str(tmp_path / "no-samples"))
+    at = start_app()
+    dataset, checkpoint = at.sidebar.selectbox
+    assert dataset.value == "digits" and checkpoint.value == "digits-atld (shipped)"
+    assert dataset.options == ["digits · 2 checkpoints · full data"]  # no sample, no data: nothing else listed
+    assert not any("shipped sample" in i.value for i in at.info)
+
+
+def test_home_downloads_a_dataset_with_progress_and_then_uses_it(app_env, monkeypatch, tmp_path, tiny_idx_set):
+    import hashlib
+    import http.server
+    import threading
+    from functools import partial
+
+    from torchvision.datasets import MNIST
+
+    served = tmp_path / "served"
+    files = tiny_idx_set(served, n_train=5, n_test=3)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(http.server.SimpleHTTPRequestHandler,
+                                                                       directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{server.server_address[1]}/"])
+    monkeypatch.setattr(MNIST, "resources", [(n, hashlib.md5(d).hexdigest()) for n, d in files.items()])
+    monkeypatch.setenv("ATLD_DATA_ROOT", str(tmp_path / "data"))
+    try:
+        at = start_app()
+        at.button(key="dl_data_mnist").click().run()
+        assert not at.exception
+        from atld.ui import state
+        job = state.current_download("mnist")
+        assert job is not None and job.wait(60) and job.finished, job.error
+        at.run()
+        assert any("downloaded (4 files)" in s.value for s in at.success)
+        assert "mnist · no checkpoint · full data" in at.sidebar.selectbox(key="atld_dataset").options
+        assert (tmp_path / "data" / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").is_file()
+    finally:
+        server.shutdown()
+        server.server_close()

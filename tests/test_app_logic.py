@@ -256,7 +256,7 @@ def test_every_plotted_point_carries_its_global_id(color_by):
     fig = latent_figure(table, color_by)
     seen = {}
     for trace in fig.data:
-        for x, y, (pid, image) in zip(trace.x, trace.y, trace.customdata):
+        for x, y, (pid, image, _thumbnail) in zip(trace.x, trace.y, trace.customdata):
             seen[int(pid)] = (x, y, int(image))
     assert sorted(seen) == list(range(10))  # each point exactly once over all traces
     for pid, (x, y, image) in seen.items():
@@ -346,7 +346,7 @@ def test_the_app_fetches_nothing_from_outside():
     root = Path(__file__).resolve().parents[1]
     app = (root / "app.py").read_text()
     assert ":material/" not in app  # icon-font names: fetched as a web font and read aloud as text
-    for page in (root / "pages").glob("*.py"):
+    for page in (root / "app_pages").glob("*.py"):
         assert not re.search(r"https?://|:material/", page.read_text()), page.name
     config = tomllib.loads((root / ".streamlit" / "config.toml").read_text())
     assert "base" not in config.get("theme", {})  # the theme follows the viewer's system (light or dark)

@@ -178,3 +178,36 @@ def test_every_page_attack_and_box_selection(server, browser):
     errors = page.locator("[data-testid='stException']")
     assert errors.count() == 0
     page.close()
+
+
+def test_a_reload_keeps_the_settings_and_hovering_a_point_shows_its_image(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(WAIT_MS)
+    page.goto(f"{server}/latent?space=features&color=predicted+class")  # a deep link on a server
+    page.wait_for_selector("h1:has-text('Latent explorer')")
+    wait_idle(page)
+    assert page.get_by_text("Page not found").count() == 0
+    page.get_by_text("natural map (perturbed projected onto it)").click()
+    wait_idle(page)
+    assert "fit=natural" in page.url
+    page.reload()
+    page.wait_for_selector("h1:has-text('Latent explorer')")
+    wait_idle(page)
+    for label in ("features", "natural map (perturbed projected onto it)"):
+        radio = page.get_by_role("radio", name=label)
+        assert radio.is_checked(), label
+    assert page.get_by_role("combobox", name="Colour by").input_value() == "predicted class"
+    plot = page.locator(".js-plotly-plot").first
+    plot.wait_for()
+    point = plot.locator(".scatterlayer path.point").nth(5)
+    box = point.bounding_box()
+    thumb = page.locator("[data-testid='atld-hover-thumbnail']")
+    for dx in (0, 1, -1):  # plotly picks the nearest point; nudge the cursor until it reports one
+        page.mouse.move(box["x"] + box["width"] / 2 + dx, box["y"] + box["height"] / 2)
+        page.wait_for_timeout(400)
+        if thumb.count() and thumb.is_visible():
+            break
+    assert thumb.is_visible()
+    assert thumb.get_attribute("src").startswith("data:image/png;base64,")
+    shot(page, "latent-hover")
+    page.close()

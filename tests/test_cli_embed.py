@@ -92,3 +92,33 @@ def test_a_corrupt_cache_entry_is_recomputed_not_a_traceback(tmp_path, capsys, l
     assert main(args) == 0
     assert (tmp_path / "a.csv").read_text() == first
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_embed_trajectories_writes_the_path_csv_json_and_html(tmp_path, capsys, latent_runs):
+    import json
+
+    run = latent_runs[True]
+    out, html = tmp_path / "path.csv", tmp_path / "path.html"
+    assert main(["embed", "--checkpoint", str(run.path), "--trajectories", "3", "--limit", "20", "--out", str(out),
+                 "--html", str(html)]) == 0
+    lines = out.read_text().splitlines()
+    meta = dict(line[2:].split(": ", 1) for line in lines if line.startswith("# "))
+    rows = list(csv.DictReader(io.StringIO("\n".join(line for line in lines if not line.startswith("#")))))
+    assert meta["steps"] == "20" and meta["imt"] == "True"
+    assert len(rows) == 3 * 21 + 3 and rows[-1]["step"] == "imt" and rows[0]["step"] == "0"
+    page = html.read_text()
+    assert page.count("<html") == 1 and "addFrames" in page and '"traces":[' in page  # the animation's frames
+    assert "wrote 66 path points" in capsys.readouterr().err
+    js = tmp_path / "path.json"
+    assert main(["embed", "--checkpoint", str(latent_runs[False].path), "--trajectories", "2", "--limit", "10",
+                 "--attack", "fgsm", "--out", str(js)]) == 0
+    data = json.loads(js.read_text())
+    assert len(data["rows"]) == 2 * 2 and data["meta"]["imt"] is False and data["columns"][0] == "index"
+
+
+@pytest.mark.parametrize("extra,message", [(["--html", "x.html"], "give --trajectories too"),
+                                           (["--trajectories", "0"], "--trajectories must be"),
+                                           (["--trajectories", "2", "--attack", "natural"], "follows an attack")])
+def test_embed_trajectories_bad_flags_get_one_line(tmp_path, capsys, latent_runs, extra, message):
+    code = main(["embed", "--checkpoint", str(latent_runs[False].path), *extra])
+    assert code != 0 and message in capsys.readouterr().err

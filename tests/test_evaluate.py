@@ -13,7 +13,7 @@ from atld.attacks.registry import ATTACK_NAMES
 from atld.config.eval import EvalConfig
 from atld.config.vocab import Protocol
 from atld.errors import CheckpointError, ConfigError
-from atld.evaluate import (EvalReport, evaluate, masking_diagnostics, masking_findings, robust_accuracy_curve,
+from atld.evaluate import (EvalReport, evaluate, robust_accuracy_curve,
                            store_evaluation, wilson_interval)
 from atld.evaluate.report import ROW_KEYS
 from atld.inference import predict

@@ -18,6 +18,7 @@ the same loss, step and number of steps).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -101,10 +102,12 @@ def _ascent_objective(config: AttackConfig):
 
 
 def run_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: AttackConfig,
-               generator: torch.Generator | None = None, check_finite: bool = True) -> torch.Tensor:
+               generator: torch.Generator | None = None, check_finite: bool = True,
+               on_step: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
     """Run `config` against `model` on one batch; see the module docstring for the contract.
     check_finite=False skips the NaN/inf check of x, a host synchronisation (the trainer's
-    batches come from checked data; its hot loop must not wait on the GPU)."""
+    batches come from checked data; its hot loop must not wait on the GPU). on_step(k, x_k)
+    receives every iterate (k = 1..num_steps, detached), e.g. to draw the attack's path."""
     require(x.dim() == 4, f"images must be [B, C, H, W], got shape {tuple(x.shape)}")
     require(y.shape == x.shape[:1], f"labels must be [B] = [{x.shape[0]}], got {tuple(y.shape)}")
     if check_finite:
@@ -115,12 +118,14 @@ def run_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: Attac
     objective = _ascent_objective(config)
     x_adv = random_start(x, config.epsilon, generator) if config.random_start else x.clone()
     alpha = config.alpha
-    for _ in range(config.num_steps):
+    for k in range(config.num_steps):
         x_adv.requires_grad_(True)
         with torch.enable_grad():
             loss = objective(model(x_adv), y).sum()
             (grad,) = torch.autograd.grad(loss, x_adv)
         x_adv = project_linf(x_adv.detach() + alpha * grad.sign(), x, config.epsilon)
+        if on_step is not None:
+            on_step(k + 1, x_adv)
     return x_adv.detach()
 
 

@@ -4,7 +4,8 @@
 |---|---|---|
 | ATLD_RUNS_DIR | <repository>/runs | where new runs go (CLI default and the app's Train page) |
 | ATLD_CHECKPOINTS_DIR | <repository>/checkpoints | the shipped checkpoints the app lists |
-| ATLD_DATA_ROOT | none | the app's folder of torchvision datasets (digits needs none) |
+| ATLD_DATA_ROOT | none | the app's folder of torchvision datasets (digits needs none); unset: <ATLD_CACHE>/data |
+| ATLD_SAMPLES_DIR | <repository>/checkpoints/samples | the shipped test samples the app falls back to |
 | ATLD_CACHE | ~/.cache/atld | dataset and latent caches |
 | ATLD_MAX_JOBS | 1 | training jobs the app server runs at once (1-64) |
 | ATLD_UNWATCHED_MINUTES | 30 | an app training job nobody watches stops after this long (0.1-10080) |
@@ -39,6 +40,7 @@ class Settings:
     runs_dir: Path
     checkpoints_dir: Path
     data_root: Path | None
+    samples_dir: Path
     cache_dir: Path
     max_jobs: int
     unwatched_minutes: float
@@ -49,6 +51,11 @@ class Settings:
     worker_kind: str
     result_cache_mb: int
     prewarm: bool
+
+    @property
+    def app_data_root(self) -> Path:
+        """Where the app reads and downloads the full datasets: ATLD_DATA_ROOT, else <ATLD_CACHE>/data."""
+        return self.data_root if self.data_root is not None else self.cache_dir / "data"
 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:
@@ -110,6 +117,7 @@ def settings(env: Mapping[str, str] | None = None) -> Settings:
         runs_dir=_folder(env, "ATLD_RUNS_DIR", REPO_ROOT / "runs"),
         checkpoints_dir=_folder(env, "ATLD_CHECKPOINTS_DIR", REPO_ROOT / "checkpoints"),
         data_root=_folder(env, "ATLD_DATA_ROOT", None),
+        samples_dir=_folder(env, "ATLD_SAMPLES_DIR", REPO_ROOT / "checkpoints" / "samples"),
         cache_dir=_folder(env, "ATLD_CACHE", Path.home() / ".cache" / "atld"),
         max_jobs=_number(env, "ATLD_MAX_JOBS", 1, 1, 64),
         unwatched_minutes=_number(env, "ATLD_UNWATCHED_MINUTES", 30.0, 0.1, 10080.0, kind=float),

@@ -73,6 +73,7 @@ class PointSet(StrEnum):
 class ColorBy(StrEnum):
     """How the Latent explorer colours its points."""
     CLASS = "class × natural/perturbed"
+    PREDICTED = "predicted class"
     D_SCORE = "D score"
     CORRECT = "correct / wrong"
 

@@ -4,6 +4,10 @@ Every loader returns an `ImageData`: four CPU tensors, images NCHW (uint8 in 0..
 already in [0, 1]) and int64 labels, checked by `check_image_data` against the dataset's spec
 (shapes, dtypes, value and label ranges, counts) whatever file they came from. `as_float01` turns
 a batch into float32 [0, 1].
+
+`load_sample` reads a shipped test sample (`atld.data.samples`: the test split only, the train
+split empty); `load_for_app` is the app's loader: the full data when it is under the data root,
+else the shipped sample.
 """
 
 from __future__ import annotations
@@ -16,14 +20,15 @@ import numpy as np
 import torch
 
 from atld.config.vocab import Split, parse
+from atld.data.availability import full_data_dir, has_full_data
 from atld.data.idx import read_idx
-from atld.data.registry import DatasetSpec, get_spec
+from atld.data.registry import IDX_NAMES, DatasetSpec, get_spec
+from atld.data.samples import read_sample, sample_path
 from atld.errors import DataError
 
 DIGITS_TEST_SIZE = 450  # 1,797 images -> 1,347 train / 450 test, stratified
 DIGITS_SPLIT_SEED = 0  # fixed: every run and every checkpoint sees the same split
-IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+IDX_FILES = {"train": IDX_NAMES[:2], "test": IDX_NAMES[2:]}
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,12 @@ class ImageData:
     y_train: torch.Tensor  # [N] int64
     x_test: torch.Tensor
     y_test: torch.Tensor
+    sample: bool = False  # the shipped test sample: the test split only (the train split is empty)
+
+    def on_what(self) -> str:
+        """Where numbers computed on these test images come from, for captions: "" for the full
+        test set, else "on the shipped sample of N test images"."""
+        return f"on the shipped sample of {len(self.y_test):,} test images" if self.sample else ""
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         if parse(Split, name, "split") is Split.TRAIN:
@@ -59,6 +70,8 @@ def check_image_data(data: ImageData) -> ImageData:
             raise DataError(f"{where}: float images must be finite and in [0, 1]")
         if y.dim() != 1 or len(y) != len(x) or y.dtype != torch.int64:
             raise DataError(f"{where}: {len(x)} images but labels of shape {tuple(y.shape)} ({y.dtype})")
+        if data.sample and split == "train" and len(y) == 0:
+            continue  # a shipped sample has no train split
         if not 1 <= len(y) <= spec.max_images:
             raise DataError(f"{where} has {len(y)} images; expected 1 to {spec.max_images}")
         if int(y.min()) < 0 or int(y.max()) >= spec.num_classes:
@@ -94,6 +107,29 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, download: boo
                         f"{spec.source}{_download_hint(name)}") from None
 
 
+def load_sample(name: str, directory: str | os.PathLike) -> ImageData:
+    """The shipped test sample of `name` in `directory` (`atld.data.samples`), validated like any
+    stranger's file; its train split is empty."""
+    spec = get_spec(name)
+    sample = read_sample(sample_path(name, directory), spec)
+    empty_x = torch.zeros((0, *spec.input_shape), dtype=torch.uint8)
+    return check_image_data(ImageData(spec, empty_x, torch.zeros(0, dtype=torch.int64),
+                                      torch.from_numpy(sample.images), torch.from_numpy(sample.labels), sample=True))
+
+
+def load_for_app(name: str, root: str | os.PathLike | None, samples_dir: str | os.PathLike) -> ImageData:
+    """The app's data: the full data set when it is under `root` (`has_full_data`), else the shipped
+    test sample, else a DataError that says how to get the data in the app's terms."""
+    if has_full_data(name, root):
+        return load_dataset(name, root)
+    if sample_path(name, samples_dir).is_file():
+        return load_sample(name, samples_dir)
+    spec = get_spec(name)
+    how = "download it on the Home page (Datasets) or start" if spec.downloadable else "start"
+    raise DataError(f"no {name} data on this server (no shipped sample, nothing under {str(root)!r}): {how} the "
+                    f"app with ATLD_DATA_ROOT set to a folder holding {spec.source}")
+
+
 def _download_hint(name: str) -> str:
     if name == "cifar10-exact":
         return " (the exact subsets live in ../shared/data; they cannot be downloaded)"
@@ -120,14 +156,15 @@ def _load_digits(spec: DatasetSpec) -> ImageData:
 
 def _load_idx(spec: DatasetSpec, root: Path, download: bool) -> ImageData:
     """MNIST / Fashion-MNIST from ROOT/<MNIST|FashionMNIST>/raw, plain or .gz, read by `read_idx`
-    (torchvision only downloads, when asked)."""
+    (`atld.data.download` fetches missing files, when asked)."""
     folder = "MNIST" if spec.name == "mnist" else "FashionMNIST"
+    root = full_data_dir(spec.name, root) or root  # ROOT/MNIST/raw or ROOT/mnist/MNIST/raw
     raw = root / folder / "raw"
     if download and not all((raw / f).is_file() or (raw / f"{f}.gz").is_file()
                             for pair in IDX_FILES.values() for f in pair):
-        from torchvision.datasets import MNIST, FashionMNIST
+        from atld.data.download import download_dataset
 
-        (MNIST if spec.name == "mnist" else FashionMNIST)(str(root), train=True, download=True)
+        download_dataset(spec.name, root)
     if not raw.is_dir():
         raise DataError(f"no {folder}/raw folder")
     arrays = {}

@@ -82,6 +82,10 @@ class DatasetSpec:
     max_params: int  # parameters of classifier + discriminator at most
     max_images: int = 100_000  # images per split read from a dataset file, at most
     class_names: tuple[str, ...] = ()
+    # The files under the data root that make the full data set "present" (availability); an idx
+    # file also counts when gzipped (NAME.gz).
+    data_files: tuple[str, ...] = ()
+    downloadable: bool = False  # the app can fetch it (torchvision knows its mirrors and checksums)
 
     @property
     def default_arch(self) -> str:
@@ -114,6 +118,14 @@ _FASHION_RECIPE = Recipe(**_FAST_RECIPE, epsilon_ramp_epochs=1.0)  # ε = 0.1
 _CPU_CIFAR_RECIPE = Recipe(arch="convnet-32", optimizer=Optimizer.SGD, lr=0.05, weight_decay=5e-4, batch_size=32,
                            lr_schedule=LrSchedule.ONE_CYCLE, lr_warmup_fraction=0.3, epsilon_ramp_epochs=3.0)
 _SMALL_BUDGET = 20_000_000  # grey 8x8 / 28x28 images: far above any model that suits them
+IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte")
+
+
+def _idx_files(folder: str) -> tuple[str, ...]:
+    return tuple(f"{folder}/raw/{name}" for name in IDX_NAMES)
+
+
 _CIFAR_BUDGET = 300_000_000  # 32x32 colour: WRN-70-16 (267 M) and the official D fit
 
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
@@ -124,33 +136,36 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in (
     DatasetSpec(name="mnist", input_shape=(1, 28, 28), num_classes=10, epsilon=0.3, augmentation=Augmentation.NONE,
                 **_GREY, recipe=_MNIST_RECIPE, imt_window=(0.3, 0.7), gap_weight_scale=0.5, needs_root=True,
                 source="torchvision MNIST (idx files under ROOT/MNIST/raw)", max_params=_SMALL_BUDGET,
-                class_names=_DIGITS),
+                class_names=_DIGITS, data_files=_idx_files("MNIST"), downloadable=True),
     DatasetSpec(name="fashion-mnist", input_shape=(1, 28, 28), num_classes=10, epsilon=0.1,
                 augmentation=Augmentation.NONE, **_GREY, recipe=_FASHION_RECIPE, imt_window=(0.3, 0.7),
                 gap_weight_scale=0.5, needs_root=True,
                 source="torchvision FashionMNIST (idx files under ROOT/FashionMNIST/raw)", max_params=_SMALL_BUDGET,
-                class_names=_FASHION),
+                class_names=_FASHION, data_files=_idx_files("FashionMNIST"), downloadable=True),
     DatasetSpec(name="cifar10", input_shape=(3, 32, 32), num_classes=10, epsilon=8 / 255,
                 augmentation=Augmentation.CROP_FLIP, mean=_CIFAR_MEAN, std=_CIFAR_STD, recipe=_CPU_CIFAR_RECIPE,
                 imt_window=(0.3, 0.7), gap_weight_scale=0.5, needs_root=True,
                 source="torchvision CIFAR10 (ROOT/cifar-10-batches-py)", max_params=_CIFAR_BUDGET,
-                class_names=_CIFAR10),
+                class_names=_CIFAR10,
+                data_files=("cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch")),
     DatasetSpec(name="cifar100", input_shape=(3, 32, 32), num_classes=100, epsilon=8 / 255,
                 augmentation=Augmentation.CROP_FLIP, mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762),
                 recipe=_PAPER_RECIPE, imt_window=(0.3, 0.7), gap_weight_scale=0.1, needs_root=True,
-                source="torchvision CIFAR100 (ROOT/cifar-100-python)", max_params=_CIFAR_BUDGET),
+                source="torchvision CIFAR100 (ROOT/cifar-100-python)", max_params=_CIFAR_BUDGET,
+                data_files=("cifar-100-python/train", "cifar-100-python/test")),
     DatasetSpec(name="svhn", input_shape=(3, 32, 32), num_classes=10, epsilon=8 / 255, augmentation=Augmentation.NONE,
                 mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970), recipe=_PAPER_RECIPE,
                 imt_window=(0.3, 0.6), gap_weight_scale=0.5, needs_root=True,
                 source="torchvision SVHN (ROOT/train_32x32.mat, ROOT/test_32x32.mat)", max_params=_CIFAR_BUDGET,
-                max_images=700_000, class_names=_DIGITS),
+                max_images=700_000, class_names=_DIGITS, data_files=("train_32x32.mat", "test_32x32.mat")),
     # The exact CIFAR-10 subsets in ../shared/data (8,068 train / 1,017 test real images): for
     # benchmarks and the reproduction study on machines without the full data set.
     DatasetSpec(name="cifar10-exact", input_shape=(3, 32, 32), num_classes=10, epsilon=8 / 255,
                 augmentation=Augmentation.CROP_FLIP, mean=_CIFAR_MEAN, std=_CIFAR_STD, recipe=_CPU_CIFAR_RECIPE,
                 imt_window=(0.3, 0.7), gap_weight_scale=0.5, needs_root=True,
                 source="exact CIFAR-10 subsets (ROOT/cifar10/exact/cifar10_exact_subsets.npz)",
-                max_params=_CIFAR_BUDGET, class_names=_CIFAR10),
+                max_params=_CIFAR_BUDGET, class_names=_CIFAR10,
+                data_files=("cifar10/exact/cifar10_exact_subsets.npz",)),
 )}
 
 DATASET_NAMES = tuple(DATASETS)

@@ -4,7 +4,8 @@ maps of the two clouds, and numbers for the gap between them (computed in latent
 - `extract_latents` (extract.py): logits, features, predictions and D scores, natural and attacked.
 - `Embedder` (embed.py): PCA / UMAP / t-SNE maps, estimator style; `warm_up_umap`.
 - `gap_numbers` (gap.py): discriminator AUC, classifier two-sample test, MMD², kNN mixing.
-- `trajectories` (trajectories.py): latents of chosen points over several ε.
+- `trajectories` (trajectories.py): latents of chosen points over several ε; `attack_path` /
+  `path_map`: the path of one attack, iterate by iterate, and the IMT step back.
 - `LatentCache` (cache.py): disk cache keyed by checkpoint hash, data, attack and parameters.
 - `latent_map` (maps.py): the one pipeline of the `embed` command and the Latent explorer, and
   the one table / CSV schema of its points.
@@ -24,10 +25,21 @@ from atld.latent.gap import (
                              two_sample_test,
 )
 from atld.latent.maps import POINT_COLUMNS, LatentMap, latent_map, map_csv, points_frame
-from atld.latent.trajectories import Trajectories, embed_trajectories, trajectories
+from atld.latent.trajectories import (
+                                     PATH_COLUMNS,
+                                     AttackPath,
+                                     PathMap,
+                                     Trajectories,
+                                     attack_path,
+                                     embed_path,
+                                     embed_trajectories,
+                                     path_map,
+                                     path_rows,
+                                     trajectories,
+)
 
-__all__ = ["MEASURE_KEYS", "POINT_COLUMNS", "TSNE_MAX_POINTS", "Embedder", "LatentCache", "LatentMap", "LatentSet",
-           "Trajectories", "cache_key", "default_cache_dir", "digest", "discriminator_auc", "embed_trajectories",
-           "extract_latents", "gap_for_latents", "gap_numbers", "knn_mixing", "latent_map", "map_csv",
-           "median_bandwidth", "mmd_test", "points_frame", "stratified_subsample", "trajectories", "two_sample_test",
-           "warm_up_umap"]
+__all__ = ["MEASURE_KEYS", "PATH_COLUMNS", "POINT_COLUMNS", "AttackPath", "PathMap", "TSNE_MAX_POINTS", "Embedder",
+           "LatentCache", "LatentMap", "LatentSet", "Trajectories", "attack_path", "cache_key", "default_cache_dir",
+           "digest", "discriminator_auc", "embed_path", "embed_trajectories", "extract_latents", "gap_for_latents",
+           "gap_numbers", "knn_mixing", "latent_map", "map_csv", "median_bandwidth", "mmd_test", "path_map",
+           "path_rows", "points_frame", "stratified_subsample", "trajectories", "two_sample_test", "warm_up_umap"]

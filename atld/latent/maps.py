@@ -116,3 +116,32 @@ def map_csv(m: LatentMap, meta: dict, class_names: tuple[str, ...]) -> str:
     for row in points_frame(m.coords, m.latents, class_names).itertuples(index=False):
         writer.writerow([_fmt(v) for v in row])
     return buf.getvalue()
+
+
+def explained_variance(z_nat, z_pert, fit_on: str, components: int = 2) -> tuple[float, ...]:
+    """The share of the fitted points' variance each PCA axis of a map keeps (the Embedder's PCA:
+    centred, unscaled; fitted on the natural points or on both clouds)."""
+    z = np.asarray(z_nat, dtype=np.float64)
+    if fit_on != "natural":
+        z = np.concatenate([z, np.asarray(z_pert, dtype=np.float64)])
+    z = z - z.mean(axis=0)
+    s = np.linalg.svd(z, compute_uv=False) ** 2
+    total = s.sum()
+    ratios = s[:components] / total if total > 0 else np.zeros(min(components, len(s)))
+    return tuple(float(r) for r in np.pad(ratios, (0, components - len(ratios))))
+
+
+def shared_pca(z_a, z_b, n_a: int, n_b: int, components: int = 2) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """One PCA fitted on two models' natural latents together (`z_a` [2·n_a, D]: natural rows
+    first, then perturbed; the same for `z_b`), both placed on it: (coords_a, coords_b, explained)."""
+    a, b = np.asarray(z_a, dtype=np.float64), np.asarray(z_b, dtype=np.float64)
+    fit = np.concatenate([a[:n_a], b[:n_b]])
+    mean = fit.mean(axis=0)
+    _, s, vt = np.linalg.svd(fit - mean, full_matrices=False)
+    basis = vt[:components].T
+    # fix each axis's sign (the SVD's is arbitrary) so a recomputed map does not flip
+    signs = np.sign(basis[np.abs(basis).argmax(axis=0), range(basis.shape[1])])
+    basis = basis * np.where(signs == 0, 1.0, signs)
+    total = (s ** 2).sum()
+    explained = tuple(float(v) for v in (s[:components] ** 2 / total if total > 0 else np.zeros(components)))
+    return (a - mean) @ basis, (b - mean) @ basis, explained

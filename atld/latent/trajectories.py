@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from atld.attacks.gradient import AttackConfig
+from atld.attacks.gradient import AttackConfig, run_attack
 from atld.config.vocab import AttackKind, LatentSpace, parse
 from atld.errors import DataError, check_finite_range, check_int_at_least, require
 from atld.latent.embed import Embedder
@@ -78,3 +78,140 @@ def embed_trajectories(traj: Trajectories, embedder: Embedder | None = None, spa
     embedder.fit(nat, rest)
     emb = embedder.embedding_
     return np.concatenate([emb[:n], emb[len(nat):]]).reshape(e, n, -1)
+
+
+# ---------------------------------------------------------------------- the path of one attack, step by step
+
+@dataclass(frozen=True)
+class AttackPath:
+    """Where N images go in latent space along the iterations of one attack, and (for a run with
+    a discriminator) where one IMT step from the final adversarial image brings them back.
+
+    logits [S+1, N, K]: step 0 is the natural image, step k the attack's k-th iterate (S steps);
+    preds int64 [S+1, N]; labels int64 [N]; d_scores [S+1, N] (D's natural probability) or None;
+    imt_logits [N, K] / imt_preds [N] / imt_d [N]: after one IMT step (m = 1, the model's own ε)
+    on the last iterate, or None without a discriminator. CPU tensors."""
+    attack: AttackConfig
+    logits: torch.Tensor
+    preds: torch.Tensor
+    labels: torch.Tensor
+    d_scores: torch.Tensor | None
+    imt_logits: torch.Tensor | None
+    imt_preds: torch.Tensor | None
+    imt_d: torch.Tensor | None
+
+    @property
+    def steps(self) -> int:
+        return len(self.logits) - 1
+
+    def accuracy(self) -> np.ndarray:
+        """float [S+1]: accuracy at every step (step 0: natural)."""
+        return (self.preds == self.labels).float().mean(1).numpy()
+
+    @property
+    def imt_accuracy(self) -> float | None:
+        return None if self.imt_preds is None else float((self.imt_preds == self.labels).float().mean())
+
+
+def attack_path(run, x: torch.Tensor, y: torch.Tensor, attack: AttackConfig, seed: int = 0) -> AttackPath:
+    """Attack x (float [N, C, H, W] in [0, 1], labels y [N]; a few images, one batch, on the
+    run's device) with `attack` against the bare classifier, recording the latents of every
+    iterate; then, with a discriminator, one IMT step back (`atld.inference`)."""
+    from atld.inference import apply_inference
+    from atld.models.common import eval_mode
+
+    require(x.dim() == 4 and len(x) == len(y) and len(y) >= 1, "attack_path needs images [N, C, H, W] and labels [N]")
+    f, d = run.classifier, run.discriminator
+    device = next(f.parameters()).device
+    x, y = x.to(device), y.to(device)
+    iterates = [x]
+    with eval_mode(*([f] if d is None else [f, d])):
+        generator = torch.Generator(device=device).manual_seed(seed)
+        last = run_attack(f, x, y, attack, generator, on_step=lambda k, xk: iterates.append(xk))
+        while len(iterates) < attack.num_steps + 1:  # ε = 0: the attack returns at once
+            iterates.append(last)
+        with torch.no_grad():
+            logits = torch.stack([f(xk).float() for xk in iterates])
+            d_scores = None if d is None else torch.stack([d.natural_probability(z) for z in logits])
+        imt_logits = imt_preds = imt_d = None
+        if d is not None:
+            x_imt = apply_inference(run, last, "atld")
+            with torch.no_grad():
+                imt_logits = f(x_imt).float()
+                imt_d = d.natural_probability(imt_logits).cpu()
+            imt_preds = imt_logits.argmax(1).cpu()
+            imt_logits = imt_logits.cpu()
+    return AttackPath(attack, logits.cpu(), logits.argmax(2).cpu(), y.cpu(),
+                      None if d_scores is None else d_scores.cpu(), imt_logits, imt_preds, imt_d)
+
+
+def embed_path(path: AttackPath, background: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None,
+                                                                                 np.ndarray | None]:
+    """A PCA map fitted on natural logits only (the path's step 0, plus `background` natural
+    logits [B, K] if given), with every step projected onto it: the natural picture stays fixed
+    while the points move. Returns (coords [S+1, N, 2], IMT coords [N, 2] or None, background
+    coords [B, 2] or None)."""
+    z = path.logits.numpy().astype(np.float64)
+    s, n, k = z.shape
+    nat = z[0] if background is None else np.concatenate([z[0], np.asarray(background, np.float64)])
+    embedder = Embedder("pca", fit_on="natural")
+    rest = z[1:].reshape(-1, k)
+    if path.imt_logits is not None:
+        rest = np.concatenate([rest, path.imt_logits.numpy().astype(np.float64)])
+    embedder.fit(nat, rest)
+    emb = embedder.embedding_
+    moved = emb[len(nat):]
+    coords = np.concatenate([emb[:n], moved[:(s - 1) * n]]).reshape(s, n, -1)[..., :2]
+    imt = moved[(s - 1) * n:][:, :2] if path.imt_logits is not None else None
+    back = emb[n:len(nat)][:, :2] if background is not None else None
+    return coords, imt, back
+
+
+PATH_COLUMNS = ("index", "step", "label", "label_name", "pred", "pred_name", "flipped", "d_natural", "x", "y")
+
+
+@dataclass(frozen=True)
+class PathMap:
+    """An attack path and its map: `attack_path`'s result, `embed_path`'s coordinates and the
+    test indices of the N images; background: natural points of more test images ([B, 2] and
+    their labels [B]) drawn behind the paths, or None."""
+    path: AttackPath
+    coords: np.ndarray
+    imt_coords: np.ndarray | None
+    background: np.ndarray | None
+    background_labels: np.ndarray | None
+    indices: np.ndarray
+
+
+def path_map(run, x: torch.Tensor, y: torch.Tensor, attack: AttackConfig, indices, seed: int = 0,
+             background_x: torch.Tensor | None = None, background_y: torch.Tensor | None = None) -> PathMap:
+    """`attack_path` of x, y (test images `indices`) on a PCA map of natural logits (those of x and
+    of `background_x`, float [B, C, H, W] in [0, 1], labels `background_y`)."""
+    path = attack_path(run, x, y, attack, seed)
+    back_logits = None
+    if background_x is not None:
+        device = next(run.classifier.parameters()).device
+        with torch.no_grad():
+            back_logits = torch.cat([run.classifier(b.to(device)).float().cpu() for b in background_x.split(256)])
+    coords, imt, back = embed_path(path, None if back_logits is None else back_logits.numpy())
+    return PathMap(path, coords, imt, back, None if background_y is None else background_y.numpy(),
+                   np.asarray(indices))
+
+
+def path_rows(pm: PathMap, class_names) -> list[dict]:
+    """One row per image and step (`PATH_COLUMNS`; step "imt" for the IMT step back)."""
+    p = pm.path
+    labels = p.labels.numpy()
+    frames = [(str(k), pm.coords[k], p.preds[k].numpy(), None if p.d_scores is None else p.d_scores[k].numpy())
+              for k in range(p.steps + 1)]
+    if pm.imt_coords is not None:
+        frames.append(("imt", pm.imt_coords, p.imt_preds.numpy(), p.imt_d.numpy()))
+    rows = []
+    for step, xy, pred, d in frames:
+        for i in range(len(labels)):
+            rows.append({"index": int(pm.indices[i]), "step": step, "label": int(labels[i]),
+                         "label_name": class_names[labels[i]], "pred": int(pred[i]),
+                         "pred_name": class_names[pred[i]], "flipped": bool(pred[i] != labels[i]),
+                         "d_natural": None if d is None else round(float(d[i]), 6),
+                         "x": round(float(xy[i, 0]), 6), "y": round(float(xy[i, 1]), 6)})
+    return rows

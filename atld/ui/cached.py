@@ -35,6 +35,14 @@ def latent_plot(path: str, model_hash: str, n: int, attack_name: str, epsilon: f
     return figure_from_json(run(*request, slot=f"latent_plot:{title}", label="Drawing the map…"))
 
 
+def compare_plots(paths: tuple[str, str], titles: tuple[str, str], n: int, attack_name: str, epsilon: float,
+                  seed: int, space: str, height: int) -> dict:
+    """Two checkpoints' maps side by side (`atld.ui.compute.compare_plots`): figures as plotly JSON,
+    whether they share one projection, and both gap numbers."""
+    request = compute.compare_request(paths, titles, n, attack_name, epsilon, seed, space, height)
+    return run(*request, slot="latent_compare", label="Drawing the two maps…")
+
+
 def accuracy_curve(path: str, model_hash: str, epsilons: tuple[float, ...], attack_name: str, inference: str,
                    limit: int, seed: int) -> list[dict]:
     """atld.evaluate.robust_accuracy_curve (rows as EvalReport.rows)."""
@@ -59,3 +67,23 @@ def discriminator_check(path: str, model_hash: str, n: int, seed: int) -> dict:
 
     return run(compute.discriminator_check, (RunRef.of(path), int(n), int(seed)), slot=f"discriminator_check:{path}",
                label="Checking the discriminator…")
+
+
+def attack_path(path: str, model_hash: str, indices: tuple[int, ...], attack_name: str, epsilon: float, seed: int,
+                background_n: int = 300):
+    """atld.latent.path_map for test images `indices` (an `atld.latent.PathMap`)."""
+    from atld.ui.runs import RunRef
+
+    args = (RunRef.of(path), tuple(int(i) for i in indices), str(attack_name), float(epsilon), int(seed),
+            int(background_n))
+    return run(compute.attack_path, args, slot=f"attack_path:{path}", label="Following the attack step by step…")
+
+
+def adaptive_lesson(path: str, model_hash: str, indices: tuple[int, ...], epsilon: float, seed: int,
+                    mode: str = "atld", apgd_steps: int = 100):
+    """atld.ui.learn.adaptive_lesson on test images `indices` (an `AdaptiveLesson`)."""
+    from atld.ui.runs import RunRef
+
+    args = (RunRef.of(path), tuple(int(i) for i in indices), float(epsilon), int(seed), str(mode), int(apgd_steps))
+    return run(compute.adaptive_lesson, args, slot=f"adaptive_lesson:{path}",
+               label="Attacking through IMT (adaptive) and the bare classifier (non-adaptive)…")

@@ -14,6 +14,7 @@ import functools
 import threading
 from collections import OrderedDict
 
+import numpy as np
 import torch
 
 from atld.config.settings import settings
@@ -49,14 +50,19 @@ def load_run(ref: RunRef):
 
 
 @functools.lru_cache(maxsize=4)
-def _dataset(name: str, root):
-    from atld.data.loaders import load_dataset
+def _dataset(name: str, root, samples_dir, full: bool):
+    from atld.data.loaders import load_for_app
 
-    return load_dataset(name, root)
+    return load_for_app(name, root, samples_dir)
 
 
 def dataset(name: str):
-    return _dataset(name, settings().data_root)
+    """The app's data of `name` (`load_for_app`: the full data under the data root, else the shipped
+    sample), loaded once per process and again when the full data appears (a download)."""
+    from atld.data.availability import has_full_data
+
+    current = settings()
+    return _dataset(name, current.app_data_root, current.samples_dir, has_full_data(name, current.app_data_root))
 
 
 def test_images(name: str, indices: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,11 +122,21 @@ def latent_map(ref: RunRef, n: int, attack_name: str, epsilon: float, seed: int,
     return m
 
 
+def _figure_parts(m, projection: str, fit_on: str, space: str):
+    """The axis titles (PCA: each axis's share of the variance) and hover thumbnails of a map."""
+    from atld.latent.maps import explained_variance
+    from atld.ui.latent_view import axis_titles, thumbnails
+
+    explained = explained_variance(*m.latents.latents(space), fit_on) if projection == Projection.PCA else None
+    return axis_titles(projection, explained), thumbnails(m.latents.images_nat)
+
+
 @view()
 def latent_plot(ref: RunRef, n: int, attack_name: str, epsilon: float, seed: int, space: str, projection: str,
                 fit_on: str, color_by: str, title: str, height: int) -> str:
     """The Latent explorer's figure of that map, as plotly JSON (`atld.ui.views.figure_from_json`
-    turns it back into a figure without re-validating it)."""
+    turns it back into a figure without re-validating it): axis titles with the variance each
+    PCA axis keeps, a thumbnail per image in the points' customdata for the hover."""
     import plotly.io
 
     from atld.latent.maps import points_frame
@@ -128,7 +144,46 @@ def latent_plot(ref: RunRef, n: int, attack_name: str, epsilon: float, seed: int
 
     m = latent_map.fn(ref, n, attack_name, epsilon, seed, space, projection, fit_on)
     table = points_frame(m.coords, m.latents, load_run(ref).spec.labels())
-    return plotly.io.to_json(latent_figure(table, color_by, title=title, height=height), validate=False)
+    axes, images = _figure_parts(m, projection, fit_on, space)
+    return plotly.io.to_json(latent_figure(table, color_by, title=title, height=height, axes=axes, images=images),
+                             validate=False)
+
+
+@view()
+def compare_plots(refs: tuple[RunRef, RunRef], titles: tuple[str, str], n: int, attack_name: str, epsilon: float,
+                  seed: int, space: str, height: int) -> dict:
+    """Two checkpoints side by side. Where their latents share axes (logits of the same width),
+    one PCA is fitted on both models' natural points and both are drawn on it with the same axis
+    ranges, so a place means the same in both maps; otherwise each model is on its own natural
+    map and `note` says why. Returns {"figures": [json, json], "shared": bool, "note": str|None,
+    "gaps": [gap, gap]}."""
+    import plotly.io
+
+    from atld.latent.maps import points_frame, shared_pca
+    from atld.ui.latent_view import axis_titles, latent_figure, shared_map_reason, thumbnails
+
+    maps = [latent_map.fn(ref, n, attack_name, epsilon, seed, space, Projection.PCA, FitMode.NATURAL) for ref in refs]
+    zs = [np.concatenate(m.latents.latents(space)) for m in maps]
+    note = shared_map_reason(space, (zs[0].shape[1], zs[1].shape[1]))
+    if note is None:
+        ca, cb, explained = shared_pca(zs[0], zs[1], len(maps[0].latents), len(maps[1].latents))
+        coords, axes = [ca, cb], [axis_titles(Projection.PCA, explained)] * 2
+    else:
+        coords = [m.coords for m in maps]
+        axes = [_figure_parts(m, Projection.PCA, FitMode.NATURAL, space)[0] for m in maps]
+    figures = []
+    for ref, m, xy, ax, title in zip(refs, maps, coords, axes, titles):
+        table = points_frame(xy, m.latents, load_run(ref).spec.labels())
+        figures.append(latent_figure(table, ColorBy.CLASS, title=title, height=height, axes=ax,
+                                     images=thumbnails(m.latents.images_nat)))
+    if note is None:  # linked: the same ranges in both
+        both = np.concatenate(coords)
+        pad = 0.05 * (both.max(axis=0) - both.min(axis=0))
+        for fig in figures:
+            fig.update_xaxes(range=[both[:, 0].min() - pad[0], both[:, 0].max() + pad[0]])
+            fig.update_yaxes(range=[both[:, 1].min() - pad[1], both[:, 1].max() + pad[1]])
+    return {"figures": [plotly.io.to_json(f, validate=False) for f in figures], "shared": note is None,
+            "note": note, "gaps": [m.gap for m in maps]}
 
 
 @view()
@@ -152,6 +207,33 @@ def discriminator_check(ref: RunRef, n: int, seed: int) -> dict:
     data = dataset(run.config.dataset)
     n = min(int(n), len(data.y_test))
     return check(run, as_float01(data.x_test[:n]), data.y_test[:n], run.spec.epsilon, seed=seed).to_dict()
+
+
+@view()
+def attack_path(ref: RunRef, indices: tuple[int, ...], attack_name: str, epsilon: float, seed: int,
+                background_n: int):
+    """atld.latent.path_map: the path of test images `indices` along the attack's iterations (and
+    the IMT step back for a run with D), on a PCA map of the first `background_n` natural test images."""
+    from atld.attacks.registry import attack_from_name
+    from atld.data.loaders import as_float01
+    from atld.latent.trajectories import path_map
+
+    run = load_run(ref)
+    x, y = test_images(run.config.dataset, indices)
+    data = dataset(run.config.dataset)
+    b = min(int(background_n), len(data.y_test))
+    attack = attack_from_name(attack_name, epsilon)
+    return path_map(run, x, y, attack, indices, seed, as_float01(data.x_test[:b]), data.y_test[:b])
+
+
+@view()
+def adaptive_lesson(ref: RunRef, indices: tuple[int, ...], epsilon: float, seed: int, mode: str, apgd_steps: int):
+    """atld.ui.learn.adaptive_lesson on test images `indices`."""
+    from atld.ui.learn import adaptive_lesson as compute_lesson
+
+    run = load_run(ref)
+    x, y = test_images(run.config.dataset, indices)
+    return compute_lesson(run, x, y, epsilon, mode=mode, seed=seed, apgd_steps=apgd_steps)
 
 
 @view()
@@ -182,6 +264,11 @@ def plot_request(run_dir, n, attack_name, epsilon, seed, space, projection, fit_
     return latent_plot, (*args, str(color_by), str(title), int(height))
 
 
+def compare_request(run_dirs, titles, n, attack_name, epsilon, seed, space, height: int) -> tuple:
+    return compare_plots, (tuple(RunRef.of(d) for d in run_dirs), tuple(str(t) for t in titles), int(n),
+                           str(attack_name), float(epsilon), int(seed), str(space), int(height))
+
+
 def default_requests(runs, n_test: int, seed: int = 0) -> list[tuple]:
     """The requests of the first views a visitor sees, for the checkpoint the sidebar picks first:
     the Attack page, the Latent explorer (its map and figure, PCA and UMAP, and the two maps side
@@ -190,9 +277,9 @@ def default_requests(runs, n_test: int, seed: int = 0) -> list[tuple]:
     from atld.data.registry import get_spec
     from atld.ui.attack_view import ATTACK_DEFAULTS as A
     from atld.ui.latent_view import LATENT_DEFAULTS as L
-    from atld.ui.runs import comparison_run, datasets_in_order, preferred_run
+    from atld.ui.runs import comparison_run, default_run
 
-    run = preferred_run(runs, datasets_in_order(runs)[0])
+    run = default_run(runs)
     if run is None:
         return []
     eps = get_spec(run.dataset).epsilon
@@ -204,8 +291,8 @@ def default_requests(runs, n_test: int, seed: int = 0) -> list[tuple]:
         out += [latent_request(run.path, n, *common, projection, L.fit_on),
                 plot_request(run.path, n, *common, projection, L.fit_on, L.color_by, "", L.height)]
         if projection == L.projection:
-            for entry in filter(None, (run, comparison_run(runs, run))):
-                out += [latent_request(entry.path, n, *common, Projection.PCA, FitMode.NATURAL),
-                        plot_request(entry.path, n, *common, Projection.PCA, FitMode.NATURAL, ColorBy.CLASS,
-                                     entry.label, L.compare_height)]
+            other = comparison_run(runs, run)
+            if other is not None:
+                out += [compare_request((run.path, other.path), (run.label, other.label), n, *common,
+                                        L.compare_height)]
     return out

@@ -34,19 +34,54 @@ class LatentDefaults:
 LATENT_DEFAULTS = LatentDefaults()
 
 
-def latent_figure(table, color_by: str = ColorBy.CLASS, title: str = "", height: int = 520):
+SELECTION_PAGE = 24  # thumbnails per page of the selection
+
+
+def thumbnails(images) -> list[str]:
+    """Each image (float [N, C, H, W] in [0, 1]) as a small PNG data URI at its own resolution
+    (the browser enlarges it without smoothing): what the map's hover shows."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from atld.ui.views import to_display
+
+    out = []
+    for pic in to_display(images, scale=1):
+        buf = io.BytesIO()
+        Image.fromarray(pic).save(buf, format="PNG", optimize=True)
+        out.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"))
+    return out
+
+
+def axis_titles(projection: str, explained: tuple[float, float] | None) -> tuple[str, str]:
+    """Axis titles of a map: PCA axes carry their share of the variance; UMAP's have no units."""
+    if projection == Projection.PCA and explained is not None:
+        return tuple(f"PC{i + 1} ({100 * r:.1f} % of variance)" for i, r in enumerate(explained))
+    name = str(projection).upper()
+    return f"{name} 1 (no units: only neighbourhoods count)", f"{name} 2 (no units)"
+
+
+def latent_figure(table, color_by: str = ColorBy.CLASS, title: str = "", height: int = 520,
+                  axes: tuple[str, str] = ("", ""), images: list[str] | None = None):
     """A plotly scatter of a point table. Natural points are circles, perturbed are crosses;
-    colour by class (one trace per class × set), by D score (a colour scale) or by correctness."""
+    colour by true class (one trace per class × set), by predicted class, by D score (a colour
+    scale) or by correctness. `images`: a data URI per image index (`thumbnails`), carried in
+    `customdata[2]` for the page's hover thumbnail. The legend sits below the plot and the colour
+    bar left of the legend's column, so neither the toolbar nor each other covers them."""
     import plotly.graph_objects as go
     from plotly.colors import qualitative
 
     fig = go.Figure()
     symbols = {PointSet.NATURAL: "circle", PointSet.PERTURBED: "x"}
+    palette = qualitative.D3 + qualitative.Set3
 
     def add(rows, name, color=None, legendgroup=None, **marker):
+        pics = [images[i] if images is not None and 0 <= i < len(images) else "" for i in rows["index"].values]
         fig.add_trace(go.Scatter(
             x=rows["x"], y=rows["y"], mode="markers", name=name, legendgroup=legendgroup,
-            customdata=np.stack([rows.index.values, rows["index"].values], axis=1),
+            customdata=np.stack([rows.index.values, rows["index"].values, np.asarray(pics, dtype=object)], axis=1),
             text=[f"{k} #{i}: label {lab}, pred {p}" + ("" if np.isnan(d) else f", D {d:.2f}")
                   for k, i, lab, p, d in zip(rows["set"], rows["index"], rows["label_name"], rows["pred_name"],
                                              rows["d_natural"])],
@@ -57,7 +92,9 @@ def latent_figure(table, color_by: str = ColorBy.CLASS, title: str = "", height:
         for kind in KINDS:
             rows = table[table["set"] == kind]
             add(rows, kind, color=rows["d_natural"], colorscale="RdBu", cmin=0.0, cmax=1.0,
-                showscale=kind == PointSet.NATURAL, colorbar=dict(title="D: P(natural)"))
+                showscale=kind == PointSet.NATURAL,
+                colorbar=dict(title=dict(text="D: P(natural)", side="right"), thickness=12, len=0.8, x=1.0,
+                              xanchor="left"))
     elif color_by == ColorBy.CORRECT:
         for kind in KINDS:
             for ok, colour in ((True, "#2a9d8f"), (False, "#e63946")):
@@ -65,17 +102,47 @@ def latent_figure(table, color_by: str = ColorBy.CLASS, title: str = "", height:
                 if len(rows):
                     add(rows, f"{kind}, {'correct' if ok else 'wrong'}", color=colour)
     else:
-        palette = qualitative.D3 + qualitative.Set3
-        for c in sorted(table["label"].unique()):
+        column, name_column = ("pred", "pred_name") if color_by == ColorBy.PREDICTED else ("label", "label_name")
+        for c in sorted(table[column].unique()):
             for kind in KINDS:
-                rows = table[(table["label"] == c) & (table["set"] == kind)]
+                rows = table[(table[column] == c) & (table["set"] == kind)]
                 if len(rows):
-                    name = rows["label_name"].iloc[0]
-                    add(rows, f"{name} · {kind}", color=palette[c % len(palette)], legendgroup=str(name))
-    fig.update_layout(title=title or None, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
-                      dragmode="select", legend=dict(itemsizing="constant", font=dict(size=10)),
-                      xaxis=dict(showticklabels=False, title=None), yaxis=dict(showticklabels=False, title=None))
+                    name = rows[name_column].iloc[0]
+                    prefix = "pred " if color_by == ColorBy.PREDICTED else ""
+                    add(rows, f"{prefix}{name} · {kind}", color=palette[int(c) % len(palette)],
+                        legendgroup=str(name))
+    fig.update_layout(title=dict(text=title, y=0.98, yanchor="top") if title else None, height=height,
+                      margin=dict(l=10, r=10, t=40 if title else 30, b=10), dragmode="select",
+                      legend=dict(itemsizing="constant", font=dict(size=10), orientation="h", x=0, xanchor="left",
+                                  y=-0.12, yanchor="top"),
+                      xaxis=dict(showticklabels=False, title=dict(text=axes[0], font=dict(size=12))),
+                      yaxis=dict(showticklabels=False, title=dict(text=axes[1], font=dict(size=12))),
+                      modebar=dict(orientation="h"))
     return fig
+
+
+def selection_order(table, ids) -> list[int]:
+    """Selected point ids, the interesting ones first: perturbed and misclassified, then natural
+    and misclassified, then perturbed, then natural; by id within each group."""
+    ids = [int(i) for i in dict.fromkeys(ids) if 0 <= int(i) < len(table)]
+    perturbed = (table["set"] == PointSet.PERTURBED).to_numpy()
+    wrong = ~table["correct"].to_numpy(dtype=bool)
+    return sorted(ids, key=lambda i: (not (perturbed[i] and wrong[i]), not wrong[i], not perturbed[i], i))
+
+
+def page_of(ids: list, page: int, size: int = SELECTION_PAGE) -> tuple[list, int, int]:
+    """(the ids on `page` (1-based, clamped), that page, the number of pages)."""
+    pages = max(1, -(-len(ids) // size))
+    page = min(max(1, int(page)), pages)
+    return ids[(page - 1) * size:page * size], page, pages
+
+
+def color_note(color_by: str, has_discriminator: bool) -> str | None:
+    """Why a colour mode cannot be shown for this checkpoint, or None."""
+    if color_by == ColorBy.D_SCORE and not has_discriminator:
+        return ("Colour by D score needs a checkpoint with a discriminator (an ATLD run); this one has none, "
+                "so the map is coloured by class.")
+    return None
 
 
 def selected_ids(selection) -> list[int]:
@@ -112,3 +179,33 @@ def gap_summary(gap: dict) -> list[tuple[str, str, str]]:
                  f"share of natural neighbours of perturbed points; {fmt(gap.get('knn_mixing_expected'), True)} "
                  "if perfectly mixed"))
     return rows
+
+
+def gap_table(gaps: dict[str, dict]):
+    """The gap numbers of several checkpoints as one table: a row per measure, a column per
+    checkpoint (`gaps`: checkpoint label -> `gap_numbers`), plus what each value means."""
+    import pandas as pd
+
+    columns = {label: [value for _, value, _ in gap_summary(g)] for label, g in gaps.items()}
+    names = {label: [name for name, _, _ in gap_summary(g)] for label, g in gaps.items()}
+    measures = list(dict.fromkeys(n for ns in names.values() for n in ns))
+    frame = pd.DataFrame({"measure": measures})
+    for label, values in columns.items():
+        lookup = dict(zip(names[label], values))
+        frame[label] = [lookup.get(m, "— (no D)") for m in measures]
+    meanings = {}
+    for g in gaps.values():
+        meanings.update({name: meaning.split(" (p =")[0].split(";")[0] for name, _, meaning in gap_summary(g)})
+    frame["no gap when"] = [meanings[m] for m in measures]
+    return frame
+
+
+def shared_map_reason(space: str, widths: tuple[int, int]) -> str | None:
+    """Why two checkpoints' latents cannot share one projection, or None when they can: logits
+    share their axes (one per class) across networks; features of two networks do not, even at
+    the same width."""
+    if space != LatentSpace.LOGITS:
+        return "features of two networks have no common axes, so each model has its own natural map"
+    if widths[0] != widths[1]:
+        return f"the latents differ in width ({widths[0]} vs {widths[1]}), so each model has its own natural map"
+    return None

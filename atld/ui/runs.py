@@ -114,18 +114,35 @@ def discover_runs(dirs: list[tuple[str, Path]] | None = None) -> list[RunEntry]:
     return out
 
 
-FIRST_DATASET = "digits"  # the sidebar's first dataset: it ships with the app and needs no download
+# The first view's checkpoint: the first of these shipped runs that exists (real data: MNIST),
+# else the preferred run of FALLBACK_DATASET (digits: ships with scikit-learn, the fastest demo).
+# The sidebar and the compute service's start-up pre-computation both read `default_run`.
+DEFAULT_CHECKPOINTS = ("mnist-atld", "mnist-pgd-at")
+FALLBACK_DATASET = "digits"
 
 
-def datasets_in_order(runs: list[RunEntry]) -> list[str]:
-    """The sidebar's datasets: the first view's dataset, then every dataset with a checkpoint."""
-    return list(dict.fromkeys([FIRST_DATASET, *(r.dataset for r in runs)]))
+def default_run(runs: list[RunEntry]) -> RunEntry | None:
+    """The checkpoint the app shows first (DEFAULT_CHECKPOINTS, else digits' preferred run)."""
+    shipped = {r.path.name: r for r in runs if r.source == "shipped"}
+    return next((shipped[n] for n in DEFAULT_CHECKPOINTS if n in shipped), None) \
+        or preferred_run(runs, FALLBACK_DATASET)
+
+
+def datasets_in_order(runs: list[RunEntry], extra: tuple[str, ...] = ()) -> list[str]:
+    """The sidebar's datasets: the first view's, digits, every dataset with a checkpoint, then `extra`
+    (datasets with test images but no checkpoint yet)."""
+    first = default_run(runs)
+    return list(dict.fromkeys([first.dataset if first else FALLBACK_DATASET, FALLBACK_DATASET,
+                               *(r.dataset for r in runs), *extra]))
 
 
 def preferred_run(runs: list[RunEntry], dataset: str) -> RunEntry | None:
-    """The checkpoint the sidebar picks for `dataset` by default: its first ATLD run, else its first."""
+    """The checkpoint the sidebar picks for `dataset` by default: a shipped DEFAULT_CHECKPOINTS run,
+    else its first ATLD run, else its first."""
     mine = [r for r in runs if r.dataset == dataset]
-    return next((r for r in mine if r.method == "atld"), mine[0] if mine else None)
+    by_name = {r.path.name: r for r in mine if r.source == "shipped"}
+    return next((by_name[n] for n in DEFAULT_CHECKPOINTS if n in by_name), None) \
+        or next((r for r in mine if r.method == "atld"), mine[0] if mine else None)
 
 
 def comparison_run(runs: list[RunEntry], current: RunEntry) -> RunEntry | None:

@@ -18,7 +18,8 @@ import streamlit as st
 
 from atld.config.settings import Settings, settings
 from atld.errors import SEED_LIMIT, ATLDError
-from atld.ui.runs import RunEntry, datasets_in_order, discover_runs, preferred_run
+from atld.ui.datasets import picker_label
+from atld.ui.runs import RunEntry, datasets_in_order, default_run, discover_runs, preferred_run
 from atld.ui.views import md, status_badge
 
 SELECTION_KEY = "atld_selection"
@@ -61,13 +62,78 @@ def get_run(path: str, model_hash: str):
     return load_checkpoint(path, device="cpu")
 
 
-@st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
 def get_data(dataset: str):
-    """The dataset's tensors (digits ship with scikit-learn; others need ATLD_DATA_ROOT)."""
-    from atld.data.loaders import load_dataset
+    """The dataset's tensors: the full data under the app's data root (digits ship with
+    scikit-learn), else the shipped test sample (`atld.data.loaders.load_for_app`); loaded again
+    once the full data appears (a download)."""
+    from atld.data.availability import has_full_data
+
+    current = settings()
+    root = current.app_data_root
+    return _get_data(dataset, str(root), str(current.samples_dir), has_full_data(dataset, root))
+
+
+@st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
+def _get_data(dataset: str, root: str, samples_dir: str, full: bool):
+    from atld.data.loaders import load_for_app
 
     configure_torch()
-    return load_dataset(dataset, settings().data_root)
+    return load_for_app(dataset, root, samples_dir)
+
+
+def data_or_stop(dataset: str):
+    """`get_data`, or stop the page with its one-line error; a page computed on the shipped sample
+    says so under its title."""
+    from atld.ui.datasets import sample_note
+
+    try:
+        data = get_data(dataset)
+    except ATLDError as exc:
+        st.error(md(exc))
+        st.stop()
+    note = sample_note(data)
+    if note:
+        st.info(md(note))
+    return data
+
+
+def dataset_availability(runs: list[RunEntry] | None = None) -> dict:
+    """`atld.data.availability.all_availability` for this server (a few stat calls)."""
+    from atld.data.availability import all_availability
+
+    current = settings()
+    runs = discover_runs() if runs is None else runs
+    shipped = {r.path.name: r.dataset for r in runs if r.source == "shipped"}
+    return all_availability(data_root=current.app_data_root, samples_dir=current.samples_dir, checkpoints=shipped)
+
+
+@st.cache_resource
+def downloads() -> dict:
+    """The server's dataset downloads, {dataset: atld.data.download.Download}: one at a time per
+    dataset, shared by all sessions (each sees the same progress)."""
+    return {"lock": threading.Lock(), "by_dataset": {}}
+
+
+def start_download(dataset: str):
+    """Start downloading `dataset` into the app's data root (ATLD_DATA_ROOT, else <ATLD_CACHE>/data)
+    in a background thread, unless one is running; returns the Download."""
+    from atld.data.download import Download
+
+    table = downloads()
+    with table["lock"]:
+        current = table["by_dataset"].get(dataset)
+        if current is None or not current.running:
+            current = table["by_dataset"][dataset] = Download(dataset, settings().app_data_root).start()
+    return current
+
+
+def any_download_running() -> bool:
+    return any(d.running for d in list(downloads()["by_dataset"].values()))
+
+
+def current_download(dataset: str):
+    """The latest download of `dataset` on this server, or None."""
+    return downloads()["by_dataset"].get(dataset)
 
 
 @st.cache_resource
@@ -124,7 +190,7 @@ def compute_service():
 
     current = settings()
     service = ComputeService(current.workers, current.worker_kind, max_bytes=current.result_cache_mb * 2**20,
-                             context=str(current.data_root))
+                             context=str(current.app_data_root))
     if current.umap_warmup:
         service.on_worker_start = lambda wid: [(views.warm_up, (False,))]
     return service.start()
@@ -216,10 +282,10 @@ def prewarm(service) -> list:
     from atld.ui.service import BACKGROUND
 
     runs = discover_runs()
-    if not runs:
+    first = default_run(runs)  # the sidebar's first checkpoint
+    if first is None:
         return []
-    dataset = datasets_in_order(runs)[0]
-    n_test = service.submit(views.test_size, (dataset,), priority=BACKGROUND).result()
+    n_test = service.submit(views.test_size, (first.dataset,), priority=BACKGROUND).result()
     return [service.submit(v, args, priority=BACKGROUND) for v, args in views.default_requests(runs, n_test)]
 
 
@@ -232,10 +298,14 @@ def sidebar() -> Selection:
     if pending is not None and any(r.label == pending[1] for r in runs):
         # A run just finished on the Train page: select it (before the widgets are drawn).
         st.session_state["atld_dataset"], st.session_state["atld_run"] = pending
+    table = dataset_availability(runs)
+    extra = tuple(name for name, a in table.items() if a.usable)
     with st.sidebar:
         st.markdown("### Checkpoint")
-        dataset = st.selectbox("Dataset", datasets_in_order(runs), key="atld_dataset",
-                               help="datasets with at least one checkpoint (digits ships with the app)")
+        dataset = st.selectbox("Dataset", datasets_in_order(runs, extra), key="atld_dataset",
+                               format_func=lambda name: picker_label(name, table.get(name)),
+                               help="checkpoints: shipped runs; sample only: a shipped sample of real test images "
+                                    "(full data: download it on Home, Datasets); digits ships with the app")
         mine = [r for r in runs if r.dataset == dataset]
         labels = [r.label for r in mine]
         if labels:
@@ -288,3 +358,66 @@ def show_discriminator_check(run, seed: int) -> None:
     check = cached.discriminator_check(str(run.path), run.model_hash, D_CHECK_IMAGES, seed)
     for level, text in discriminator_messages(check):
         getattr(st, level)(md(text))
+
+
+# ---------------------------------------------------------------------- settings in the address
+URL_MEMORY = "atld_url_memory"  # session state: {widget key: value}, kept across page switches
+
+
+def url_setting(key: str, default, parse: Callable[[str], object] = str, param: str | None = None):
+    """Keep widget `key`'s value in the page's address (query parameter `param`, default: the key
+    after its page prefix, "lat_attack" -> "attack") and in this session across page switches.
+    Call it just before drawing the widget with `key=key` and without a value/index argument.
+
+    The widget starts from, in order: the address (a reload or a shared link), the value this
+    session last had on the page (a page switch clears the address), `default`. `parse` turns the
+    address's text into a value and raises (ValueError, KeyError, ...) or returns None for text it
+    refuses; a refused value falls back to the next source, so a hostile link never reaches a
+    widget. Returns the value the widget will show."""
+    param = param or key.split("_", 1)[-1]
+    memory = st.session_state.setdefault(URL_MEMORY, {})
+
+    def accepted(raw):
+        if raw is None:
+            return None
+        try:
+            return parse(str(raw))
+        except (ValueError, TypeError, KeyError, OverflowError):
+            return None
+
+    # a widget's state exists while the page is shown; it is dropped on a page switch
+    current = accepted(st.session_state.get(key))
+    if current is None:
+        current = next((v for v in (accepted(st.query_params.get(param)), accepted(memory.get(key)))
+                        if v is not None), default)
+        st.session_state[key] = current
+    memory[key] = current
+    if st.query_params.get(param) != str(current):
+        st.query_params[param] = str(current)
+    return current
+
+
+def choice(options) -> Callable[[str], object]:
+    """A `url_setting` parser: the option whose text is the given text (None if there is none)."""
+    table = {str(o): o for o in options}
+    return table.get
+
+
+def bounded(kind: type, low, high) -> Callable[[str], object]:
+    """A `url_setting` parser: an int/float within [low, high] (None outside, or for NaN)."""
+    def parse(text: str):
+        value = kind(float(text)) if kind is int and "." not in text else kind(text)
+        return value if low <= value <= high else None
+    return parse
+
+
+def result_box(key: str, made_with: str, current: str):
+    """A container for a result computed with the settings `made_with` (shown as its caption);
+    when the page's settings now read `current` instead, the result is greyed and says so."""
+    box = st.container(key=key)
+    stale = made_with != current
+    if stale:
+        st.html(f"<style>.st-key-{key} {{ opacity: 0.45; }}</style>")
+    box.caption(md(f"Computed for: {made_with}." + (" The settings have changed since: run it again to update."
+                                                     if stale else "")))
+    return box

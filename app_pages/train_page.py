@@ -11,10 +11,11 @@ import streamlit as st
 
 from atld.config.fields import from_widget_values, widgets
 from atld.config.train import TrainConfig
-from atld.errors import ATLDError
+from atld.errors import ATLDError, DataError
 from atld.methods import METHOD_NAMES
 from atld.runs.card import default_run_name
 from atld.ui import state
+from atld.ui.datasets import full_data_needed
 from atld.ui.evaluate_view import D_TRAINING_METRIC
 from atld.ui.train_view import PRESETS, curves_figure, method_line, method_title, preset_values, progress_line
 from atld.ui.views import md, metrics_frame, status_badge
@@ -109,6 +110,9 @@ if others:
 
 if job is None or not job.running:
     st.subheader("New run")
+    avail = state.dataset_availability().get(sel.dataset)
+    if avail is not None and not avail.full_data:
+        st.info(md(full_data_needed(sel.dataset)))
     saved = st.session_state.get(SAVED_KEY) or {}
     form_widgets = widgets(TrainConfig, {"dataset": sel.dataset, "seed": sel.seed})
     for w in form_widgets:  # after a run the form was not drawn: bring back what was submitted
@@ -142,6 +146,8 @@ if job is None or not job.running:
             config = from_widget_values(TrainConfig, values)
             name = run_name.strip() or default_run_name(config.dataset, config.method, time.strftime("%Y%m%d-%H%M%S"))
             data = state.get_data(config.dataset)
+            if data.sample:
+                raise DataError(full_data_needed(config.dataset, len(data.y_test)))
             state.remember_job(manager.start(owner, config, name, data=data))
         except ATLDError as exc:
             st.error(md(exc))

@@ -19,19 +19,23 @@ st.title("Attack")
 sel = state.selection()
 run = state.require_run(sel)
 spec = run.spec
-data = state.get_data(spec.name)
+data = state.data_or_stop(spec.name)
 n_test = len(data.y_test)
 names = spec.labels()
 
 c1, c2, c3, c4 = st.columns([1, 1, 1.4, 1])
-kind = c1.radio("Attack", tuple(k.value for k in AttackKind), index=1, key="atk_kind", horizontal=True,
+kinds = tuple(k.value for k in AttackKind)
+state.url_setting("atk_kind", kinds[1], state.choice(kinds))
+kind = c1.radio("Attack", kinds, key="atk_kind", horizontal=True,
                 format_func=str.upper,
                 help="FGSM: one step of size ε from a random start; PGD: k steps of ε/4 on cross-entropy; "
                      "CW: k steps of ε/4 on the Carlini-Wagner margin (κ = 50)")
-steps = c2.slider("Steps", 1, 100, 20, key="atk_steps", disabled=kind == AttackKind.FGSM,
+state.url_setting("atk_steps", 20, state.bounded(int, 1, 100))
+steps = c2.slider("Steps", 1, 100, key="atk_steps", disabled=kind == AttackKind.FGSM,
                   help="number of signed steps (FGSM always takes 1)")
 eps_max = round(max(2 * spec.epsilon, run.config.resolved_epsilon), 4)
-epsilon = c3.slider("ε ([0, 1] pixel units)", 0.0, eps_max, float(spec.epsilon), step=round(spec.epsilon / 20, 5),
+state.url_setting("atk_eps", float(spec.epsilon), state.bounded(float, 0.0, eps_max), param="eps")
+epsilon = c3.slider("ε ([0, 1] pixel units)", 0.0, eps_max, step=round(spec.epsilon / 20, 5),
                     format="%.4f", key="atk_eps",
                     help=f"ℓ∞ radius of the attack; the dataset's ε is {spec.epsilon:.4g} "
                          f"(= {spec.epsilon * 255:.1f}/255)")
@@ -39,9 +43,11 @@ imt_mode = c4.radio("IMT mode", (InferenceMode.IMT.value, InferenceMode.IMT_PLUS
                     disabled=run.discriminator is None,
                     help="ATLD: one IMT step of the run's training ε; ATLD+: half a step where D is unsure")
 c5, c6 = st.columns(2)
-start = c5.number_input("First test image", 0, n_test - 1, 0, key="atk_start",
+state.url_setting("atk_start", 0, state.bounded(int, 0, n_test - 1))
+start = c5.number_input("First test image", 0, n_test - 1, key="atk_start",
                         help=f"index into the {n_test} test images")
-count = c6.slider("Number of images", 1, 8, 6, key="atk_count")
+state.url_setting("atk_count", 6, state.bounded(int, 1, 8))
+count = c6.slider("Number of images", 1, 8, key="atk_count")
 indices = tuple(int(i) % n_test for i in range(start, start + count))
 
 request = (str(run.path), run.model_hash, indices, kind, float(epsilon), int(steps), sel.seed, imt_mode)

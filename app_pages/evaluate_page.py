@@ -45,15 +45,18 @@ with st.expander("How to read these numbers: upper bounds, AutoAttack, the adapt
     st.markdown(HONEST_ROBUSTNESS)
 
 st.subheader("Evaluate now (a quick look on a few test images)")
+data = state.data_or_stop(spec.name)
 
 with st.form("eval_form"):
     c1, c2 = st.columns([3, 1])
     attacks = c1.multiselect("Attacks", ATTACK_NAMES, default=[a for a in ("natural", "fgsm", "pgd20", "cw20")
                                                               if a in DEFAULT_EVAL_ATTACKS], key="ev_attacks",
                              help="autoattack and adaptive are much slower; keep the image count small")
-    limit = c2.number_input("Test images", 10, len(state.get_data(spec.name).y_test), 100, step=10, key="ev_limit")
+    n_test = len(data.y_test)
+    state.url_setting("ev_limit", min(100, n_test), state.bounded(int, 10, n_test), param="limit")
+    limit = c2.number_input("Test images", 10, n_test, step=10, key="ev_limit")
     go = st.form_submit_button("Evaluate", type="primary", key="ev_go")
-quick_settings = (tuple(attacks), int(limit), sel.seed)
+quick_settings = f"{', '.join(attacks) or 'natural'} on {int(limit)} test images, seed {sel.seed}"
 if go:
     bar = st.progress(0.0, text="starting…")
 
@@ -62,29 +65,24 @@ if go:
 
     try:
         report = evaluate(run, EvalConfig(attacks=tuple(attacks) or ("natural",), limit=int(limit), seed=sel.seed,
-                                          device="cpu"), data=state.get_data(spec.name), progress=progress)
+                                          device="cpu"), data=data, progress=progress)
     except ATLDError as exc:
         st.error(md(exc))
     else:
-        st.session_state["ev_report"] = (str(run.path), report.rows, report.meta.get("discriminator"),
-                                         quick_settings)
+        st.session_state["ev_report"] = (str(run.path), report.rows, report.meta.get("discriminator"), quick_settings)
     bar.empty()
 result = st.session_state.get("ev_report")
 if result is not None and result[0] == str(run.path):
     rows = result[1]
-    used = result[3]
-    st.caption(md(f"Quick evaluation of {run.path.name}: {', '.join(used[0]) or 'natural'} on {used[1]} test "
-                  f"images, seed {used[2]}."))
-    if used != quick_settings:
-        st.warning("The settings above changed since these numbers were computed: press *Evaluate* to update them.")
-    for level, text in verdict_messages(rows):
-        getattr(st, level)(md(text))
-    st.dataframe(evaluation_table(rows), hide_index=True, width="stretch")
-    for level, text in discriminator_messages(result[2]):
-        getattr(st, level)(md(text))
-    st.download_button("These rows (CSV)", pd.DataFrame(rows).to_csv(index=False),
-                       file_name=export_name(f"{run.path.name}-eval", "csv"),
-                       mime="text/csv", key="ev_csv")
+    with state.result_box("ev_quick_result", result[3], quick_settings):
+        for level, text in verdict_messages(rows):
+            getattr(st, level)(md(text))
+        st.dataframe(evaluation_table(rows), hide_index=True, width="stretch")
+        for level, text in discriminator_messages(result[2]):
+            getattr(st, level)(md(text))
+        st.download_button("These rows (CSV)", pd.DataFrame(rows).to_csv(index=False),
+                           file_name=export_name(f"{run.path.name}-eval", "csv"),
+                           mime="text/csv", key="ev_csv")
 
 st.subheader("Robust accuracy vs ε")
 entries = [r for r in discover_runs() if r.dataset == spec.name]
@@ -94,7 +92,8 @@ MODES = tuple(m.value for m in InferenceMode)
 with st.form("curve_form"):
     c1, c2 = st.columns([3, 1])
     chosen = c1.multiselect("Checkpoints", labels, default=labels[:3], key="ev_curve_runs")
-    curve_limit = c2.number_input("Test images", 10, 1000, 100, step=10, key="ev_curve_limit")
+    state.url_setting("ev_curve_limit", 100, state.bounded(int, 10, 1000), param="curve_limit")
+    curve_limit = c2.number_input("Test images", 10, 1000, step=10, key="ev_curve_limit")
     c3, c4 = st.columns(2)
     curve_attacks = c3.multiselect(
         "Attacks", CURVE_ATTACKS, default=[a for a in ("pgd20", "autoattack") if a in CURVE_ATTACKS],

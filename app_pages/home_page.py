@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from atld.ui import state
+from atld.ui.datasets import availability_rows
 from atld.ui.evaluate_view import NO_VERDICT, headline, verdict_messages
 from atld.ui.exports import checkpoint_zip, config_json, export_name
 from atld.ui.runs import card_of
@@ -33,6 +34,39 @@ st.markdown(
 | **Learn** | a guided walk through the manifold argument with the live model |
 """
 )
+
+
+
+def datasets_panel(polling: bool) -> None:
+    """What this server has of each dataset; a download button where the lab can fetch the full data.
+    Redrawn every second while a download runs (`polling`; the download itself runs in a server
+    thread, so nothing here waits for it); a start or an end reruns the whole page (the picker then
+    shows the new data)."""
+    table = state.dataset_availability()
+    st.dataframe(availability_rows(table), hide_index=True, width="stretch")
+    running = False
+    for name, avail in table.items():
+        job = state.current_download(name)
+        if avail.downloadable and (not avail.full_data or job is not None):
+            if job is not None and job.running:
+                running = True
+                st.progress(job.fraction(), text=md(f"Downloading {name}: {job.text()}"))
+            elif job is not None and job.error:
+                st.error(md(job.text()))
+            elif job is not None and job.finished:
+                st.success(md(job.text()))
+            if not avail.full_data and (job is None or not job.running):
+                st.button(f"Download {name}", key=f"dl_data_{name}", on_click=state.start_download, args=(name,),
+                          help=md(f"into {state.checked_settings().app_data_root} (ATLD_DATA_ROOT, else the cache)"))
+    st.caption("Without the full data the app uses the shipped sample of real test images; training needs the "
+               "full data. cifar10-exact cannot be downloaded: start the app with ATLD_DATA_ROOT pointing at it.")
+    if running != polling:
+        st.rerun()
+
+
+downloading = state.any_download_running()
+with st.expander("Datasets: what this server has, and downloads", expanded=downloading):
+    st.fragment(datasets_panel, run_every=1.0 if downloading else None)(downloading)
 
 sel = state.selection()
 st.subheader("Current checkpoint")

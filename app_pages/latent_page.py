@@ -1,0 +1,213 @@
+"""Latent explorer: natural and perturbed latents in one 2-D map (PCA at once, UMAP on request),
+coloured by true or predicted class × natural/perturbed, by D score or by correctness; a hovered
+point shows its image; box/lasso selection lists the selected images, misclassified perturbed
+points first, page by page; a test index can be looked up; a point opens in the Attack page; gap
+numbers beside the plot; a second checkpoint side by side on one shared projection where that
+means something, with a table of both models' gap numbers; CSV export (as `python -m atld embed`).
+Every setting lives in the page's address (`state.url_setting`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from atld.attacks.registry import PERTURBATION_NAMES
+from atld.config.vocab import ColorBy, FitMode, LatentSpace, PointSet, Projection
+from atld.errors import ATLDError
+from atld.latent.maps import map_csv, points_frame
+from atld.ui import cached, state
+from atld.ui.hover import hover_thumbnails
+from atld.ui.latent_view import (COLOR_MODES, LATENT_DEFAULTS, color_note, gap_summary, gap_table, page_of,
+                                 selected_ids, selection_order)
+from atld.ui.exports import export_name
+from atld.ui.runs import comparison_run, discover_runs
+from atld.ui.views import figure_from_json, md, to_display
+
+st.title("Latent explorer")
+sel = state.selection()
+run = state.require_run(sel)
+spec = run.spec
+names = spec.labels()
+n_test = len(state.data_or_stop(spec.name).y_test)
+hover_thumbnails()
+
+D = LATENT_DEFAULTS
+attacks = PERTURBATION_NAMES[1:]
+sizes = sorted({100, 200, 300, min(450, n_test), min(1000, n_test), min(2000, n_test), n_test})
+spaces, colors = tuple(s.value for s in LatentSpace), tuple(c.value for c in COLOR_MODES)
+fits, projections = (FitMode.JOINT.value, FitMode.NATURAL.value), (Projection.PCA.value, Projection.UMAP.value)
+
+c1, c2, c3, c4 = st.columns(4)
+state.url_setting("lat_attack", D.attack, state.choice(attacks))
+attack_name = c1.selectbox("Attack", attacks, key="lat_attack",
+                           help=f"at the dataset's ε = {spec.epsilon:.4g}, step ε/4")
+state.url_setting("lat_n", min(D.n, n_test), state.choice(sizes))
+n = c2.select_slider("Test images", sizes, key="lat_n", help="the first N test images (2N points)")
+state.url_setting("lat_space", str(D.space), state.choice(spaces))
+space = c3.radio("Latent", spaces, key="lat_space", horizontal=True,
+                 help="logits: what ATLD's D sees; features: the penultimate layer")
+state.url_setting("lat_color", str(D.color_by), state.choice(colors))
+color_by = c4.selectbox("Colour by", colors, key="lat_color",
+                        help="class: the true class; predicted class: what the model says; D score needs a "
+                             "checkpoint with a discriminator")
+c5, c6, c7 = st.columns([2, 2, 1])
+state.url_setting("lat_fit", str(D.fit_on), state.choice(fits))
+fit_on = c5.radio("Map", fits, key="lat_fit", horizontal=True,
+                  format_func={FitMode.JOINT: "joint fit (both clouds)",
+                               FitMode.NATURAL: "natural map (perturbed projected onto it)"}.get)
+state.url_setting("lat_method", str(D.projection), state.choice(projections))
+method = c6.radio("Projection", projections, key="lat_method", horizontal=True,
+                  format_func={Projection.PCA: "PCA (instant)", Projection.UMAP: "UMAP (on request)"}.get)
+state.url_setting("lat_find", -1, state.bounded(int, -1, n - 1))
+find = c7.number_input("Find test image #", -1, n - 1, key="lat_find",
+                       help=f"a test index below {n} (−1: none); its natural and perturbed points are ringed")
+
+note = color_note(color_by, run.discriminator is not None)
+if note:
+    st.warning(note)
+    color_by = ColorBy.CLASS.value
+
+umap_key = ("umap", str(run.path), n, attack_name, space, fit_on, sel.seed)
+key = (str(run.path), run.model_hash, int(n), attack_name, float(spec.epsilon), sel.seed, space)
+if method == Projection.UMAP and st.session_state.get("lat_umap_ok") != umap_key \
+        and not cached.map_ready(*key, method, fit_on):
+    st.info("UMAP takes a few seconds (its compiled code is loaded when the server starts; a map that "
+            "places points onto a fitted map compiles more the first time). It runs on PCA-reduced latents, "
+            "fitted on at most 5,000 points, shows its progress and can be cancelled.")
+    if st.button("Compute UMAP", key="lat_umap_go", type="primary"):
+        st.session_state["lat_umap_ok"] = umap_key
+        st.rerun()
+    method = Projection.PCA.value
+    st.caption("Showing PCA until then.")
+
+
+def forget_umap() -> None:
+    st.session_state.pop("lat_umap_ok", None)
+
+
+try:
+    m = cached.latent_map(*key, method, fit_on, on_cancel=forget_umap)
+    figure = cached.latent_plot(*key, method, fit_on, color_by)
+except ATLDError as exc:
+    st.error(md(exc))
+    st.stop()
+
+table = points_frame(m.coords, m.latents, names)
+if find >= 0:  # ring the looked-up image's two points
+    ring = table.iloc[[find, len(m.latents) + find]]
+    figure.add_scatter(x=ring["x"], y=ring["y"], mode="markers", name=f"#{find}", hoverinfo="skip",
+                       marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(width=2.5, color="black")))
+settings_text = (f"{attack_name} at ε = {spec.epsilon:.4g} · first {n} test images · {space} · "
+                 f"{method.upper()} ({fit_on} fit) · seed {sel.seed}")
+left, right = st.columns([3, 1])
+with left:
+    st.caption(md(f"{run.name}: accuracy {100 * m.latents.accuracy_nat:.1f} % natural, "
+                  f"{100 * m.latents.accuracy_pert:.1f} % under {attack_name}.")
+               + " Circles: natural; crosses: perturbed. Hover a point to see its image; click one, or drag a "
+                 "box (lasso in the toolbar), to list images below.")
+    event = st.plotly_chart(figure, key="lat_plot", on_select="rerun",
+                            selection_mode=("points", "box", "lasso"), width="stretch")
+    st.caption(md(f"Map of: {settings_text}."))
+with right:
+    st.markdown("**Gap, in latent space**")
+    for name, value, meaning in gap_summary(m.gap):
+        st.metric(name, value, help=meaning)
+        st.caption(meaning)
+state.show_discriminator_check(run, sel.seed)
+
+ATTACK_PAGE = "app_pages/attack_page.py"
+
+
+def open_in_attack(index: int) -> None:
+    """The Attack page on this test image, with this page's attack where the Attack page has it."""
+    st.switch_page(ATTACK_PAGE, query_params={"start": str(int(index)), "count": "1"})
+
+
+picked = selected_ids(event.selection if event is not None else None)
+if find >= 0:
+    picked = [find, len(m.latents) + find] + picked
+ids = selection_order(table, picked)
+st.subheader(f"Selection ({len(ids)} points)")
+if not ids:
+    st.caption("Select points on the map (click, box or lasso) or find a test image to see the images here.")
+else:
+    n_wrong_pert = int(((table.loc[ids, "set"] == PointSet.PERTURBED) & ~table.loc[ids, "correct"]).sum())
+    st.caption(f"{n_wrong_pert} of them are perturbed and misclassified: these come first, then misclassified "
+               "natural points, then the rest.")
+    pages = -(-len(ids) // 24)
+    number = 1
+    if pages > 1:
+        state.url_setting("lat_page", 1, state.bounded(int, 1, pages))
+        number = st.number_input(f"Page (of {pages})", 1, pages, key="lat_page")
+    shown_ids, number, pages = page_of(ids, number)
+    shown = table.loc[shown_ids]
+    images_nat, images_pert = m.latents.images_nat.numpy(), m.latents.images_pert.numpy()
+    perturbed = (shown["set"] == PointSet.PERTURBED).to_numpy()[:, None, None, None]
+    pics = to_display(np.where(perturbed, images_pert[shown["index"].values], images_nat[shown["index"].values]))
+    cols = st.columns(8)
+    for j, (pid, row) in enumerate(shown.iterrows()):
+        d = "" if np.isnan(row["d_natural"]) else f" · D {row['d_natural']:.2f}"
+        mark = "✗" if not row["correct"] else "✓"
+        caption = f"{mark} {row['set'][:4]} #{row['index']}: {row['label_name']}→{row['pred_name']}{d}"
+        with cols[j % 8]:
+            st.image(pics[j], caption=caption)
+            if st.button("Attack it", key=f"lat_open_{pid}",
+                         help=f"open test image #{row['index']} in the Attack page"):
+                open_in_attack(row["index"])
+    st.caption(f"page {number} of {pages} · {len(ids)} selected points")
+    if len(set(table.loc[ids, "index"])) == 1:
+        index = int(table.loc[ids[0], "index"])
+        if st.button(f"Open test image #{index} in the Attack page", key="lat_open_one", type="primary"):
+            open_in_attack(index)
+    st.dataframe(table.loc[ids].reset_index(names="id")[["id", "set", "index", "label_name", "pred_name", "correct",
+                                                         "d_natural"]], hide_index=True, width="stretch", height=200)
+
+csv_meta = {"checkpoint": str(run.path), "model_sha256": run.model_hash, "method_trained": run.config.method,
+            "dataset": spec.name, "split": "test"}
+st.download_button("Embedding and scores (CSV)", lambda: map_csv(m, csv_meta, names).encode(), on_click="ignore",
+                   file_name=export_name(f"{run.path.name}-{attack_name}-{space}-{method}", "csv"), mime="text/csv",
+                   key="lat_csv")
+
+st.divider()
+with st.expander("The attack's path, step by step (animation)"):
+    from atld.ui.trajectory_view import path_figure
+
+    path_n = st.slider("Images to follow", 2, min(40, n_test), min(12, n_test), key="lat_path_n",
+                       help="the first test images; each PGD step is one frame, then IMT's step back (with D)")
+    try:
+        pm = cached.attack_path(str(run.path), run.model_hash, tuple(range(path_n)),
+                                attack_name, float(spec.epsilon), sel.seed)
+        st.plotly_chart(path_figure(pm.path, pm.coords, pm.imt_coords, pm.background, pm.background_labels, names,
+                                    indices=pm.indices), key="lat_path", width="stretch")
+        st.caption(md(f"{pm.path.attack.label} at ε = {spec.epsilon:.3g} on a PCA map of natural logits. "
+                      "Red-edged crosses: misclassified at that step. Also: python -m atld embed --trajectories."))
+    except ATLDError as exc:
+        st.error(md(exc))
+
+st.divider()
+st.subheader("Two checkpoints side by side")
+others = [r for r in discover_runs() if r.dataset == spec.name and r.path != run.path]
+if not others:
+    st.caption("Train or add a second checkpoint of this dataset to compare.")
+else:
+    labels = [r.label for r in others]
+    state.url_setting("lat_other", comparison_run(others + [sel.run], sel.run).label, state.choice(labels))
+    other_label = st.selectbox("Compare with", labels, key="lat_other")
+    other = others[labels.index(other_label)]
+    try:
+        pair = cached.compare_plots((str(run.path), str(other.path)), (sel.run.label, other.label), int(n),
+                                    attack_name, float(spec.epsilon), sel.seed, space, D.compare_height)
+    except ATLDError as exc:
+        st.error(md(exc))
+        st.stop()
+    if pair["shared"]:
+        st.caption("One PCA fitted on both models' natural points (same axes, same ranges): a place on one map is "
+                   "the same place on the other. Perturbed points are projected onto it.")
+    else:
+        st.caption(md(f"Not one projection: {pair['note']}. Positions are not comparable across the two maps; "
+                      "compare the clouds' shapes and the numbers below."))
+    for col, text, label in zip(st.columns(2), pair["figures"], (sel.run.label, other.label)):
+        col.plotly_chart(figure_from_json(text), key=f"lat_cmp_{label}", width="stretch")
+    st.markdown("**Gap numbers, side by side**")
+    st.table(gap_table({sel.run.label: pair["gaps"][0], other.label: pair["gaps"][1]}).set_index("measure"))
+    st.caption(md(f"Both: {settings_text.replace(f'{method.upper()} ({fit_on} fit)', 'PCA')}."))

@@ -1,0 +1,123 @@
+"""The attack's path as an animation, built without Streamlit: natural points moving, PGD step by
+PGD step, across the natural map into other classes' regions, and (for a model with a
+discriminator) the one IMT step back. One plotly Figure with a frame per step, play/pause and a
+step slider; the Learn page, the Latent explorer and `python -m atld embed --trajectories --html`
+draw the same figure.
+
+Inputs are the arrays of `atld.latent.trajectories.attack_path` / `embed_path`: coords
+[S+1, N, 2] (step 0 natural), labels [N], preds [S+1, N]; optionally the IMT step (coords [N, 2],
+preds [N]) and a background of natural points (coords [B, 2], labels [B]) drawn faintly."""
+
+from __future__ import annotations
+
+import numpy as np
+
+IMT_FRAME = "IMT"  # the name of the extra frame of the IMT step back
+FLIP_COLOUR = "#d62728"  # a point whose prediction is no longer its true class
+KEPT_COLOUR = "#2ca02c"
+
+
+def frame_names(steps: int, imt: bool) -> list[str]:
+    """"0" (natural), "1" … str(steps), then IMT_FRAME when the IMT step is drawn."""
+    return [str(k) for k in range(steps + 1)] + ([IMT_FRAME] if imt else [])
+
+
+def _caption(name: str, steps: int, preds: np.ndarray, labels: np.ndarray) -> str:
+    flipped = int((preds != labels).sum())
+    where = ("natural images" if name == "0" else "after one IMT step from the last iterate" if name == IMT_FRAME
+             else f"PGD step {name}/{steps}")
+    return f"{where}: {flipped} of {len(labels)} misclassified"
+
+
+def trajectory_figure(coords: np.ndarray, labels: np.ndarray, preds: np.ndarray, class_names, *,
+                      indices: np.ndarray | None = None, imt_coords: np.ndarray | None = None,
+                      imt_preds: np.ndarray | None = None, background: np.ndarray | None = None,
+                      background_labels: np.ndarray | None = None, title: str = "", height: int = 520,
+                      frame_ms: int = 250):
+    """The animation (see the module docstring). Frames: steps + 1, plus one for IMT when
+    `imt_coords` is given. Moving points are coloured by their true class; a flipped point (its
+    prediction is not its true class) is a red-edged cross, a kept one a green-edged circle."""
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+
+    coords, labels, preds = np.asarray(coords, float), np.asarray(labels), np.asarray(preds)
+    steps, n = coords.shape[0] - 1, coords.shape[1]
+    if preds.shape != coords.shape[:2] or labels.shape != (n,):
+        raise ValueError(f"coords {coords.shape}, preds {preds.shape} and labels {labels.shape} disagree")
+    indices = np.arange(n) if indices is None else np.asarray(indices)
+    palette = qualitative.Plotly + qualitative.D3
+    colour = lambda c: palette[int(c) % len(palette)]
+    positions = [coords[k] for k in range(steps + 1)]
+    predictions = [preds[k] for k in range(steps + 1)]
+    if imt_coords is not None:
+        positions.append(np.asarray(imt_coords, float))
+        predictions.append(np.asarray(imt_preds))
+    names = frame_names(steps, imt_coords is not None)
+
+    fig = go.Figure()
+    if background is not None:
+        back, back_labels = np.asarray(background, float), np.asarray(background_labels)
+        for c in np.unique(back_labels):
+            rows = back[back_labels == c]
+            fig.add_trace(go.Scatter(x=rows[:, 0], y=rows[:, 1], mode="markers", name=f"natural {class_names[c]}",
+                                     marker=dict(color=colour(c), size=5, opacity=0.25), hoverinfo="skip"))
+
+    def trail(k: int):
+        # each point's path up to frame k, one polyline per point separated by gaps
+        xs, ys = [], []
+        for i in range(n):
+            path = np.stack([p[i] for p in positions[:k + 1]])
+            xs += [*path[:, 0], None]
+            ys += [*path[:, 1], None]
+        return go.Scatter(x=xs, y=ys, mode="lines", name="path", line=dict(color="rgba(90,90,90,0.45)", width=1),
+                          hoverinfo="skip")
+
+    def points(k: int):
+        p, pred = positions[k], predictions[k]
+        flipped = pred != labels
+        text = [f"#{idx}: true {class_names[t]} → predicted {class_names[q]}"
+                for idx, t, q in zip(indices, labels, pred)]
+        return go.Scatter(
+            x=p[:, 0], y=p[:, 1], mode="markers", name="attacked images", text=text,
+            hovertemplate="%{text}<extra></extra>",
+            marker=dict(color=[colour(t) for t in labels], size=12,
+                        symbol=["x" if f else "circle" for f in flipped],
+                        line=dict(color=[FLIP_COLOUR if f else KEPT_COLOUR for f in flipped], width=2)))
+
+    moving = [len(fig.data), len(fig.data) + 1]
+    fig.add_trace(trail(0))
+    fig.add_trace(points(0))
+    fig.frames = [go.Frame(name=name, data=[trail(k), points(k)], traces=moving,
+                           layout=dict(title=dict(text=_caption(name, steps, predictions[k], labels))))
+                  for k, name in enumerate(names)]
+
+    every = np.concatenate([np.concatenate(positions)] + ([np.asarray(background, float)]
+                                                          if background is not None else []))
+    low, high = every.min(0), every.max(0)
+    pad = 0.05 * np.maximum(high - low, 1e-9)
+    play = dict(frame=dict(duration=frame_ms, redraw=False), fromcurrent=True, transition=dict(duration=frame_ms // 2))
+    pause = dict(frame=dict(duration=0, redraw=False), mode="immediate", transition=dict(duration=0))
+    fig.update_layout(
+        height=height, margin=dict(l=10, r=10, t=60, b=10),
+        title=dict(text=title or _caption("0", steps, predictions[0], labels)),
+        xaxis=dict(range=[low[0] - pad[0], high[0] + pad[0]], title="PC 1 (natural map)", autorange=False),
+        yaxis=dict(range=[low[1] - pad[1], high[1] + pad[1]], title="PC 2", autorange=False),
+        legend=dict(orientation="h", yanchor="top", y=-0.12),
+        updatemenus=[dict(type="buttons", direction="left", showactive=False, x=0.0, y=1.12, xanchor="left",
+                          buttons=[dict(label="▶ Play", method="animate", args=[None, play]),
+                                   dict(label="❚❚ Pause", method="animate", args=[[None], pause])])],
+        sliders=[dict(active=0, y=-0.02, len=0.9, x=0.1, currentvalue=dict(prefix="step: "),
+                      steps=[dict(label="natural" if name == "0" else name, method="animate",
+                                  args=[[name], dict(pause, frame=dict(duration=0, redraw=False))])
+                             for name in names])])
+    return fig
+
+
+def path_figure(path, coords, imt_coords, background, background_labels, class_names, *, indices=None,
+                title: str = "", height: int = 520):
+    """`trajectory_figure` of an `atld.latent.trajectories.AttackPath` and its `embed_path` output."""
+    return trajectory_figure(coords, path.labels.numpy(), path.preds.numpy(), class_names, indices=indices,
+                             imt_coords=imt_coords,
+                             imt_preds=None if path.imt_preds is None else path.imt_preds.numpy(),
+                             background=background, background_labels=background_labels, title=title,
+                             height=height)
