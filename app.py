@@ -11,19 +11,21 @@ import streamlit as st
 
 from atld.ui import state
 
-st.set_page_config(page_title="ATLD lab", page_icon=":material/explore:", layout="wide")
+# Emoji, not Material icon names: a Material icon is a web font (fetched by the browser) and
+# its name is read aloud as text by screen readers ("home Home"); emoji need no asset at all.
+st.set_page_config(page_title="ATLD lab", page_icon="🛡️", layout="wide")
 
 # The pages live in app_pages/, not pages/: Streamlit treats a `pages/` folder beside the entry
 # script as a legacy multipage app and, on a fresh server's first request, resolves a deep link
 # (/attack) against that folder's file names before st.navigation runs, showing "Page not found"
 # over the right page.
 PAGES = [
-    st.Page("app_pages/home_page.py", title="Home", icon=":material/home:", url_path="home", default=True),
-    st.Page("app_pages/train_page.py", title="Train", icon=":material/model_training:", url_path="train"),
-    st.Page("app_pages/attack_page.py", title="Attack", icon=":material/target:", url_path="attack"),
-    st.Page("app_pages/latent_page.py", title="Latent explorer", icon=":material/scatter_plot:", url_path="latent"),
-    st.Page("app_pages/evaluate_page.py", title="Evaluate", icon=":material/fact_check:", url_path="evaluate"),
-    st.Page("app_pages/learn_page.py", title="Learn", icon=":material/school:", url_path="learn"),
+    st.Page("app_pages/home_page.py", title="Home", icon="🏠", url_path="home", default=True),
+    st.Page("app_pages/train_page.py", title="Train", icon="🏋️", url_path="train"),
+    st.Page("app_pages/attack_page.py", title="Attack", icon="🎯", url_path="attack"),
+    st.Page("app_pages/latent_page.py", title="Latent explorer", icon="🌌", url_path="latent"),
+    st.Page("app_pages/evaluate_page.py", title="Evaluate", icon="📏", url_path="evaluate"),
+    st.Page("app_pages/learn_page.py", title="Learn", icon="🎓", url_path="learn"),
 ]
 
 state.sidebar()

@@ -1,6 +1,7 @@
 """Attack: pick test images, attack the classifier (FGSM / PGD / CW, ε, steps) and compare the
-natural image, the adversarial one, the magnified perturbation and the IMT-corrected image, with
-predictions and discriminator scores before and after."""
+natural image, the adversarial one, the perturbation (diverging colours) and the IMT-corrected
+image: each prediction marked fooled / not fooled, top-3 probabilities, D's scores, and notes
+computed from the model (label smoothing, D's separation, ε past the dataset's)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import streamlit as st
 
 from atld.config.vocab import AttackKind, InferenceMode
 from atld.errors import ATLDError
-from atld.ui import cached, state
-from atld.ui.attack_view import summary_rows
-from atld.ui.views import magnify, md, to_display
+from atld.ui import cached, compute, state
+from atld.ui.attack_view import (confidence_note, discriminator_note, epsilon_note, imt_note, outcome_mark,
+                                 probability_bars, summary_rows)
+from atld.ui.views import faded, md, perturbation_rgb, to_display
 
 st.title("Attack")
 sel = state.selection()
@@ -48,49 +50,97 @@ state.url_setting("atk_count", 6, state.bounded(int, 1, 8))
 count = c6.slider("Number of images", 1, 8, key="atk_count")
 indices = tuple(int(i) % n_test for i in range(start, start + count))
 
+request = (str(run.path), run.model_hash, indices, kind, float(epsilon), int(steps), sel.seed, imt_mode)
+note = epsilon_note(float(epsilon), spec.epsilon)
+if note is not None:
+    getattr(st, note[0])(md(note[1]))
+IMAGE_SCALE = max(1, 192 // data.x_test.shape[-1])  # nearest-neighbour: about 192 px a side
+IMAGE_WIDTH = 176  # pixels on screen: large, and four still fit a 1280 px projector
+
+
+def images(view, fade: bool = False) -> list:
+    """Per column, the display images [N, ...]: natural, adversarial, perturbation, IMT (or None)."""
+    out = [to_display(view.x, IMAGE_SCALE), to_display(view.x_adv, IMAGE_SCALE),
+           perturbation_rgb(view.delta, max(view.epsilon, 1e-6), IMAGE_SCALE),
+           to_display(view.x_imt, IMAGE_SCALE) if view.x_imt is not None else None]
+    return [faded(a) if fade and a is not None else a for a in out]
+
+
+def draw_stale(slot, view, shown_request) -> None:
+    """Earlier results, faded, as one element (replaced whole when the new ones arrive)."""
+    columns = [a for a in images(view, fade=True) if a is not None]
+    pictures = [col[i] for i in range(len(view.labels)) for col in columns]
+    what = f"updating… (shown: ε = {shown_request[4]:.4g}, {shown_request[3].upper()})"
+    slot.image(pictures, caption=[what] * len(pictures), width=IMAGE_WIDTH // 2)
+
+
+def draw(view, shown_request) -> None:
+    """The metrics and one row per image: natural, adversarial, perturbation and IMT-corrected,
+    each with its caption and marks *under* the image (columns stack on a phone, so nothing
+    relies on a column header)."""
+    n = len(view.labels)
+    fooled = int(((view.pred_adv != view.labels) & (view.pred_nat == view.labels)).sum())
+    m1, m2, m3 = st.columns(3)
+    m1.metric("correct before", f"{int((view.pred_nat == view.labels).sum())}/{n}")
+    m2.metric("correct after attack", f"{int((view.pred_adv == view.labels).sum())}/{n}",
+              delta=f"{fooled} fooled", delta_color="inverse" if fooled else "off")
+    if view.pred_imt is not None:
+        m3.metric(f"correct after {view.imt_mode.upper()} (IMT)", f"{int((view.pred_imt == view.labels).sum())}/{n}")
+        st.caption(md(imt_note(view)))
+    else:
+        m3.caption("This checkpoint has no discriminator, so there is no IMT correction (choose an ATLD run).")
+    nat, adv, pert, imt = images(view)
+    n_cols = 4 if imt is not None else 3
+    for i in range(n):
+        label = int(view.labels[i])
+        with st.container(border=True):
+            cols = st.columns(n_cols)
+            cols[0].image(nat[i], caption=f"natural · test image #{shown_request[2][i]} · label {names[label]}",
+                          width=IMAGE_WIDTH)
+            cols[0].markdown(outcome_mark(label, int(view.pred_nat[i]), names, attacked=False) + d_text(view.d_nat, i))
+            cols[1].image(adv[i], caption=f"adversarial ({shown_request[3].upper()}, ε = {view.epsilon:.4g})",
+                          width=IMAGE_WIDTH)
+            cols[1].markdown(outcome_mark(label, int(view.pred_adv[i]), names) + d_text(view.d_adv, i))
+            cols[2].image(pert[i], caption=f"perturbation δ = adversarial − natural: blue −ε, grey 0, red +ε; "
+                          f"‖δ‖∞ = {view.linf[i]:.3f}", width=IMAGE_WIDTH)
+            if imt is not None:
+                cols[3].image(imt[i], caption=f"{view.imt_mode.upper()} (IMT) applied to the adversarial image",
+                              width=IMAGE_WIDTH)
+                cols[3].markdown(outcome_mark(label, int(view.pred_imt[i]), names) + d_text(view.d_imt, i))
+            for col, probs in zip((cols[0], cols[1], cols[3] if imt is not None else None),
+                                  (view.probs_nat, view.probs_adv, view.probs_imt)):
+                if col is not None and probs is not None:
+                    col.markdown(probability_bars(probs[i], label, names))
+
+
+def d_text(d, i) -> str:
+    return f"  \nD(natural) {d[i]:.2f}" if d is not None else ""
+
+
+shown = st.session_state.get("atk_shown")  # (request, view) last drawn in this session
+stale_slot = st.empty()
+ready = state.compute_service().cached(*compute.attack_request(*request[:1], *request[2:]))
+if shown is not None and shown[0] != request and shown[0][0] == request[0] and not ready:
+    draw_stale(stale_slot, shown[1], shown[0])
+# One slot per session: a newer ε (another arrow-key press) supersedes this request in the compute
+# service, which drops it if it has not started, so only the latest value is computed.
 try:
-    view = cached.attack(str(run.path), run.model_hash, indices, kind, float(epsilon), int(steps), sel.seed, imt_mode)
+    view = cached.attack(*request)
 except ATLDError as exc:
+    stale_slot.empty()
     st.error(md(exc))
     st.stop()
+stale_slot.empty()
+st.session_state["atk_shown"] = (request, view)
+draw(view, request)
 
-flipped = int((view.pred_adv != view.labels).sum())
-m1, m2, m3 = st.columns(3)
-m1.metric("correct before", f"{int((view.pred_nat == view.labels).sum())}/{len(indices)}")
-m2.metric("correct after attack", f"{int((view.pred_adv == view.labels).sum())}/{len(indices)}", delta=-flipped)
-if view.pred_imt is not None:
-    m3.metric(f"correct after {view.imt_mode.upper()} (IMT)",
-              f"{int((view.pred_imt == view.labels).sum())}/{len(indices)}")
-else:
-    m3.caption("This checkpoint has no discriminator, so there is no IMT correction (choose an ATLD run).")
-
-nat, adv, pert = to_display(view.x), to_display(view.x_adv), to_display(magnify(view.delta, max(epsilon, 1e-6)))
-imt = to_display(view.x_imt) if view.x_imt is not None else None
-IMAGE_WIDTH = 120  # pixels; 8x8 digits are enlarged without smoothing by to_display
-headers = ["natural", "adversarial", "perturbation (magnified: grey 0, white +ε, black −ε)"]
-headers += ["IMT-corrected"] if imt is not None else []
-cols = st.columns(len(headers))
-for col, h in zip(cols, headers):
-    col.markdown(f"**{h}**")
-
-
-def d_text(d, i):
-    return f" · D {d[i]:.2f}" if d is not None else ""
-
-
-for i in range(len(indices)):
-    cols = st.columns(len(headers))
-    cols[0].image(nat[i], caption=f"#{indices[i]} label {names[view.labels[i]]} → {names[view.pred_nat[i]]} "
-                  f"({view.conf_nat[i]:.2f}){d_text(view.d_nat, i)}", width=IMAGE_WIDTH)
-    cols[1].image(adv[i], caption=f"→ {names[view.pred_adv[i]]} ({view.conf_adv[i]:.2f}){d_text(view.d_adv, i)}",
-                  width=IMAGE_WIDTH)
-    cols[2].image(pert[i], caption=f"‖δ‖∞ = {view.linf[i]:.3f}", width=IMAGE_WIDTH)
-    if imt is not None:
-        cols[3].image(imt[i], caption=f"→ {names[view.pred_imt[i]]} ({view.conf_imt[i]:.2f}){d_text(view.d_imt, i)}",
-                      width=IMAGE_WIDTH)
-
-st.markdown("**Summary** (D = the discriminator's probability that the latent is natural)")
-st.dataframe(pd.DataFrame(summary_rows(view, names)), hide_index=True, width="stretch")
+st.caption(md(confidence_note(run.config.label_smoothing, len(names), run.config.method)))
+d_check = None
+if run.discriminator is not None:
+    d_check = cached.discriminator_check(str(run.path), run.model_hash, state.D_CHECK_IMAGES, sel.seed)
+    st.caption(md(discriminator_note(d_check)))
+with st.expander("All numbers as a table"):
+    st.dataframe(pd.DataFrame(summary_rows(view, names)), hide_index=True, width="stretch")
 st.caption("The attack targets the bare classifier; IMT is applied afterwards (the official, non-adaptive "
            "protocol). The Evaluate page shows what an adaptive attack through IMT does.")
 state.show_discriminator_check(run, sel.seed)

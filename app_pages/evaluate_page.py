@@ -14,8 +14,9 @@ from atld.config.vocab import InferenceMode
 from atld.errors import ATLDError
 from atld.evaluate import attack_label, evaluate, masking_findings
 from atld.ui import cached, state
-from atld.ui.evaluate_view import (HONEST_ROBUSTNESS, curve_figure, describe_range, discriminator_messages,
-                                   epsilon_grid, evaluation_table, verdict_messages)
+from atld.ui.evaluate_view import (HONEST_ROBUSTNESS, curve_epsilons, curve_figure, describe_range,
+                                   discriminator_messages, evaluation_table, verdict_messages)
+from atld.ui.exports import export_name
 from atld.ui.runs import card_of, discover_runs
 from atld.ui.views import evaluation_frame, md
 
@@ -80,38 +81,55 @@ if result is not None and result[0] == str(run.path):
         for level, text in discriminator_messages(result[2]):
             getattr(st, level)(md(text))
         st.download_button("These rows (CSV)", pd.DataFrame(rows).to_csv(index=False),
-                           file_name=f"{run.path.name}-eval.csv",
+                           file_name=export_name(f"{run.path.name}-eval", "csv"),
                            mime="text/csv", key="ev_csv")
 
 st.subheader("Robust accuracy vs ε")
 entries = [r for r in discover_runs() if r.dataset == spec.name]
 labels = [r.label for r in entries]
 CURVE_ATTACKS = tuple(a for a in ATTACK_NAMES if a != "natural")
+MODES = tuple(m.value for m in InferenceMode)
 with st.form("curve_form"):
-    c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
+    c1, c2 = st.columns([3, 1])
     chosen = c1.multiselect("Checkpoints", labels, default=labels[:3], key="ev_curve_runs")
-    state.url_setting("ev_curve_attack", "pgd20", state.choice(CURVE_ATTACKS), param="curve_attack")
-    attack = c2.selectbox("Attack", CURVE_ATTACKS, key="ev_curve_attack",
-                          help="autoattack and adaptive (through IMT) give numbers to trust; pgd/cw/fgsm only upper "
-                               "bounds. They are much slower: keep the image count small")
-    mode = c3.selectbox("Inference", tuple(InferenceMode), key="ev_curve_mode",
-                        help="atld / atld+ apply IMT (checkpoints without a discriminator are drawn as atld-)")
     state.url_setting("ev_curve_limit", 100, state.bounded(int, 10, 1000), param="curve_limit")
-    curve_limit = c4.number_input("Test images", 10, 1000, step=10, key="ev_curve_limit")
+    curve_limit = c2.number_input("Test images", 10, 1000, step=10, key="ev_curve_limit")
+    c3, c4 = st.columns(2)
+    curve_attacks = c3.multiselect(
+        "Attacks", CURVE_ATTACKS, default=[a for a in ("pgd20", "autoattack") if a in CURVE_ATTACKS],
+        key="ev_curve_attacks",
+        help="autoattack (drawn as points at the dataset's ε) and adaptive (through IMT) give numbers to trust; "
+             "pgd/cw/fgsm only upper bounds. The strong attacks are much slower: keep the image count small")
+    modes = c4.multiselect("Inference", MODES, default=list(MODES), key="ev_curve_modes",
+                           help="atld- = the bare classifier; atld / atld+ apply IMT (checkpoints without a "
+                                "discriminator are drawn as atld- only)")
     draw = st.form_submit_button("Draw the curve", key="ev_curve_go")
 if draw:
-    st.session_state["ev_curve"] = (tuple(chosen), attack, str(mode), int(curve_limit))
+    st.session_state["ev_curve"] = (tuple(chosen), tuple(curve_attacks), tuple(modes), int(curve_limit))
 request = st.session_state.get("ev_curve")
 if request is not None:
-    grid = tuple(epsilon_grid(spec.epsilon))
     curves = {}
     for label in request[0]:
-        if label in labels:
-            entry = entries[labels.index(label)]
-            mode = request[2] if entry.has_discriminator else InferenceMode.BARE.value
-            name = f"{label} · {attack_label(request[1], mode)} / {mode}"
-            curves[name] = cached.accuracy_curve(str(entry.path), entry.model_hash, grid, request[1], mode,
-                                                 request[3], sel.seed)
-    st.plotly_chart(curve_figure(curves, spec.epsilon), key="ev_curve_plot", width="stretch")
-    st.caption("Bars: 95 % Wilson intervals. pgd/cw/fgsm give upper bounds only; under atld / atld+ they and "
-               "autoattack attack the bare classifier (non-adaptive), while adaptive and square attack through IMT.")
+        if label not in labels:
+            continue
+        entry = entries[labels.index(label)]
+        usable = [m for m in request[2] if entry.has_discriminator or m == InferenceMode.BARE.value]
+        if request[2] and not usable:
+            usable = [InferenceMode.BARE.value]
+        for attack_name in request[1]:
+            for mode in usable:
+                name = f"{label} · {attack_label(attack_name, mode)} / {mode}"
+                grid = curve_epsilons(attack_name, spec.epsilon)
+                rows = cached.accuracy_curve(str(entry.path), entry.model_hash, grid, attack_name, mode, request[3],
+                                             sel.seed)
+                if rows:
+                    curves[name] = rows
+    if curves:
+        st.plotly_chart(curve_figure(curves, spec.epsilon), key="ev_curve_plot", width="stretch")
+        st.caption(md(f"{request[3]} test images, seed {sel.seed}. Bars: 95 % Wilson intervals; line style: "
+                      "atld- solid, atld dashed, atld+ dotted; AutoAttack is drawn as points at the dataset's ε. "
+                      "pgd/cw/fgsm give upper bounds only; under atld / atld+ they and autoattack attack the bare "
+                      "classifier (non-adaptive), while adaptive and square attack through IMT."))
+    else:
+        st.info("Nothing to draw: choose at least one checkpoint, one attack and one inference mode, then "
+                "press *Draw the curve*.")

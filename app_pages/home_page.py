@@ -8,7 +8,7 @@ import streamlit as st
 from atld.ui import state
 from atld.ui.datasets import availability_rows
 from atld.ui.evaluate_view import NO_VERDICT, headline, verdict_messages
-from atld.ui.exports import checkpoint_zip, config_json
+from atld.ui.exports import checkpoint_zip, config_json, export_name
 from atld.ui.runs import card_of
 from atld.ui.views import card_summary, collapse_note, evaluation_frame, md, metrics_frame
 
@@ -115,7 +115,8 @@ with st.expander("Full card (card.json)"):
     st.json(card, expanded=False)
 
 c1, c2 = st.columns(2)
-c1.download_button("Run config (JSON)", config_json(card), file_name=f"{sel.run.path.name}-config.json",
+c1.download_button("Run config (JSON)", config_json(card), file_name=export_name(f"{sel.run.path.name}-config", "json"),
                    mime="application/json", key="dl_config")
-c2.download_button("Checkpoint (zip)", lambda: checkpoint_zip(sel.run.path), file_name=f"{sel.run.path.name}.zip",
+c2.download_button("Checkpoint (zip)", lambda: checkpoint_zip(sel.run.path),
+                   file_name=export_name(sel.run.path.name, "zip"),
                    mime="application/zip", key="dl_zip", on_click="ignore")

@@ -19,6 +19,7 @@ from atld.ui import cached, state
 from atld.ui.hover import hover_thumbnails
 from atld.ui.latent_view import (COLOR_MODES, LATENT_DEFAULTS, color_note, gap_summary, gap_table, page_of,
                                  selected_ids, selection_order)
+from atld.ui.exports import export_name
 from atld.ui.runs import comparison_run, discover_runs
 from atld.ui.views import figure_from_json, md, to_display
 
@@ -164,7 +165,8 @@ else:
 csv_meta = {"checkpoint": str(run.path), "model_sha256": run.model_hash, "method_trained": run.config.method,
             "dataset": spec.name, "split": "test"}
 st.download_button("Embedding and scores (CSV)", lambda: map_csv(m, csv_meta, names).encode(), on_click="ignore",
-                   file_name=f"{run.path.name}-{attack_name}-{space}-{method}.csv", mime="text/csv", key="lat_csv")
+                   file_name=export_name(f"{run.path.name}-{attack_name}-{space}-{method}", "csv"), mime="text/csv",
+                   key="lat_csv")
 
 st.divider()
 with st.expander("The attack's path, step by step (animation)"):

@@ -12,10 +12,12 @@ import streamlit as st
 from atld.config.fields import from_widget_values, widgets
 from atld.config.train import TrainConfig
 from atld.errors import ATLDError, DataError
+from atld.methods import METHOD_NAMES
 from atld.runs.card import default_run_name
 from atld.ui import state
 from atld.ui.datasets import full_data_needed
 from atld.ui.evaluate_view import D_TRAINING_METRIC
+from atld.ui.train_view import PRESETS, curves_figure, method_line, method_title, preset_values, progress_line
 from atld.ui.views import md, metrics_frame, status_badge
 
 st.title("Train")
@@ -24,18 +26,30 @@ manager = state.current_job_manager()
 owner = state.owner_id()
 
 
+SAVED_KEY = "train_saved"  # the form's last submitted values: the form keeps them after a run
+
+
 def draw_widget(w, container):
+    # The value lives in the session state (set once here, by a preset or by the user), so the
+    # form keeps it across runs and presets can change it without Streamlit's double-default warning.
     key = f"train_{w.name}"
+    if key not in st.session_state:
+        st.session_state[key] = w.initial
     if w.kind == "select":
-        return container.selectbox(w.label, w.spec.options, index=w.spec.options.index(w.initial), key=key,
-                                   format_func=lambda v: v or "(default)")
+        fmt = method_title if w.name == "method" else (lambda v: v or "(default)")
+        return container.selectbox(w.label, w.spec.options, key=key, help=w.help, format_func=fmt)
     if w.kind == "bool":
-        return container.checkbox(w.label, value=w.initial, key=key)
+        return container.checkbox(w.label, key=key, help=w.help)
     if w.kind == "int":
-        return container.number_input(w.label, value=w.initial, step=1, key=key)
+        return container.number_input(w.label, step=1, key=key, help=w.help)
     if w.kind == "float":
-        return container.number_input(w.label, value=w.initial, format="%.6g", key=key)
-    return container.text_input(w.label, value=w.initial, key=key)
+        return container.number_input(w.label, format="%.6g", key=key, help=w.help)
+    return container.text_input(w.label, key=key, help=w.help)
+
+
+def apply_preset(name: str) -> None:
+    for field, value in preset_values(name, TrainConfig).items():
+        st.session_state[f"train_{field}"] = value
 
 
 def live_panel(job) -> None:
@@ -46,8 +60,9 @@ def live_panel(job) -> None:
                 + (f" · epoch {min(job.epochs_done + 1, job.config.epochs)}/{job.config.epochs}" if running else ""))
     if running:
         frac = (job.epochs_done + (job.step / job.steps if job.steps else 0)) / job.config.epochs
-        st.progress(min(frac, 1.0), text=f"{job.epochs_done} of {job.config.epochs} epochs done, "
-                                         f"step {job.step}/{job.steps or '?'}")
+        n_train = None if job.steps else len(state.get_data(job.config.dataset).y_train)
+        st.progress(min(frac, 1.0), text=progress_line(job.epochs_done, job.config.epochs, job.step, job.steps,
+                                                       n_train, job.config.resolved_batch_size))
         if st.button("Stop", key="train_stop", type="primary",
                      help="stops after the current step; the last finished epoch stays saved"):
             job.stop()
@@ -66,10 +81,10 @@ def live_panel(job) -> None:
                   "discriminator": [c for c in ("d_acc", "d_auc") if c in frame]}
         cols = st.columns(3)
         for col, (title, names) in zip(cols, groups.items()):
-            col.markdown(f"**{title}**")
             if names:
-                col.line_chart(frame, x="epoch", y=names, height=220)
+                col.plotly_chart(curves_figure(frame, names, title), key=f"train_curve_{title}", width="stretch")
             else:
+                col.markdown(f"**{title}**")
                 col.caption("not recorded by this method")
         if groups["discriminator"]:
             cols[2].caption(D_TRAINING_METRIC)
@@ -98,14 +113,24 @@ if job is None or not job.running:
     avail = state.dataset_availability().get(sel.dataset)
     if avail is not None and not avail.full_data:
         st.info(md(full_data_needed(sel.dataset)))
+    saved = st.session_state.get(SAVED_KEY) or {}
     form_widgets = widgets(TrainConfig, {"dataset": sel.dataset, "seed": sel.seed})
+    for w in form_widgets:  # after a run the form was not drawn: bring back what was submitted
+        if w.name in saved and f"train_{w.name}" not in st.session_state:
+            st.session_state[f"train_{w.name}"] = saved[w.name]
+    p1, p2 = st.columns(2)
+    for col, name in zip((p1, p2), PRESETS):
+        col.button(f"Preset: {name.lower()}", key=f"train_preset_{name}", on_click=apply_preset, args=(name,),
+                   help="fills the form; change anything before starting")
+    with st.expander("Which method? (one line each)"):
+        st.markdown("\n".join(f"- {method_line(name)}" for name in METHOD_NAMES))  # the methods table's own text
     with st.form("train_form"):
         values = {}
         main_cols = st.columns(2)
         mains = [w for w in form_widgets if w.spec.main]
         for i, w in enumerate(mains):
             values[w.name] = draw_widget(w, main_cols[i % 2])
-        with st.expander("Advanced settings (every TrainConfig field)"):
+        with st.expander("Advanced settings (optimiser, discriminator, evaluation, hardware)"):
             for w in form_widgets:
                 if not w.spec.main:
                     values[w.name] = draw_widget(w, st)
@@ -116,6 +141,7 @@ if job is None or not job.running:
                   f"{manager.max_jobs} at a time; a run nobody watches for {limit:.3g} min stops (its last epoch "
                   "stays saved). Reloading this page keeps your run."))
     if submitted:
+        st.session_state[SAVED_KEY] = dict(values)
         try:
             config = from_widget_values(TrainConfig, values)
             name = run_name.strip() or default_run_name(config.dataset, config.method, time.strftime("%Y%m%d-%H%M%S"))

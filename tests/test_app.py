@@ -72,6 +72,35 @@ def test_attack_page_widgets_drive_the_attack(app_env):
     assert len(at.dataframe[0].value) == 2 and len(at.get("image")) == 2 * 4
 
 
+def markdown_text(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+def test_attack_page_marks_flips_shows_probabilities_and_explains(app_env):
+    at = open_page(start_app(), "attack")
+    table = at.dataframe[0].value
+    text = markdown_text(at)
+    # every adversarial prediction carries its mark; the count of "fooled" marks is the table's flips
+    flips = int((table["adversarial → pred"] != table["label"]).sum())
+    imt_flips = int((table["ATLD (IMT) → pred"] != table["label"]).sum())
+    assert text.count("✗ fooled") == flips + imt_flips
+    assert text.count("✓ not fooled") == 2 * len(table) - flips - imt_flips
+    # top-3 probability bars under the natural, adversarial and IMT images: the true class is marked
+    assert text.count("░") > 0 and sum(line.count("█") + line.count("░") == 12
+                                       for line in text.replace("`", "\n").splitlines()) == 6 * 3 * 3
+    captions = " ".join(c.value for c in at.caption)
+    assert "label smoothing δ = 0.5" in captions and "about 0.50" in captions  # the ATLD run's own δ
+    assert "D's AUC (natural vs PGD-20)" in captions
+    images = at.get("image")
+    assert all(img.proto.imgs[0].caption for img in images)  # every image says what it is, under it
+    # ε: no note at the dataset's ε; a note past it; a warning from 4/3 of it on
+    assert not at.warning or all("ε =" not in w.value for w in at.warning)
+    at.slider(key="atk_eps").set_value(0.24).run()
+    assert any("past the dataset's ε" in i.value for i in at.info)
+    at.slider(key="atk_eps").set_value(0.3).run()
+    assert any("can change what the image shows" in w.value for w in at.warning)
+
+
 def test_attack_page_without_discriminator_has_no_imt(app_env):
     at = start_app()
     at.sidebar.selectbox(key="atld_run").set_value("digits-natural (shipped)").run()
@@ -88,8 +117,9 @@ def test_latent_page_plots_gap_numbers_and_comparison(app_env):
     for key in ("lat_space", "lat_fit", "lat_method"):
         assert at.radio(key=key) is not None
     charts = at.get("plotly_chart")
-    assert len(charts) == 4  # the main map, two side by side, the attack's path (expander at the end)
-    assert charts[-1].key == "lat_path" and '"frames"' in charts[-1].proto.spec and '"sliders"' in charts[-1].proto.spec
+    assert len(charts) == 4  # the main map, the attack's path (an expander), two side by side
+    path = [c for c in charts if c.key == "lat_path"]
+    assert len(path) == 1 and '"frames"' in path[0].proto.spec and '"sliders"' in path[0].proto.spec
     labels = [m.label for m in at.metric]
     assert labels == ["D's AUC", "two-sample test accuracy", "MMD²", "kNN mixing"]
     assert 0.0 <= float(metric(at, "D's AUC")) <= 1.0
@@ -192,7 +222,27 @@ def test_training_from_the_train_page_lands_in_the_picker(app_env):
     card = read_card(app_env / "from-the-app")
     assert card["status"] == "finished" and card["epochs_done"] == 1 and card["method"] == "natural"
     assert at.sidebar.selectbox(key="atld_run").value == "from-the-app (runs)"  # selected for the user
+    # the form keeps what was submitted (it was not drawn while the run ran)
+    assert at.number_input(key="train_epochs").value == 1 and at.selectbox(key="train_method").value == "natural"
+    assert at.number_input(key="train_eval_limit").value == 0
     assert "from-the-app (runs)" in start_app().sidebar.selectbox(key="atld_run").options  # and for everyone
+
+
+def test_train_form_speaks_plainly_and_presets_fill_it(app_env):
+    at = open_page(start_app(), "train")
+    method = at.selectbox(key="train_method")
+    assert method.label == "Method" and "training method" in method.help.lower()
+    assert at.text_input(key="train_batch_size").label == "Batch size"
+    assert at.text_input(key="train_lr").label == "Learning rate"
+    guide = " ".join(m.value for m in at.markdown)
+    assert "IMT" in guide and "standard robust baseline" in guide  # one line per method, from the methods table
+    at.button(key="train_preset_Quick demo").click().run()
+    assert at.number_input(key="train_epochs").value == 2 and method.value == "atld"
+    assert at.number_input(key="train_eval_limit").value == 100
+    at.button(key="train_preset_Paper settings").click().run()
+    assert at.number_input(key="train_epochs").value == 30 and at.text_input(key="train_batch_size").value == "50"
+    assert at.number_input(key="train_eval_limit").value == 450 and at.selectbox(key="train_dataset").value == "digits"
+    assert not at.warning  # no "default value and Session State" warning from the presets
 
 
 def test_bad_settings_and_names_are_refused_in_one_line(app_env):
@@ -262,20 +312,32 @@ def test_evaluate_page_table_quick_run_and_curve(app_env, app_checkpoints, tmp_p
     assert set(quick["inference"]) == {"atld-", "atld", "atld+"} and "not run" in set(quick["accuracy"])
     assert any("cannot separate" in w.value or "separates" in m.value for w in at.warning for m in at.info)
     assert [b.key for b in at.get("download_button")] == ["ev_csv"]
+    at.multiselect(key="ev_curve_runs").set_value([])  # nothing chosen: a message, not empty axes
+    at.button(key="ev_curve_go").click().run()
+    assert not at.get("plotly_chart") and any("Nothing to draw" in i.value for i in at.info)
     at.multiselect(key="ev_curve_runs").set_value(["digits-atld (shipped)", "digits-natural (shipped)"])
-    at.selectbox(key="ev_curve_attack").set_value("adaptive")
-    at.selectbox(key="ev_curve_mode").set_value("atld")
+    at.multiselect(key="ev_curve_attacks").set_value(["pgd20", "adaptive"])
+    at.multiselect(key="ev_curve_modes").set_value(["atld"])
     at.number_input(key="ev_curve_limit").set_value(10)
     at.button(key="ev_curve_go").click().run()
     assert not at.exception and len(at.get("plotly_chart")) == 1
-    assert _trace_names(at) == ["digits-atld (shipped) · adaptive attack through IMT (APGD-CE + APGD-T) / atld",
-                     "digits-natural (shipped) · APGD-CE + APGD-T (bare classifier) / atld-"]
+    assert _trace_names(at) == ["digits-atld (shipped) · PGD-20 / atld",
+                                "digits-atld (shipped) · adaptive attack through IMT (APGD-CE + APGD-T) / atld",
+                                "digits-natural (shipped) · PGD-20 / atld-",
+                                "digits-natural (shipped) · APGD-CE + APGD-T (bare classifier) / atld-"]
+    traces = _traces(at)
+    assert all(0.2 in t["x"] for t in traces)  # the dataset's ε is on every curve's grid
+    assert len({t["line"]["color"] for t in traces}) == len(traces)  # distinct colours
+
+
+def _traces(at: AppTest) -> list[dict]:
+    import json
+
+    return json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
 
 
 def _trace_names(at: AppTest) -> list[str]:
-    import json
-
-    return [t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
+    return [t["name"] for t in _traces(at)]
 
 
 def test_the_shipped_atld_model_headline_is_its_adaptive_verdict(app_env, atld_run, tmp_path, monkeypatch):

@@ -41,8 +41,11 @@ def test_form_has_one_widget_per_config_field_with_its_help_text():
     by_name = {w.name: w for w in form}
     help_of = {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig)}
     for w in form:
-        assert help_of[w.name] in w.label  # the unit/meaning shown to the user comes from the dataclass
-    assert "[0, 1] pixel units" in by_name["epsilon"].label
+        # a plain label, never the raw field name; the unit/meaning (from the dataclass) is its help
+        assert "_" not in w.label and w.label != w.name
+        assert help_of[w.name][1:] in w.help
+    assert "[0, 1] pixel units" in by_name["epsilon"].help
+    assert by_name["lr"].label == "Learning rate" and by_name["batch_size"].label == "Batch size"
     assert by_name["method"].kind == "select" and set(by_name["method"].spec.choices) >= {"natural", "pgd-at", "atld"}
     assert by_name["epochs"].kind == "int" and by_name["momentum"].kind == "float" and by_name["lr"].kind == "text"
     assert by_name["epsilon"].kind == "text" and by_name["lr_milestones"].kind == "text"
@@ -305,10 +308,86 @@ def test_curve_figure_and_grid():
     from atld.ui.evaluate_view import curve_figure, epsilon_grid
 
     grid = epsilon_grid(0.2)
-    assert grid == [0.0, 0.08, 0.16, 0.24, 0.32, 0.4]
+    assert grid == [0.0, 0.1, 0.2, 0.3, 0.4]
+    for eps in (0.2, 0.3, 8 / 255, 0.1, 2 / 255):  # the dataset's ε is always on the grid, whatever the count
+        for points in (2, 4, 5, 6, 7):
+            grid = epsilon_grid(eps, points)
+            assert round(eps, 6) in grid and grid == sorted(grid) and grid[0] == 0 and grid[-1] == round(2 * eps, 6)
+    from atld.ui.evaluate_view import curve_epsilons
+    assert curve_epsilons("autoattack", 0.3) == (0.3,) and 0.3 in curve_epsilons("pgd20", 0.3)
     rows = [_row("pgd20", "atld-", c, eps=e) for c, e in zip((90, 50, 10), (0.0, 0.2, 0.4))]
     fig = curve_figure({"a": rows[::-1], "b": rows}, 0.2)
     assert [t.name for t in fig.data] == ["a", "b"]
+    assert fig.data[0].line.color != fig.data[1].line.color  # distinct colours
     assert list(fig.data[0].x) == [0.0, 0.2, 0.4] and list(fig.data[0].y) == pytest.approx([90, 50, 10])
     low = fig.data[0].error_y.arrayminus[1]
     assert 50 - low == pytest.approx(100 * rows[1]["ci_low"])
+
+
+def test_export_names_are_unique_even_within_one_second():
+    from atld.ui.exports import export_name
+
+    names = [export_name("digits-atld-eval", "csv") for _ in range(50)]
+    assert len(set(names)) == 50 and all(n.startswith("digits-atld-eval-") and n.endswith(".csv") for n in names)
+    assert "/" not in export_name("../../etc/passwd", "zip") and ".." not in export_name("../x", "zip")
+
+
+def test_p_values_at_the_permutation_floor_read_as_bounds():
+    from atld.evaluate.stats import p_value_text
+
+    assert p_value_text(1 / 101) == "p < 0.01" and p_value_text(1 / 1001) == "p < 0.001"
+    assert p_value_text(0.034) == "p = 0.034" and p_value_text(0.5) == "p = 0.5" and p_value_text(None) == "p = –"
+
+
+def test_the_app_fetches_nothing_from_outside():
+    import re
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    app = (root / "app.py").read_text()
+    assert ":material/" not in app  # icon-font names: fetched as a web font and read aloud as text
+    for page in (root / "app_pages").glob("*.py"):
+        assert not re.search(r"https?://|:material/", page.read_text()), page.name
+    config = tomllib.loads((root / ".streamlit" / "config.toml").read_text())
+    assert "base" not in config.get("theme", {})  # the theme follows the viewer's system (light or dark)
+    assert not re.search(r"https?://", (root / ".streamlit" / "config.toml").read_text())
+
+
+def test_attack_view_marks_and_notes():
+    import numpy as np
+
+    from atld.ui.attack_view import confidence_note, discriminator_note, epsilon_note, outcome_mark, top_k
+    from atld.ui.views import perturbation_rgb
+
+    names = tuple("0123456789")
+    assert "fooled" in outcome_mark(3, 8, names) and ":red[" in outcome_mark(3, 8, names)
+    assert "not fooled" in outcome_mark(3, 3, names) and ":green[" in outcome_mark(3, 3, names)
+    assert top_k(np.array([0.1, 0.6, 0.3]), 2) == [(1, pytest.approx(0.6)), (2, pytest.approx(0.3))]
+    assert epsilon_note(0.3, 0.3) is None and epsilon_note(0.35, 0.3)[0] == "info"
+    assert epsilon_note(0.4, 0.3)[0] == "warning"
+    assert "0.50" in confidence_note(0.5, 10, "atld") and "smoothing" not in confidence_note(0.5, 10, "natural")
+    assert "cannot tell" in discriminator_note({"auc_pgd": 0.52, "separates": False})
+    assert "cannot tell" not in discriminator_note({"auc_pgd": 0.9, "separates": True})
+    rgb = perturbation_rgb(np.array([[[[-0.1, 0.0], [0.1, 0.05]]]]), 0.1, scale=1, frame=1)
+    assert rgb.shape == (1, 4, 4, 3)
+    inner = rgb[0, 1:3, 1:3]
+    assert inner[0, 0, 2] > inner[0, 0, 0] and inner[1, 0, 0] > inner[1, 0, 2]  # −ε blue, +ε red
+    assert tuple(inner[0, 1]) != (255, 255, 255)  # zero is a neutral grey, not the page's white
+
+
+def test_every_train_preset_builds_a_valid_config():
+    from atld.ui.train_view import PRESETS, preset_values
+
+    for name in PRESETS:
+        values = {w.name: w.initial for w in widgets(TrainConfig)}
+        values.update(preset_values(name, TrainConfig))
+        config = from_widget_values(TrainConfig, values)
+        assert config.method == "atld" and config.epochs == PRESETS[name]["epochs"]
+
+
+def test_training_progress_counts_steps_from_the_start():
+    from atld.ui.train_view import progress_line
+
+    assert progress_line(0, 5, 0, 0, 1437, 50).endswith("step 0/≈29 of epoch 1")  # before the first step reports
+    assert progress_line(1, 5, 12, 28, None, None) == "1 of 5 epochs done · step 12/28 of epoch 2"
+    assert "?" not in progress_line(0, 5, 0, 0, None, None)

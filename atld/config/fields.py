@@ -189,12 +189,28 @@ def build(cls, kwargs: dict):
 
 # ----------------------------------------------------------------------------- the app
 
+# Plain names for fields whose name alone does not say it; every other field's label is its name
+# in words ("batch_size" -> "Batch size"). The field's help (its unit and meaning) is the tooltip.
+APP_LABELS = {"lr": "Learning rate", "lr_milestones": "Learning-rate milestones", "lr_gamma": "Learning-rate decay",
+              "epsilon": "ε (perturbation radius)", "arch": "Classifier architecture", "d_lr": "D learning rate",
+              "d_momentum": "D momentum", "d_weight_decay": "D weight decay", "d_updates": "D updates per batch",
+              "d_widths": "D widths", "d_blocks": "D blocks per width", "s_max": "Cap on s",
+              "amp": "Mixed precision", "eval_limit": "Test images per epoch check",
+              "pgd_step_size": "PGD step size", "pgd_steps": "PGD steps", "compile": "torch.compile"}
+
+
+def app_label(name: str) -> str:
+    """The app's label of field `name`: APP_LABELS, or the name in words."""
+    return APP_LABELS.get(name) or name.replace("_", " ").capitalize()
+
+
 @dataclass(frozen=True)
 class Widget:
-    """One widget of the app's form: the field, its label and its initial value."""
+    """One widget of the app's form: the field, its label, its help (tooltip) and its initial value."""
     spec: FieldSpec
     label: str
     initial: Any  # text widgets: a string ("" = the default); others: the value
+    help: str = ""
 
     @property
     def name(self) -> str:
@@ -211,9 +227,10 @@ def widgets(cls, overrides: dict[str, Any] | None = None) -> list[Widget]:
     for spec in field_specs(cls):
         initial = spec.default if spec.app_default is _NO_APP_DEFAULT else spec.app_default
         initial = (overrides or {}).get(spec.name, initial)
-        label = f"{spec.name} — {spec.help}" if spec.help else spec.name
+        label = app_label(spec.name)
+        help_text = spec.help[:1].upper() + spec.help[1:] if spec.help else ""
         if spec.kind == "text":
-            label += " (empty: default)" if spec.optional else " (comma-separated)" if spec.is_tuple else ""
+            help_text += " (empty: the default)" if spec.optional else " (comma-separated)" if spec.is_tuple else ""
             initial = spec.as_text(initial)
         elif spec.kind == "int":
             initial = int(initial)
@@ -221,8 +238,8 @@ def widgets(cls, overrides: dict[str, Any] | None = None) -> list[Widget]:
             initial = float(initial)
         elif spec.kind == "select":
             initial = spec.as_text(initial)  # None (the default) is ""
-            label += " (empty: default)" if spec.optional else ""
-        out.append(Widget(spec, label, initial))
+            help_text += " (empty: the default)" if spec.optional else ""
+        out.append(Widget(spec, label, initial, help_text))
     return out
 
 

@@ -1,8 +1,15 @@
-"""Datasets: a closed registry of names, each with its defaults, loaded whole as tensors."""
+"""Datasets: a closed registry of names, each with its defaults, loaded whole as tensors.
 
-from atld.data.augment import augment_batch
-from atld.data.loaders import ImageData, as_float01, load_dataset
-from atld.data.registry import DATASET_NAMES, DATASETS, DatasetSpec, get_spec
+Names are imported on first use (PEP 562), so `atld.data.registry`, `availability` and `samples`
+stay torch-free for the app's torch-free start."""
 
-__all__ = ["DATASETS", "DATASET_NAMES", "DatasetSpec", "ImageData", "as_float01", "augment_batch",
-           "get_spec", "load_dataset"]
+from __future__ import annotations
+
+from atld.lazy import lazy_exports
+
+_EXPORTS = {
+    "atld.data.augment": ("augment_batch",),
+    "atld.data.loaders": ("ImageData", "as_float01", "load_dataset"),
+    "atld.data.registry": ("DATASET_NAMES", "DATASETS", "DatasetSpec", "get_spec"),
+}
+__getattr__, __all__ = lazy_exports("atld.data", _EXPORTS)

@@ -22,3 +22,15 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     low = 0.0 if k == 0 else max(0.0, centre - half)
     high = 1.0 if k == n else min(1.0, centre + half)
     return low, high
+
+
+def p_value_text(p: float | None) -> str:
+    """A p-value as a reader should see it: "p < 0.001" / "p < 0.01" below those thresholds (a
+    permutation test with 100 permutations cannot go below 1/101 = 0.0099, and printing that
+    floor as "p = 0.0099" reads as a measured value), else "p = 0.03" (two significant digits)."""
+    if p is None or p != p:
+        return "p = –"
+    for threshold in (0.001, 0.01):
+        if p < threshold:
+            return f"p < {threshold:g}"
+    return f"p = {p:.2g}"

@@ -10,11 +10,17 @@ from atld.methods.natural import natural_step
 from atld.methods.pgd_at import pgd_at_step
 
 METHODS: dict[str, MethodSpec] = {m.name: m for m in (
-    MethodSpec("natural", natural_step, "clean cross-entropy"),
-    MethodSpec("pgd-at", pgd_at_step, "Madry's PGD adversarial training"),
+    MethodSpec("natural", natural_step, "clean cross-entropy", title="Natural (no defence)",
+               pick_when="Plain training on clean images: the fast baseline, and the model attacks fool."),
+    MethodSpec("pgd-at", pgd_at_step, "Madry's PGD adversarial training", title="PGD adversarial training",
+               pick_when="Trains on PGD attacks with labels: the standard robust baseline, about k+1 times slower."),
     MethodSpec("feature-scatter", feature_scatter_step,
-               "Feature Scattering, label-free optimal-transport perturbations"),
-    MethodSpec("atld", atld_step, "ATLD, label-free perturbations against a latent discriminator", discriminator=True),
+               "Feature Scattering, label-free optimal-transport perturbations", title="Feature Scattering",
+               pick_when="Label-free perturbations that scatter the batch's features: ATLD's closest relative."),
+    MethodSpec("atld", atld_step, "ATLD, label-free perturbations against a latent discriminator", discriminator=True,
+               title="ATLD (latent discriminator)",
+               pick_when="Label-free perturbations against a discriminator on the logits; the only method "
+                         "whose model has D, so IMT (atld / atld+) can correct inputs at test time."),
 )}
 METHOD_NAMES = tuple(METHODS)
 

@@ -60,6 +60,8 @@ class MethodSpec:
     step: Callable[[StepContext, torch.Tensor, torch.Tensor], StepOutput]
     help: str  # one line, shown by `--help` and the app
     discriminator: bool = False  # trains ATLD's discriminator D (and so allows IMT inference)
+    title: str = ""  # the app's plain name for it
+    pick_when: str = ""  # one line for the app: what it is for, when to pick it
 
     @property
     def min_batch_size(self) -> int:

@@ -73,28 +73,54 @@ def latest_cells(rows: list[dict]) -> list[dict]:
     return list(cells.values())
 
 
+# AutoAttack costs thousands of gradient evaluations per image: the curve shows it as points at the
+# dataset's ε beside the cheaper attacks' curves, not as a full curve.
+POINT_ATTACKS = ("autoattack",)
+_DASH = {"atld-": "solid", "atld": "dash", "atld+": "dot"}  # line style per inference mode
+_SYMBOL = ("circle", "diamond", "square", "triangle-up", "x", "star")  # marker per attack
+
+
+def curve_epsilons(attack: str, dataset_epsilon: float) -> tuple[float, ...]:
+    """The ε at which the curve evaluates `attack`: the grid, or only the dataset's ε (POINT_ATTACKS)."""
+    if attack in POINT_ATTACKS:
+        return (round(float(dataset_epsilon), 6),)
+    return tuple(epsilon_grid(dataset_epsilon))
+
+
 def curve_figure(curves: dict[str, list[dict]], dataset_epsilon: float):
-    """Robust accuracy (%) vs ε for several checkpoints, with 95 % interval bars; a dotted line
-    marks the dataset's ε. curves: checkpoint label -> rows of `robust_accuracy_curve`."""
+    """Robust accuracy (%) vs ε for several checkpoints, attacks and inference modes, with 95 %
+    interval bars; a dotted line marks the dataset's ε. curves: trace label -> rows of
+    `robust_accuracy_curve`. Every trace gets its own colour (a 24-colour palette), its inference
+    mode's line style and its attack's marker, so traces differ without colour too."""
+    import plotly.express as px
     import plotly.graph_objects as go
 
+    palette = px.colors.qualitative.Dark24
+    attacks = sorted({r["attack"] for rows in curves.values() for r in rows})
     fig = go.Figure()
-    for label, rows in curves.items():
+    for i, (label, rows) in enumerate(curves.items()):
         rows = sorted(rows, key=lambda r: r["epsilon"])
         acc = [100 * r["accuracy"] for r in rows]
+        mode = rows[0]["inference"] if rows else "atld-"
+        symbol = _SYMBOL[attacks.index(rows[0]["attack"]) % len(_SYMBOL)] if rows else "circle"
         fig.add_trace(go.Scatter(
-            x=[r["epsilon"] for r in rows], y=acc, mode="lines+markers", name=label,
+            x=[r["epsilon"] for r in rows], y=acc, mode="lines+markers" if len(rows) > 1 else "markers", name=label,
+            line=dict(color=palette[i % len(palette)], dash=_DASH.get(mode, "solid")),
+            marker=dict(symbol=symbol, size=9 if len(rows) > 1 else 13),
             error_y=dict(type="data", symmetric=False, array=[100 * r["ci_high"] - a for r, a in zip(rows, acc)],
                          arrayminus=[a - 100 * r["ci_low"] for r, a in zip(rows, acc)], thickness=1)))
     fig.add_vline(x=dataset_epsilon, line_dash="dot", annotation_text="dataset ε", annotation_position="top")
-    fig.update_layout(height=420, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="ε ([0, 1] pixel units)",
-                      yaxis_title="robust accuracy (%)", yaxis_range=[0, 100], legend=dict(orientation="h"))
+    fig.update_layout(height=460, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="ε ([0, 1] pixel units)",
+                      yaxis_title="robust accuracy (%)", yaxis_range=[0, 100],
+                      legend=dict(orientation="h", yanchor="top", y=-0.18, font=dict(size=11)))
     return fig
 
 
-def epsilon_grid(dataset_epsilon: float, points: int = 6) -> list[float]:
-    """0 to 2ε in equal steps (rounded to 6 decimals, so cache keys are stable)."""
-    return [round(2 * dataset_epsilon * i / (points - 1), 6) for i in range(points)]
+def epsilon_grid(dataset_epsilon: float, points: int = 5) -> list[float]:
+    """0 to 2ε in equal steps, always with the dataset's ε itself on the grid (the point the page
+    marks and the verdicts are measured at), rounded to 6 decimals so cache keys are stable."""
+    grid = {round(2 * dataset_epsilon * i / (points - 1), 6) for i in range(points)}
+    return sorted(grid | {round(float(dataset_epsilon), 6)})
 
 
 def describe_range(values) -> str:

@@ -4,7 +4,10 @@ Streamlit-free and torch-free; every function returns the bytes/text a download 
 from __future__ import annotations
 
 import io
+import itertools
 import json
+import re
+import time
 import zipfile
 from pathlib import Path
 
@@ -41,3 +44,14 @@ def checkpoint_zip(run_dir: str | Path) -> bytes:
 def frame_csv(frame) -> bytes:
     """A pandas DataFrame as UTF-8 CSV bytes (no index)."""
     return frame.to_csv(index=False).encode()
+
+
+_EXPORTS = itertools.count(1)  # this server's exports, so no two get the same name
+
+
+def export_name(stem: str, extension: str) -> str:
+    """A download's file name that no other export of this server shares: `stem`, the local time
+    to the second and a running number (two exports within one second used to get the same name,
+    and the browser kept only one). The stem is reduced to letters, digits, '.', '_' and '-'."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(stem)).strip("._") or "export"
+    return f"{stem[:80]}-{time.strftime('%Y%m%d-%H%M%S')}-{next(_EXPORTS)}.{extension.lstrip('.')}"

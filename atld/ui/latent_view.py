@@ -167,12 +167,14 @@ def gap_summary(gap: dict) -> list[tuple[str, str, str]]:
             return "—"
         return f"{100 * v:.1f} %" if pct else f"{v:.3g}"
 
+    from atld.evaluate.stats import p_value_text
+
     rows = []
     if gap.get("discriminator_auc") is not None:
         rows.append(("D's AUC", fmt(gap["discriminator_auc"]), "0.5: D cannot tell natural from perturbed"))
     rows.append(("two-sample test accuracy", fmt(gap.get("two_sample_accuracy"), True),
-                 f"50 %: no gap (p = {fmt(gap.get('two_sample_p_value'))})"))
-    rows.append(("MMD²", fmt(gap.get("mmd2")), f"0: same distribution (p = {fmt(gap.get('mmd_p_value'))})"))
+                 f"50 %: no gap ({p_value_text(gap.get('two_sample_p_value'))})"))
+    rows.append(("MMD²", fmt(gap.get("mmd2")), f"0: same distribution ({p_value_text(gap.get('mmd_p_value'))})"))
     rows.append(("kNN mixing", fmt(gap.get("knn_mixing"), True),
                  f"share of natural neighbours of perturbed points; {fmt(gap.get('knn_mixing_expected'), True)} "
                  "if perfectly mixed"))

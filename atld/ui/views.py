@@ -98,6 +98,33 @@ def magnify(delta, epsilon: float):
         np.clip(np.asarray(delta) / (2 * eps) + 0.5, 0.0, 1.0)
 
 
+# Diverging colours for a perturbation: −ε blue, 0 a neutral light grey (so "no change" is visibly
+# not the page background), +ε red (ColorBrewer RdBu end points).
+_NEGATIVE, _ZERO, _POSITIVE = np.array([33, 102, 172]), np.array([224, 224, 224]), np.array([178, 24, 43])
+_FRAME = np.array([90, 90, 90])
+
+
+def perturbation_rgb(delta, epsilon: float, scale: int | None = None, frame: int = 2) -> np.ndarray:
+    """δ [B, C, H, W] in [−ε, ε] -> uint8 RGB [B, H', W', 3]: channels averaged, blue (−ε) – grey
+    (0) – red (+ε), enlarged by nearest-neighbour like `to_display`, inside a dark `frame`-pixel
+    border so the image's extent is visible on any page background."""
+    arr = delta.detach().cpu().numpy() if hasattr(delta, "detach") else np.asarray(delta, dtype=np.float64)
+    t = np.clip(arr.mean(axis=1) / max(float(epsilon), 1e-12), -1.0, 1.0)[..., None]  # [B, H, W, 1]
+    rgb = np.where(t < 0, _ZERO + (-t) * (_NEGATIVE - _ZERO), _ZERO + t * (_POSITIVE - _ZERO))
+    if scale is None:
+        scale = max(1, 96 // arr.shape[-1])
+    rgb = rgb.repeat(scale, axis=1).repeat(scale, axis=2)
+    if frame:
+        rgb = np.pad(rgb, ((0, 0), (frame, frame), (frame, frame), (0, 0)), constant_values=0)
+        rgb[:, :frame], rgb[:, -frame:], rgb[:, :, :frame], rgb[:, :, -frame:] = _FRAME, _FRAME, _FRAME, _FRAME
+    return rgb.round().astype(np.uint8)
+
+
+def faded(images: np.ndarray, amount: float = 0.65) -> np.ndarray:
+    """uint8 images blended toward white by `amount`: results shown while newer ones compute."""
+    return (images.astype(np.float32) * (1 - amount) + 255 * amount).round().astype(np.uint8)
+
+
 def figure_from_json(text: str):
     """A plotly Figure from JSON that plotly itself wrote (the compute workers' figures), built
     without re-validating every property: 2 ms instead of 0.4 s for a 600-point map."""

@@ -1,0 +1,70 @@
+"""What the Train page offers besides the generated form, Streamlit-free: presets (field values
+for the form), the method's plain description, the live curves' figures and the progress line."""
+
+from __future__ import annotations
+
+from atld.config.fields import field_specs
+
+# Presets: field -> value, applied over the form (fields not named keep what the form holds).
+# "Quick demo": an ATLD model in about a minute on a laptop CPU (digits), enough to see D and IMT.
+# "Paper settings": the official ATLD recipe (docs/method.md): SGD, batch 50, lr 0.1 with ×0.1 steps,
+# momentum 0.9, weight decay 2e-4, label smoothing 0.5, D's lr 1e-3 and 2 updates per batch. The
+# paper trains 400 epochs; the preset asks for 30, since this app trains on the CPU (raise it).
+PRESETS: dict[str, dict] = {
+    "Quick demo": {"method": "atld", "epochs": 2, "eval_limit": 100, "device": "cpu"},
+    "Paper settings": {"method": "atld", "epochs": 30, "batch_size": 50, "optimizer": "sgd", "lr": 0.1,
+                       "lr_schedule": "step", "lr_milestones": (0.15, 0.225), "lr_gamma": 0.1, "momentum": 0.9,
+                       "weight_decay": 2e-4, "label_smoothing": 0.5, "d_lr": 1e-3, "d_updates": 2, "variant": "code",
+                       "eval_limit": 450},
+}
+
+
+def preset_values(name: str, cls) -> dict:
+    """The field values preset `name` sets, as the form's widgets hold them (text for text fields)."""
+    specs = {s.name: s for s in field_specs(cls)}
+    out = {}
+    for field, value in PRESETS[name].items():
+        spec = specs[field]
+        out[field] = spec.as_text(value) if spec.kind in ("text", "select") else value
+    return out
+
+
+def method_line(name: str) -> str:
+    """'**ATLD (latent discriminator)**: what it is, when to pick it' for the form's caption."""
+    from atld.methods import METHODS
+
+    m = METHODS.get(name)
+    if m is None:
+        return ""
+    return f"**{m.title or m.name}**: {m.pick_when or m.help}"
+
+
+def method_title(name: str) -> str:
+    from atld.methods import METHODS
+
+    m = METHODS.get(name)
+    return f"{m.title} ({name})" if m is not None and m.title else name
+
+
+def progress_line(epochs_done: int, epochs: int, step: int, steps: int, n_train: int | None,
+                  batch_size: int | None) -> str:
+    """"1 of 5 epochs done · step 12/29" — before the first step reports, the step count is
+    estimated from the training-set size (≈), never "?"."""
+    total = f"{steps}" if steps else (f"≈{-(-n_train // batch_size)}" if n_train and batch_size else "…")
+    return f"{epochs_done} of {epochs} epochs done · step {step}/{total} of epoch {min(epochs_done + 1, epochs)}"
+
+
+def curves_figure(frame, columns: list[str], title: str, height: int = 240):
+    """Live training curves: one line with markers per column against integer epochs, so one
+    epoch is already a visible point; the legend below the plot, where nothing covers it."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for col in columns:
+        fig.add_trace(go.Scatter(x=frame["epoch"], y=frame[col], mode="lines+markers", name=col.replace("_", " ")))
+    last = int(frame["epoch"].max()) if len(frame) else 1
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, margin=dict(l=10, r=10, t=30, b=10),
+                      legend=dict(orientation="h", yanchor="top", y=-0.25, font=dict(size=10)),
+                      xaxis=dict(title="epoch", tickmode="linear", tick0=1, dtick=max(1, last // 10),
+                                 range=[0.5, last + 0.5]))
+    return fig
