@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", default="digits", help="digits (embedded) or a file-based dataset such as mnist")
     p.add_argument("--data-root", help="folder of a file-based dataset (e.g. /work/shared/data/mnist)")
     p.add_argument("--train-limit", type=int, default=6000,
-                   help="time on the first N training images (file-based datasets; 0: all); the full epoch is extrapolated")
+                   help="time on the first N training images (file-based datasets; 0: all); "
+                        "the full epoch is extrapolated")
     p.add_argument("--batch-size", type=int, default=None, help="images per step (default: the dataset's recipe)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--methods", nargs="+", default=list(BENCHMARKED_METHODS), choices=BENCHMARKED_METHODS)
@@ -95,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     data = load_dataset(args.dataset, args.data_root)
     n_full = len(data.y_train)
     if args.train_limit and data.spec.needs_root and args.train_limit < n_full:
-        data = dataclasses.replace(data, x_train=data.x_train[:args.train_limit], y_train=data.y_train[:args.train_limit])
+        data = dataclasses.replace(data, x_train=data.x_train[:args.train_limit],
+                                   y_train=data.y_train[:args.train_limit])
     n_timed, scale = len(data.y_train), n_full / len(data.y_train)
     batch = args.batch_size or TrainConfig(dataset=data.spec.name).resolved_batch_size
     variants = [(m, False) for m in args.methods] + ([(m, True) for m in args.methods] if args.compare_plain else [])
@@ -129,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         rc = f"{ratio_cpu[m]:.2f}" if ratio_cpu[m] is not None else "-"
         span = f"{min(wall[m]):.3f}-{max(wall[m]):.3f}"
         full = f"{full_wall[m]:.1f} / {full_cpu[m]:.1f}"
-        print(f"{m:<22} {med_wall[m]:>13.3f} {span:>15} {rw:>6} {med_cpu[m]:>12.3f} {rc:>6} {len(wall[m]):>3} {full:>24}")
+        print(f"{m:<22} {med_wall[m]:>13.3f} {span:>15} {rw:>6} {med_cpu[m]:>12.3f} {rc:>6} {len(wall[m]):>3} "
+              f"{full:>24}")
     command = "python -m benchmarks.bench_train " + " ".join(sys.argv[1:] if argv is None else argv)
     print(f"command: {command}")
     if args.json:
