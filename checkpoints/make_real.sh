@@ -10,6 +10,7 @@
 # PARALLEL=1 the named ones run at once (on a GPU machine; logs in LOG_DIR, default /tmp). Evaluation: the first 1,000 test images
 # of MNIST and Fashion-MNIST, all 1,017 of the CIFAR-10 subset, natural / FGSM / PGD-20 / CW-20 /
 # AutoAttack (standard) / the adaptive attack, every inference mode the checkpoint supports.
+# EPOCHS=N and LIMIT=N override the recipes' epochs and the test images (a quick check of the script).
 set -euo pipefail
 root=${1:?usage: make_real.sh DATA_ROOT [train|eval|all] [DEVICE] [NAME ...]}
 stage=${2:-all}
@@ -39,6 +40,7 @@ names=("$@")
 rebuild() {
   local name=$1 dataset method epochs flags limit
   read -r dataset method epochs flags <<<"${RECIPES[$name]:?unknown checkpoint $name}"
+  epochs=${EPOCHS:-$epochs}
   if [[ $stage == train || $stage == all ]]; then
     rm -rf "checkpoints/$name"
     # shellcheck disable=SC2086
@@ -46,8 +48,8 @@ rebuild() {
       --seed 0 --device "$device" --amp off --out "checkpoints/$name" --name "$name" --quiet $flags
   fi
   if [[ $stage == eval || $stage == all ]]; then
-    limit=(--limit 1000)
-    [[ $dataset == cifar10-exact ]] && limit=()
+    limit=(--limit "${LIMIT:-1000}")
+    [[ $dataset == cifar10-exact && -z ${LIMIT:-} ]] && limit=()
     python -m atld eval --checkpoint "checkpoints/$name" --data-root "$root" "${limit[@]}" --device "$device" \
       --store --quiet --attacks natural,fgsm,pgd20,cw20,autoattack,adaptive --format table
   fi
