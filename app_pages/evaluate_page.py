@@ -49,8 +49,9 @@ data = state.data_or_stop(spec.name)
 
 with st.form("eval_form"):
     c1, c2 = st.columns([3, 1])
-    attacks = c1.multiselect("Attacks", ATTACK_NAMES, default=[a for a in ("natural", "fgsm", "pgd20", "cw20")
-                                                              if a in DEFAULT_EVAL_ATTACKS], key="ev_attacks",
+    state.url_setting("ev_attacks", [a for a in ("natural", "fgsm", "pgd20", "cw20") if a in DEFAULT_EVAL_ATTACKS],
+                      state.several(ATTACK_NAMES), param="attacks", show=state.joined)
+    attacks = c1.multiselect("Attacks", ATTACK_NAMES, key="ev_attacks",
                              help="autoattack and adaptive are much slower; keep the image count small")
     n_test = len(data.y_test)
     state.url_setting("ev_limit", min(100, n_test), state.bounded(int, 10, n_test), param="limit")
@@ -91,16 +92,19 @@ CURVE_ATTACKS = tuple(a for a in ATTACK_NAMES if a != "natural")
 MODES = tuple(m.value for m in InferenceMode)
 with st.form("curve_form"):
     c1, c2 = st.columns([3, 1])
-    chosen = c1.multiselect("Checkpoints", labels, default=labels[:3], key="ev_curve_runs")
+    state.url_setting("ev_curve_runs", labels[:3], state.several(labels), param="curve_runs", show=state.joined)
+    chosen = c1.multiselect("Checkpoints", labels, key="ev_curve_runs")
     state.url_setting("ev_curve_limit", 100, state.bounded(int, 10, 1000), param="curve_limit")
     curve_limit = c2.number_input("Test images", 10, 1000, step=10, key="ev_curve_limit")
     c3, c4 = st.columns(2)
+    state.url_setting("ev_curve_attacks", [a for a in ("pgd20", "autoattack") if a in CURVE_ATTACKS],
+                      state.several(CURVE_ATTACKS), param="curve_attacks", show=state.joined)
     curve_attacks = c3.multiselect(
-        "Attacks", CURVE_ATTACKS, default=[a for a in ("pgd20", "autoattack") if a in CURVE_ATTACKS],
-        key="ev_curve_attacks",
+        "Attacks", CURVE_ATTACKS, key="ev_curve_attacks",
         help="autoattack (drawn as points at the dataset's ε) and adaptive (through IMT) give numbers to trust; "
              "pgd/cw/fgsm only upper bounds. The strong attacks are much slower: keep the image count small")
-    modes = c4.multiselect("Inference", MODES, default=list(MODES), key="ev_curve_modes",
+    state.url_setting("ev_curve_modes", list(MODES), state.several(MODES), param="curve_modes", show=state.joined)
+    modes = c4.multiselect("Inference", MODES, key="ev_curve_modes",
                            help="atld- = the bare classifier; atld / atld+ apply IMT (checkpoints without a "
                                 "discriminator are drawn as atld- only)")
     draw = st.form_submit_button("Draw the curve", key="ev_curve_go")

@@ -228,6 +228,31 @@ def test_training_from_the_train_page_lands_in_the_picker(app_env):
     assert "from-the-app (runs)" in start_app().sidebar.selectbox(key="atld_run").options  # and for everyone
 
 
+
+def test_own_runs_resume_to_more_epochs_and_delete_after_confirmation(app_env):
+    at = open_page(start_app(), "train")
+    assert not [s for s in at.selectbox if s.key == "train_own_run"]  # shipped checkpoints are not offered
+    _start_training(at, "mine", epochs=1)
+    _wait_for(at, lambda a: len(a.success) > 0)
+    picker = at.selectbox(key="train_own_run")
+    assert picker.value == "mine" and len(picker.options) == 1  # only the runs directory's own runs, never digits-atld (shipped)
+    assert at.number_input(key="train_resume_epochs_mine").value == 2
+    at.button(key="train_resume").click().run()
+    assert not at.error, [e.value for e in at.error]
+    _wait_for(at, lambda a: any("after 2 epoch(s)" in s.value for s in a.success))
+    card = read_card(app_env / "mine")
+    assert card["epochs_done"] == 2 and card["status"] == "finished" and len(card["metrics"]) == 2
+    at.button(key="train_delete").click().run()
+    assert "cannot be undone" in at.warning[0].value
+    at.button(key="train_delete_no").click().run()  # cancelled: nothing happens
+    assert (app_env / "mine" / "card.json").exists() and not at.warning
+    at.button(key="train_delete").click().run()
+    at.button(key="train_delete_yes").click().run()
+    assert not at.exception
+    assert not (app_env / "mine").exists()
+    assert any("Deleted run" in s.value for s in at.success)
+    assert "mine (runs)" not in at.sidebar.selectbox(key="atld_run").options
+
 def test_train_form_speaks_plainly_and_presets_fill_it(app_env):
     at = open_page(start_app(), "train")
     method = at.selectbox(key="train_method")

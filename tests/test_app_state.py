@@ -66,12 +66,16 @@ def test_attack_settings_round_trip_and_hostile_values_fall_back(app_env):
 def test_evaluate_settings_come_from_the_address(app_env):
     # the forms' values commit on submit (which runs an evaluation): check the address -> widget side
     at = start_app()
-    at.query_params.update(limit="30", curve_attack="fgsm", curve_limit="50")
+    at.query_params.update(limit="30", curve_attacks="fgsm,adaptive", curve_limit="50", curve_modes="atld-",
+                           attacks="natural,bogus")
     at = open_page(at, "evaluate")
     assert at.number_input(key="ev_limit").value == 30
-    assert at.selectbox(key="ev_curve_attack").value == "fgsm"
+    assert at.multiselect(key="ev_curve_attacks").value == ["fgsm", "adaptive"]
+    assert at.multiselect(key="ev_curve_modes").value == ["atld-"]
     assert at.number_input(key="ev_curve_limit").value == 50
-    assert params(at)["limit"] == "30" and params(at)["curve_attack"] == "fgsm"
+    assert "bogus" not in at.multiselect(key="ev_attacks").value  # an unknown name: the default instead
+    assert params(at)["limit"] == "30" and params(at)["curve_attacks"] == "fgsm,adaptive"
+    assert params(at)["attacks"] == ",".join(at.multiselect(key="ev_attacks").value)
 
 
 def test_colour_by_d_on_a_model_without_d_says_so(app_env):

@@ -364,7 +364,8 @@ def show_discriminator_check(run, seed: int) -> None:
 URL_MEMORY = "atld_url_memory"  # session state: {widget key: value}, kept across page switches
 
 
-def url_setting(key: str, default, parse: Callable[[str], object] = str, param: str | None = None):
+def url_setting(key: str, default, parse: Callable[[str], object] = str, param: str | None = None,
+                show: Callable[[object], str] = str):
     """Keep widget `key`'s value in the page's address (query parameter `param`, default: the key
     after its page prefix, "lat_attack" -> "attack") and in this session across page switches.
     Call it just before drawing the widget with `key=key` and without a value/index argument.
@@ -373,7 +374,8 @@ def url_setting(key: str, default, parse: Callable[[str], object] = str, param: 
     session last had on the page (a page switch clears the address), `default`. `parse` turns the
     address's text into a value and raises (ValueError, KeyError, ...) or returns None for text it
     refuses; a refused value falls back to the next source, so a hostile link never reaches a
-    widget. Returns the value the widget will show."""
+    widget. `show` writes a value as the address's text (`parse`'s inverse; `several` pairs
+    with `joined` for a multiselect). Returns the value the widget will show."""
     param = param or key.split("_", 1)[-1]
     memory = st.session_state.setdefault(URL_MEMORY, {})
 
@@ -381,7 +383,7 @@ def url_setting(key: str, default, parse: Callable[[str], object] = str, param: 
         if raw is None:
             return None
         try:
-            return parse(str(raw))
+            return parse(raw if isinstance(raw, str) else show(raw))
         except (ValueError, TypeError, KeyError, OverflowError):
             return None
 
@@ -392,8 +394,8 @@ def url_setting(key: str, default, parse: Callable[[str], object] = str, param: 
                         if v is not None), default)
         st.session_state[key] = current
     memory[key] = current
-    if st.query_params.get(param) != str(current):
-        st.query_params[param] = str(current)
+    if st.query_params.get(param) != show(current):
+        st.query_params[param] = show(current)
     return current
 
 
@@ -401,6 +403,21 @@ def choice(options) -> Callable[[str], object]:
     """A `url_setting` parser: the option whose text is the given text (None if there is none)."""
     table = {str(o): o for o in options}
     return table.get
+
+
+def several(options) -> Callable[[str], object]:
+    """A `url_setting` parser for a multiselect: "a,b" -> [a, b] (None if any name is unknown)."""
+    table = {str(o): o for o in options}
+
+    def parse(text: str):
+        names = [t for t in text.split(",") if t]
+        return [table[t] for t in names] if all(t in table for t in names) else None
+    return parse
+
+
+def joined(values) -> str:
+    """A multiselect's value as the address's text (`several`'s inverse)."""
+    return ",".join(str(v) for v in values)
 
 
 def bounded(kind: type, low, high) -> Callable[[str], object]:
