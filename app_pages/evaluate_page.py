@@ -12,12 +12,12 @@ from atld.attacks.registry import ATTACK_NAMES, DEFAULT_EVAL_ATTACKS
 from atld.config.eval import EvalConfig
 from atld.config.vocab import InferenceMode
 from atld.errors import ATLDError
-from atld.evaluate import attack_label, evaluate, masking_findings
+from atld.evaluate import attack_label, evaluate, masking_findings, store_evaluation
 from atld.ui import cached, state
 from atld.ui.evaluate_view import (HONEST_ROBUSTNESS, curve_epsilons, curve_figure, describe_range,
                                    discriminator_messages, evaluation_table, verdict_messages)
 from atld.ui.exports import export_name
-from atld.ui.runs import card_of, discover_runs
+from atld.ui.runs import card_of, discover_runs, is_own_run
 from atld.ui.views import evaluation_frame, md
 
 st.title("Evaluate")
@@ -70,9 +70,26 @@ if go:
     except ATLDError as exc:
         st.error(md(exc))
     else:
-        st.session_state["ev_report"] = (str(run.path), report.rows, report.meta.get("discriminator"), quick_settings)
+        st.session_state["ev_report"] = (str(run.path), report.rows, report.meta.get("discriminator"), quick_settings,
+                                         report)
     bar.empty()
+
+
+def store_quick(report) -> None:
+    """Merge the quick evaluation into the run's card (what `python -m atld eval --store` does)."""
+    try:
+        store_evaluation(sel.run.path, report)
+    except ATLDError as exc:
+        st.session_state["ev_store_note"] = ("error", f"Not stored: {exc}")
+    else:
+        st.session_state["ev_store_note"] = ("success", f"Stored {len(report.rows)} row(s) in the card of "
+                                             f"{sel.run.label}: the stored evaluation above now includes them.")
+
+
 result = st.session_state.get("ev_report")
+note = st.session_state.pop("ev_store_note", None)
+if note is not None:
+    getattr(st, note[0])(md(note[1]))
 if result is not None and result[0] == str(run.path):
     rows = result[1]
     with state.result_box("ev_quick_result", result[3], quick_settings):
@@ -84,6 +101,13 @@ if result is not None and result[0] == str(run.path):
         st.download_button("These rows (CSV)", pd.DataFrame(rows).to_csv(index=False),
                            file_name=export_name(f"{run.path.name}-eval", "csv"),
                            mime="text/csv", key="ev_csv")
+        if is_own_run(sel.run):
+            st.button("Store in the run's card", key="ev_store", on_click=store_quick, args=(result[4],),
+                      help="merges these rows into the card's stored evaluation (a row with the same attack, "
+                           "inference and ε is replaced), like `python -m atld eval --store`")
+        else:
+            st.caption("Shipped checkpoints are read-only: a quick evaluation is stored only in the cards of the "
+                       "runs trained here (runs directory).")
 
 st.subheader("Robust accuracy vs ε")
 entries = [r for r in discover_runs() if r.dataset == spec.name]

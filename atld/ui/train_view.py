@@ -70,18 +70,6 @@ def curves_figure(frame, columns: list[str], title: str, height: int = 240):
     return fig
 
 
-def own_runs(entries, runs_dir) -> list:
-    """The listed runs (`atld.ui.runs.RunEntry`) the Train page may resume or delete: those of the
-    runs directory `runs_dir` that carry the lab's marker (made by the app or the CLI), never a
-    shipped checkpoint."""
-    from pathlib import Path
-
-    from atld.runs.rundir import is_ours
-
-    root = Path(runs_dir).resolve()
-    return [r for r in entries if r.source == "runs" and r.path.parent.resolve() == root and is_ours(r.path)]
-
-
 def own_run_label(entry, training: bool) -> str:
     """'digits-natural-x · natural · 3 epochs · finished' for the run picker of the Train page."""
     return f"{entry.path.name} · {entry.method} · {entry.epochs_done} epoch(s) · " + \
