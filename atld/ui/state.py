@@ -300,17 +300,20 @@ def sidebar() -> Selection:
         st.session_state["atld_dataset"], st.session_state["atld_run"] = pending
     table = dataset_availability(runs)
     extra = tuple(name for name, a in table.items() if a.usable)
+    datasets = datasets_in_order(runs, extra)
+    # The sidebar's choice lives in every page's address too ("checkpoint", not "run": the Train
+    # page's address names its job's run), so a shared link opens the same checkpoint.
+    url_setting("atld_dataset", datasets[0], choice(datasets), param="dataset")
     with st.sidebar:
         st.markdown("### Checkpoint")
-        dataset = st.selectbox("Dataset", datasets_in_order(runs, extra), key="atld_dataset",
+        dataset = st.selectbox("Dataset", datasets, key="atld_dataset",
                                format_func=lambda name: picker_label(name, table.get(name)),
                                help="checkpoints: shipped runs; sample only: a shipped sample of real test images "
                                     "(full data: download it on Home, Datasets); digits ships with the app")
         mine = [r for r in runs if r.dataset == dataset]
         labels = [r.label for r in mine]
         if labels:
-            if st.session_state.get("atld_run") not in labels:
-                st.session_state["atld_run"] = preferred_run(runs, dataset).label
+            url_setting("atld_run", preferred_run(runs, dataset).label, choice(labels), param="checkpoint")
             label = st.selectbox("Checkpoint", labels, key="atld_run",
                                  help="shipped checkpoints and the runs you trained (runs directory)")
             run = mine[labels.index(label)]
@@ -318,8 +321,10 @@ def sidebar() -> Selection:
                           + (" · has D" if run.has_discriminator else " · no discriminator")))
         else:
             run = None
+            st.query_params.pop("checkpoint", None)  # the last dataset's: it does not apply here
             st.info("No checkpoint for this dataset yet: train one on the Train page.")
-        seed = st.number_input("Seed", min_value=0, max_value=SEED_LIMIT - 1, value=0, step=1, key="atld_seed",
+        url_setting("atld_seed", 0, bounded(int, 0, SEED_LIMIT - 1), param="seed")
+        seed = st.number_input("Seed", min_value=0, max_value=SEED_LIMIT - 1, step=1, key="atld_seed",
                                help="seeds random starts of attacks and subsampling on every page")
     selection = Selection(run, dataset, int(seed))
     st.session_state[SELECTION_KEY] = selection
