@@ -211,7 +211,8 @@ if mine:
     if c3.button("Delete…", key="train_delete", disabled=busy, help="asks for confirmation first"):
         st.session_state["train_confirm_delete"] = picked
     if st.session_state.get("train_confirm_delete") == picked:
-        st.warning(md(f"Delete run `{picked}` ({entry.epochs_done} epoch(s)) and all its files? This cannot be undone."))
+        st.warning(md(f"Delete run `{picked}` ({entry.epochs_done} epoch(s)) and all its files? "
+                      "This cannot be undone."))
         y, n, _ = st.columns([1, 1, 4])
         if y.button("Yes, delete", key="train_delete_yes", type="primary"):
             delete_run(picked)

@@ -236,7 +236,7 @@ def test_own_runs_resume_to_more_epochs_and_delete_after_confirmation(app_env):
     _start_training(at, "mine", epochs=1)
     _wait_for(at, lambda a: len(a.success) > 0)
     picker = at.selectbox(key="train_own_run")
-    assert picker.value == "mine" and len(picker.options) == 1  # only the runs directory's own runs, never digits-atld (shipped)
+    assert picker.value == "mine" and len(picker.options) == 1  # the runs directory's own runs only
     assert at.number_input(key="train_resume_epochs_mine").value == 2
     at.button(key="train_resume").click().run()
     assert not at.error, [e.value for e in at.error]
