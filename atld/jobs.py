@@ -6,7 +6,7 @@ keeps in its address) can watch it and stop it, after a reload or from another t
 owner (browser session) at a time, a server-wide cap (ATLD_MAX_JOBS), run directories created
 exclusively (two jobs never share one), and a time limit for jobs nobody watches: a job whose
 page has not looked at it for ATLD_UNWATCHED_MINUTES (default 30) stops after its current step,
-keeping its last finished epoch (resumable with `python -m atld train --resume`).
+keeping its last finished epoch (resumable on the Train page or with `python -m atld train --resume`).
 
 The manager also resumes and deletes the runs of its runs directory that are the lab's own (they
 carry its marker), never a run one of its jobs is training or another process is writing (the
