@@ -2,11 +2,8 @@
 network, where its time goes (per inner attack, wall and CPU seconds), and how batch size and
 torch threads change it.
 
-The network is the lab's `fast-cnn` layout, defined here so that this script needs nothing but a
-weights file: Conv(1,16,4,s2,p1)-ReLU-Conv(16,32,4,s2,p1)-ReLU-Flatten-Linear(1568,100)-ReLU-
-Linear(100,10), with the input normalization (x − 0.5)/0.5 inside. Its weights are read with
-safetensors from a run directory's `model.safetensors` (tensors "classifier.body.{0,2,5}.*" and
-"classifier.head.*"); without --checkpoint a freshly initialised net is attacked, which only
+The network is the classifier of a run directory (--checkpoint, e.g. checkpoints/mnist-pgd-at, the
+lab's `fast-cnn`); without --checkpoint a freshly initialised `fast-cnn` is attacked, which only
 measures the cost of an attack that succeeds at once.
 
 The attack is `atld.attacks.library.autoattack` (the official code's standard version, run
@@ -34,29 +31,17 @@ from atld.attacks.progress import BatchEvent
 from atld.data.loaders import as_float01, load_dataset
 
 
-class FastCNN(nn.Module):
-    """The 28×28 `fast-cnn` layout (see the module docstring); x float [B, 1, 28, 28] in [0, 1]."""
-
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(1, 16, 4, stride=2, padding=1), nn.ReLU(),
-                                  nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
-                                  nn.Linear(32 * 7 * 7, 100), nn.ReLU())
-        self.head = nn.Linear(100, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body((x - 0.5) / 0.5))
-
-
-def load_net(run_dir: Path | None) -> FastCNN:
-    net = FastCNN()
+def load_net(run_dir: Path | None) -> nn.Module:
+    """The classifier of a run directory (loaded and validated by the lab), or a fresh `fast-cnn`."""
     if run_dir is not None:
-        from safetensors.torch import load_file
+        from atld.runs.store import load_checkpoint
 
-        tensors = load_file(str(run_dir / "model.safetensors"))
-        state = {k.removeprefix("classifier."): v for k, v in tensors.items() if k.startswith("classifier.")}
-        net.load_state_dict(state)  # strict: every tensor named and shaped as the layout says
-    return net.eval()
+        return load_checkpoint(run_dir, device="cpu").classifier.eval()
+    from atld.data.registry import get_spec
+    from atld.models.registry import build_classifier
+
+    torch.manual_seed(0)
+    return build_classifier("fast-cnn", get_spec("mnist")).eval()
 
 
 def load_avg() -> str:
@@ -94,7 +79,7 @@ def robust_accuracy(net, x_adv, y) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, help="run directory holding model.safetensors (fast-cnn layout)")
+    parser.add_argument("--checkpoint", type=Path, help="run directory (e.g. checkpoints/mnist-pgd-at)")
     parser.add_argument("--data-root", type=Path, required=True, help="folder holding MNIST/raw")
     parser.add_argument("--n", type=int, default=1000, help="first N MNIST test images")
     parser.add_argument("--epsilon", type=float, default=0.3)

@@ -17,6 +17,7 @@ from atld.config.train import TrainConfig
 from atld.data.loaders import as_float01
 from atld.methods import METHODS, StepContext
 from atld.models import Discriminator, build_classifier
+from atld.models.common import InputConv2d
 from atld.train.trainer import amp_dtype, train
 
 # Tensor -> host reads: each one waits for the GPU (torch.cuda.set_sync_debug_mode only works on CUDA,
@@ -172,3 +173,50 @@ def test_compile_flag_reaches_torch_compile(digits, monkeypatch):
     train(config.with_overrides(compile=False, method="natural", epochs=1, batch_size=400, eval_limit=0,
                                 device="cpu"), data=digits)
     assert compiled == []
+
+
+@pytest.mark.parametrize("channels,side,kernel,stride,bias,channels_last", [
+    (1, 28, 4, 2, True, False), (1, 28, 4, 2, True, True), (3, 16, 3, 1, False, True)])
+def test_input_conv_gradients_equal_conv2d(channels, side, kernel, stride, bias, channels_last):
+    """InputConv2d's direct-kernel input gradient (and its weight and bias gradients) equal nn.Conv2d's."""
+    torch.manual_seed(0)
+    fast = InputConv2d(channels, 8, kernel, stride=stride, padding=1, bias=bias)
+    plain = torch.nn.Conv2d(channels, 8, kernel, stride=stride, padding=1, bias=bias)
+    plain.load_state_dict(fast.state_dict())
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.rand(6, channels, side, side).contiguous(memory_format=layout)
+    grads = []
+    for conv in (fast, plain):
+        xi = x.clone().requires_grad_(True)
+        out = conv.to(memory_format=layout)(xi)
+        weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+        grads.append([out, *torch.autograd.grad((out * weights).sum(), [xi, *conv.parameters()])])
+    assert "InputConvFunction" in type(grads[0][0].grad_fn).__name__  # the fast path really ran
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), (a - b).abs().max()
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "digits"])
+def test_atld_steps_on_the_fast_path_equal_the_plain_steps(dataset, monkeypatch):
+    """Three ATLD steps with the CPU fast input gradient leave the same classifier and discriminator
+    as the plain nn.Conv2d path (within 1e-6): the speed-up changes rounding, not the method.
+    Synthetic images of the dataset's shape (no data files needed)."""
+    config = TrainConfig(dataset=dataset, method="atld", device="cpu")
+    shape = config.spec.input_shape
+    gen = torch.Generator().manual_seed(3)
+    batches = [(torch.rand(32, *shape, generator=gen), torch.randint(0, 10, (32,), generator=gen)) for _ in range(3)]
+
+    def run():
+        ctx = _context(config)
+        for x, y in batches:
+            METHODS["atld"].step(ctx, x, y)
+        return [p.detach().clone() for p in [*ctx.classifier.parameters(), *ctx.discriminator.parameters()]]
+
+    fast = run()
+    monkeypatch.setattr(InputConv2d, "forward", torch.nn.Conv2d.forward)
+    plain = run()
+    torch.manual_seed(0)
+    init = list(build_classifier(config.resolved_arch, config.spec).parameters())
+    assert max((a - b).abs().max().item() for a, b in zip(init, plain)) > 1e-3  # the steps really trained
+    diff = max((a - b).abs().max().item() for a, b in zip(fast, plain))
+    assert diff < 1e-6, diff

@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atld.models.common import Classifier, Normalize
+from atld.models.common import Classifier, InputConv2d, Normalize
 
 MIN_SIDE = 8  # three 2x2 pools need at least 8 pixels a side
 WIDTHS = range(8, 257)  # the widths "convnet-<w>" accepts
 
 
-def _conv_bn_relu(cin: int, cout: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+def _conv_bn_relu(cin: int, cout: int, kind: type[nn.Conv2d] = nn.Conv2d) -> list[nn.Module]:
+    return [kind(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
 
 def _widths(width: int) -> tuple[int, tuple[int, int, int]]:
@@ -36,7 +36,7 @@ class ConvNet(Classifier):
         stem, widths = _widths(width)
         self.num_classes, self.feature_dim = num_classes, widths[-1]
         self.normalize = Normalize(mean, std)
-        layers, cin = _conv_bn_relu(input_shape[0], stem), stem
+        layers, cin = _conv_bn_relu(input_shape[0], stem, InputConv2d), stem
         for w in widths:
             layers += [nn.Conv2d(cin, w, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(w), nn.ReLU(),
                        *_conv_bn_relu(w, w)]

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atld.models.common import Classifier, Normalize
+from atld.models.common import Classifier, InputConv2d, Normalize
 
 
 class PreActBlock(nn.Module):
@@ -40,7 +40,7 @@ class PreActResNet18(Classifier):
         super().__init__()
         self.num_classes, self.feature_dim = num_classes, 512
         self.normalize = Normalize(mean, std)
-        self.stem = nn.Conv2d(input_shape[0], 64, 3, 1, 1, bias=False)
+        self.stem = InputConv2d(input_shape[0], 64, 3, 1, 1, bias=False)
         layers, cin = [], 64
         for cout, stride in PREACT18_LAYERS:
             layers += [PreActBlock(cin, cout, stride), PreActBlock(cout, cout, 1)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from atld.models.common import Classifier, Normalize
+from atld.models.common import Classifier, InputConv2d, Normalize
 
 
 class SmallCNN(Classifier):
@@ -25,13 +25,13 @@ class SmallCNN(Classifier):
             raise ValueError(f"SmallCNN needs height and width divisible by 4, got {h}x{w}")
         self.num_classes, self.feature_dim = num_classes, hidden
         self.normalize = Normalize(mean, std)
-        def conv(cin: int, cout: int) -> list[nn.Module]:
+        def conv(cin: int, cout: int, kind: type[nn.Conv2d] = nn.Conv2d) -> list[nn.Module]:
             if batch_norm:
-                return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
-            return [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU()]
+                return [kind(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+            return [kind(cin, cout, 3, padding=1), nn.ReLU()]
 
         self.body = nn.Sequential(
-            *conv(c, width), *conv(width, width), nn.MaxPool2d(2),
+            *conv(c, width, InputConv2d), *conv(width, width), nn.MaxPool2d(2),
             *conv(width, 2 * width), *conv(2 * width, 2 * width), nn.MaxPool2d(2),
             nn.Flatten(),
             nn.Linear(2 * width * (h // 4) * (w // 4), hidden), nn.ReLU(),

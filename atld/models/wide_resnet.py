@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atld.models.common import Classifier, Normalize
+from atld.models.common import Classifier, InputConv2d, Normalize
 from atld.models.preact_resnet import PreActBlock, preact_block_params  # WRN's block is the same block
 
 
@@ -20,7 +20,7 @@ class WideResNet(Classifier):
         widths = _widths(widen)
         self.num_classes, self.feature_dim = num_classes, widths[3]
         self.normalize = Normalize(mean, std)
-        self.stem = nn.Conv2d(input_shape[0], widths[0], 3, 1, 1, bias=False)
+        self.stem = InputConv2d(input_shape[0], widths[0], 3, 1, 1, bias=False)
         self.layers = nn.Sequential(*(PreActBlock(*b) for b in _blocks(depth, widen)))
         cin = widths[3]
         self.bn = nn.BatchNorm2d(cin)
