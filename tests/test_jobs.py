@@ -87,7 +87,8 @@ class _BlockingTrain:
         self.calls = []
         self.lock = threading.Lock()
 
-    def __call__(self, config, *, data=None, run_dir=None, name=None, progress=None, should_stop=None):
+    def __call__(self, config, *, data=None, run_dir=None, name=None, progress=None, should_stop=None,
+                 resume=False):
         with self.lock:
             self.calls.append(run_dir)
         while not self.release.wait(0.01):
