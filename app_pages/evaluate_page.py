@@ -12,12 +12,12 @@ from atld.attacks.registry import ATTACK_NAMES, DEFAULT_EVAL_ATTACKS
 from atld.config.eval import EvalConfig
 from atld.config.vocab import InferenceMode
 from atld.errors import ATLDError
-from atld.evaluate import attack_label, evaluate, masking_findings
+from atld.evaluate import attack_label, evaluate, masking_findings, store_evaluation
 from atld.ui import cached, state
 from atld.ui.evaluate_view import (HONEST_ROBUSTNESS, curve_epsilons, curve_figure, describe_range,
                                    discriminator_messages, evaluation_table, verdict_messages)
 from atld.ui.exports import export_name
-from atld.ui.runs import card_of, discover_runs
+from atld.ui.runs import card_of, discover_runs, is_own_run
 from atld.ui.views import evaluation_frame, md
 
 st.title("Evaluate")
@@ -49,8 +49,9 @@ data = state.data_or_stop(spec.name)
 
 with st.form("eval_form"):
     c1, c2 = st.columns([3, 1])
-    attacks = c1.multiselect("Attacks", ATTACK_NAMES, default=[a for a in ("natural", "fgsm", "pgd20", "cw20")
-                                                              if a in DEFAULT_EVAL_ATTACKS], key="ev_attacks",
+    state.url_setting("ev_attacks", [a for a in ("natural", "fgsm", "pgd20", "cw20") if a in DEFAULT_EVAL_ATTACKS],
+                      state.several(ATTACK_NAMES), param="attacks", show=state.joined)
+    attacks = c1.multiselect("Attacks", ATTACK_NAMES, key="ev_attacks",
                              help="autoattack and adaptive are much slower; keep the image count small")
     n_test = len(data.y_test)
     state.url_setting("ev_limit", min(100, n_test), state.bounded(int, 10, n_test), param="limit")
@@ -69,9 +70,26 @@ if go:
     except ATLDError as exc:
         st.error(md(exc))
     else:
-        st.session_state["ev_report"] = (str(run.path), report.rows, report.meta.get("discriminator"), quick_settings)
+        st.session_state["ev_report"] = (str(run.path), report.rows, report.meta.get("discriminator"), quick_settings,
+                                         report)
     bar.empty()
+
+
+def store_quick(report) -> None:
+    """Merge the quick evaluation into the run's card (what `python -m atld eval --store` does)."""
+    try:
+        store_evaluation(sel.run.path, report)
+    except ATLDError as exc:
+        st.session_state["ev_store_note"] = ("error", f"Not stored: {exc}")
+    else:
+        st.session_state["ev_store_note"] = ("success", f"Stored {len(report.rows)} row(s) in the card of "
+                                             f"{sel.run.label}: the stored evaluation above now includes them.")
+
+
 result = st.session_state.get("ev_report")
+note = st.session_state.pop("ev_store_note", None)
+if note is not None:
+    getattr(st, note[0])(md(note[1]))
 if result is not None and result[0] == str(run.path):
     rows = result[1]
     with state.result_box("ev_quick_result", result[3], quick_settings):
@@ -83,6 +101,13 @@ if result is not None and result[0] == str(run.path):
         st.download_button("These rows (CSV)", pd.DataFrame(rows).to_csv(index=False),
                            file_name=export_name(f"{run.path.name}-eval", "csv"),
                            mime="text/csv", key="ev_csv")
+        if is_own_run(sel.run):
+            st.button("Store in the run's card", key="ev_store", on_click=store_quick, args=(result[4],),
+                      help="merges these rows into the card's stored evaluation (a row with the same attack, "
+                           "inference and ε is replaced), like `python -m atld eval --store`")
+        else:
+            st.caption("Shipped checkpoints are read-only: a quick evaluation is stored only in the cards of the "
+                       "runs trained here (runs directory).")
 
 st.subheader("Robust accuracy vs ε")
 entries = [r for r in discover_runs() if r.dataset == spec.name]
@@ -91,16 +116,19 @@ CURVE_ATTACKS = tuple(a for a in ATTACK_NAMES if a != "natural")
 MODES = tuple(m.value for m in InferenceMode)
 with st.form("curve_form"):
     c1, c2 = st.columns([3, 1])
-    chosen = c1.multiselect("Checkpoints", labels, default=labels[:3], key="ev_curve_runs")
+    state.url_setting("ev_curve_runs", labels[:3], state.several(labels), param="curve_runs", show=state.joined)
+    chosen = c1.multiselect("Checkpoints", labels, key="ev_curve_runs")
     state.url_setting("ev_curve_limit", 100, state.bounded(int, 10, 1000), param="curve_limit")
     curve_limit = c2.number_input("Test images", 10, 1000, step=10, key="ev_curve_limit")
     c3, c4 = st.columns(2)
+    state.url_setting("ev_curve_attacks", [a for a in ("pgd20", "autoattack") if a in CURVE_ATTACKS],
+                      state.several(CURVE_ATTACKS), param="curve_attacks", show=state.joined)
     curve_attacks = c3.multiselect(
-        "Attacks", CURVE_ATTACKS, default=[a for a in ("pgd20", "autoattack") if a in CURVE_ATTACKS],
-        key="ev_curve_attacks",
+        "Attacks", CURVE_ATTACKS, key="ev_curve_attacks",
         help="autoattack (drawn as points at the dataset's ε) and adaptive (through IMT) give numbers to trust; "
              "pgd/cw/fgsm only upper bounds. The strong attacks are much slower: keep the image count small")
-    modes = c4.multiselect("Inference", MODES, default=list(MODES), key="ev_curve_modes",
+    state.url_setting("ev_curve_modes", list(MODES), state.several(MODES), param="curve_modes", show=state.joined)
+    modes = c4.multiselect("Inference", MODES, key="ev_curve_modes",
                            help="atld- = the bare classifier; atld / atld+ apply IMT (checkpoints without a "
                                 "discriminator are drawn as atld- only)")
     draw = st.form_submit_button("Draw the curve", key="ev_curve_go")

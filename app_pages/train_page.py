@@ -1,5 +1,6 @@
 """Train: configure a run from TrainConfig's fields, launch it off the script thread, watch live
-curves, stop it. The job belongs to the run: the page's address carries the run and its key, so
+curves, stop it; resume or delete the app's own runs (never a shipped checkpoint, never a run
+being trained). The job belongs to the run: the page's address carries the run and its key, so
 a reload (or the same address in another tab) finds it again with its curves and its Stop. The
 finished run lands in the runs directory and appears in the picker."""
 
@@ -10,14 +11,16 @@ import time
 import streamlit as st
 
 from atld.config.fields import from_widget_values, widgets
-from atld.config.train import TrainConfig
+from atld.config.train import MAX_EPOCHS, TrainConfig
 from atld.errors import ATLDError, DataError
 from atld.methods import METHOD_NAMES
 from atld.runs.card import default_run_name
 from atld.ui import state
 from atld.ui.datasets import full_data_needed
 from atld.ui.evaluate_view import D_TRAINING_METRIC
-from atld.ui.train_view import PRESETS, curves_figure, method_line, method_title, preset_values, progress_line
+from atld.ui.runs import discover_runs, own_runs
+from atld.ui.train_view import (PRESETS, curves_figure, method_line, method_title, own_run_label,
+                                preset_values, progress_line)
 from atld.ui.views import md, metrics_frame, status_badge
 
 st.title("Train")
@@ -50,6 +53,29 @@ def draw_widget(w, container):
 def apply_preset(name: str) -> None:
     for field, value in preset_values(name, TrainConfig).items():
         st.session_state[f"train_{field}"] = value
+
+
+def training_data(dataset: str):
+    """The dataset's full data for training (the shipped sample is only for attacks and maps)."""
+    data = state.get_data(dataset)
+    if data.sample:
+        raise DataError(full_data_needed(dataset, len(data.y_test)))
+    return data
+
+
+def delete_run(name: str) -> None:
+    try:
+        manager.delete(name)
+    except ATLDError as exc:
+        st.session_state["train_notice"] = ("error", f"not deleted: {exc}")
+    else:
+        st.session_state["train_notice"] = ("success", f"Deleted run `{name}` and its files.")
+        remembered = st.session_state.get(state.JOB_KEY)
+        if remembered and remembered[0] == name:  # the panel of a deleted run's job goes too
+            st.session_state.pop(state.JOB_KEY)
+            for param in ("run", "key"):
+                st.query_params.pop(param, None)
+    st.session_state.pop("train_confirm_delete", None)
 
 
 def live_panel(job) -> None:
@@ -145,11 +171,52 @@ if job is None or not job.running:
         try:
             config = from_widget_values(TrainConfig, values)
             name = run_name.strip() or default_run_name(config.dataset, config.method, time.strftime("%Y%m%d-%H%M%S"))
-            data = state.get_data(config.dataset)
-            if data.sample:
-                raise DataError(full_data_needed(config.dataset, len(data.y_test)))
-            state.remember_job(manager.start(owner, config, name, data=data))
+            state.remember_job(manager.start(owner, config, name, data=training_data(config.dataset)))
         except ATLDError as exc:
             st.error(md(exc))
         else:
+            st.rerun()
+
+
+notice = st.session_state.pop("train_notice", None)
+mine = own_runs(discover_runs(), manager.runs_dir)
+if mine or notice:
+    st.subheader("Your runs")
+if notice:
+    getattr(st, notice[0])(md(notice[1]))
+if mine:
+    st.caption(md(f"Runs in {manager.runs_dir} (trained here or with `python -m atld train`). Shipped checkpoints "
+                  "are read-only; a run being trained can be neither resumed nor deleted."))
+    names = [r.path.name for r in mine]
+    by_name = {r.path.name: r for r in mine}
+    # plain names as options: a label that changes (epochs, status) would make a new widget
+    picked = st.selectbox("Run", names, key="train_own_run")
+    entry = by_name[picked]
+    busy = manager.is_training(picked)
+    st.caption(md(own_run_label(entry, busy)))
+    c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+    more = c1.number_input("Resume to epochs (in all)", min_value=min(entry.epochs_done + 1, MAX_EPOCHS),
+                           max_value=MAX_EPOCHS, value=min(entry.epochs_done + 1, MAX_EPOCHS), step=1,
+                           key=f"train_resume_epochs_{picked}",
+                           help="continues the run with its own settings from its last finished epoch")
+    if c2.button("Resume", key="train_resume", disabled=busy or (job is not None and job.running),
+                 help="one run per browser session at a time"):
+        try:
+            state.remember_job(manager.resume(owner, picked, int(more), data=training_data(entry.dataset)))
+        except ATLDError as exc:
+            st.error(md(f"not resumed: {exc}"))
+        else:
+            st.session_state.pop("train_seen_done", None)
+            st.rerun()
+    if c3.button("Delete…", key="train_delete", disabled=busy, help="asks for confirmation first"):
+        st.session_state["train_confirm_delete"] = picked
+    if st.session_state.get("train_confirm_delete") == picked:
+        st.warning(md(f"Delete run `{picked}` ({entry.epochs_done} epoch(s)) and all its files? "
+                      "This cannot be undone."))
+        y, n, _ = st.columns([1, 1, 4])
+        if y.button("Yes, delete", key="train_delete_yes", type="primary"):
+            delete_run(picked)
+            st.rerun(scope="app")  # the sidebar's picker drops it too
+        if n.button("Cancel", key="train_delete_no"):
+            st.session_state.pop("train_confirm_delete", None)
             st.rerun()

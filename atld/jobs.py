@@ -6,16 +6,22 @@ keeps in its address) can watch it and stop it, after a reload or from another t
 owner (browser session) at a time, a server-wide cap (ATLD_MAX_JOBS), run directories created
 exclusively (two jobs never share one), and a time limit for jobs nobody watches: a job whose
 page has not looked at it for ATLD_UNWATCHED_MINUTES (default 30) stops after its current step,
-keeping its last finished epoch (resumable with `python -m atld train --resume`).
+keeping its last finished epoch (resumable on the Train page or with `python -m atld train --resume`).
+
+The manager also resumes and deletes the runs of its runs directory that are the lab's own (they
+carry its marker), never a run one of its jobs is training or another process is writing (the
+run's writer lock), and never anything outside the runs directory (shipped checkpoints).
 
 The manager is plain Python (threads + a lock), so it is tested with threads, without Streamlit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import secrets
+import shutil
 import threading
 import time
 import traceback
@@ -26,10 +32,10 @@ from pathlib import Path
 from atld.config.settings import settings
 from atld.config.train import TrainConfig
 from atld.config.vocab import RunStatus
-from atld.errors import ATLDError, ConfigError, TrainingCollapsed, TrainingDiverged
+from atld.errors import ATLDError, CheckpointError, ConfigError, TrainingCollapsed, TrainingDiverged
 from atld.priority import lower_thread_priority
-from atld.runs.card import safe_run_name
-from atld.runs.rundir import create_run_dir, remove_if_unused
+from atld.runs.card import read_card, safe_run_name
+from atld.runs.rundir import RunWriter, create_run_dir, is_ours, remove_if_unused
 from atld.train.trainer import Progress, train
 
 
@@ -56,6 +62,7 @@ class Job:
     stop_event: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     last_seen: float = 0.0  # clock() when a page last showed the job
+    resume: bool = False  # continues the run already in run_dir
 
     def __post_init__(self):
         self.last_seen = self.clock()
@@ -128,23 +135,94 @@ class JobManager:
         or when the run name is taken; a bad name raises ConfigError."""
         safe_run_name(run_name)
         run_dir = self.runs_dir / run_name
-        with self._lock:
-            if any(j.running and j.owner == owner for j in self._jobs.values()):
-                raise JobRefused("you already have a training run going; stop it or wait for it to finish")
-            if sum(j.running for j in self._jobs.values()) >= self.max_jobs:
-                raise JobRefused(f"the server is busy: {self.max_jobs} training run(s) already going "
-                                 "(the server-wide limit); try again when one finishes")
+
+        def claim() -> None:
             try:
                 create_run_dir(run_dir)  # exclusive: a second job can never write into this run
             except FileExistsError:
                 raise JobRefused(f"a run named {run_name!r} already exists; choose another name") from None
             except OSError as exc:
                 raise JobRefused(f"cannot create the run {run_name!r}: {exc.strerror}") from None
-            job = Job(next(self._ids), owner, secrets.token_urlsafe(16), config, run_dir, clock=self.clock)
+
+        return self._launch(owner, config, run_dir, data, claim, resume=False)
+
+    def resume(self, owner: str, run_name: str, epochs: int, data=None) -> Job:
+        """Continue run `run_name` of the runs directory up to `epochs` epochs in all, with its own
+        config (only the epochs change; `atld.train.trainer.train(resume=True)` checks the rest).
+        Refused like `start`, and for a run that is not the lab's own, is being trained, or has
+        already `epochs` epochs done."""
+        run_dir = self.own_run(run_name)
+        os.close(RunWriter._lock(run_dir))  # now, not in the thread: another process is writing it
+        card = read_card(run_dir)
+        try:
+            saved = TrainConfig.from_dict(card["config"])
+        except ConfigError as exc:
+            raise ConfigError(f"the run's config is invalid: {exc}") from None
+        if not isinstance(epochs, int) or epochs <= card["epochs_done"]:
+            raise ConfigError(f"run {run_name!r} has {card['epochs_done']} epochs done: resume it to more "
+                              f"epochs than that (asked: {epochs})")
+        config = dataclasses.replace(saved, epochs=epochs)  # validated again (the epoch limit)
+
+        def claim() -> None:
+            if any(j.running and j.name == run_dir.name for j in self._jobs.values()):
+                raise JobRefused(f"run {run_name!r} is being trained right now")
+
+        job = self._launch(owner, config, run_dir, data, claim, resume=True,
+                           epochs_done=card["epochs_done"], metrics=list(card["metrics"]))
+        return job
+
+    def _launch(self, owner: str, config: TrainConfig, run_dir: Path, data, claim: Callable[[], None], *,
+                resume: bool, epochs_done: int = 0, metrics: list | None = None) -> Job:
+        with self._lock:
+            if any(j.running and j.owner == owner for j in self._jobs.values()):
+                raise JobRefused("you already have a training run going; stop it or wait for it to finish")
+            if sum(j.running for j in self._jobs.values()) >= self.max_jobs:
+                raise JobRefused(f"the server is busy: {self.max_jobs} training run(s) already going "
+                                 "(the server-wide limit); try again when one finishes")
+            claim()
+            job = Job(next(self._ids), owner, secrets.token_urlsafe(16), config, run_dir, clock=self.clock,
+                      resume=resume, epochs_done=epochs_done, metrics=metrics or [])
             self._jobs[job.id] = job
         job.thread = threading.Thread(target=self._run, args=(job, data), name=f"atld-train-{job.id}", daemon=True)
         job.thread.start()
         return job
+
+    # ------------------------------------------------------------------ the lab's own runs
+
+    def own_run(self, run_name: str) -> Path:
+        """runs_dir/run_name if it is a run of the lab's own there (its marker, a card, not a link)
+        that none of this manager's jobs is training; else one line (CheckpointError/JobRefused)."""
+        safe_run_name(run_name)
+        run_dir = self.runs_dir / run_name
+        shipped = settings().checkpoints_dir.resolve()
+        if run_dir.is_symlink() or not run_dir.is_dir() or not is_ours(run_dir) \
+                or run_dir.resolve().is_relative_to(shipped):  # shipped checkpoints are read-only here
+            raise CheckpointError(f"{run_name!r} is not a run of this app's runs directory")
+        if self.is_training(run_name):
+            raise JobRefused(f"run {run_name!r} is being trained right now; stop it first")
+        return run_dir
+
+    def is_training(self, run_name: str) -> bool:
+        with self._lock:
+            return any(j.running and j.name == run_name for j in self._jobs.values())
+
+    def delete(self, run_name: str) -> None:
+        """Delete run `run_name` of the runs directory with all its files. Only a run of the lab's
+        own that nobody is writing: the run's writer lock is held while it is moved aside (one
+        rename: readers see it gone at once) and removed."""
+        run_dir = self.own_run(run_name)
+        lock = RunWriter._lock(run_dir)  # CheckpointError: another process or job is writing it
+        try:
+            if self.is_training(run_name):  # a resume started since own_run: it has or wants the lock
+                raise JobRefused(f"run {run_name!r} is being trained right now; stop it first")
+            trash = run_dir.with_name(f".deleting-{run_dir.name}-{secrets.token_hex(4)}")
+            try:
+                os.rename(run_dir, trash)
+            except OSError as exc:
+                raise CheckpointError(f"cannot delete run {run_name!r}: {exc.strerror}") from None
+        finally:
+            os.close(lock)
+        shutil.rmtree(trash, ignore_errors=True)  # rmtree never follows links out of the folder
 
     def _should_stop(self, job: Job) -> bool:
         if job.unwatched_seconds() > self.unwatched_seconds and not job.stop_event.is_set():
@@ -164,7 +242,7 @@ class JobManager:
 
         try:
             result = train(job.config, data=data, run_dir=job.run_dir, name=job.name, progress=progress,
-                           should_stop=lambda: self._should_stop(job))
+                           should_stop=lambda: self._should_stop(job), resume=job.resume)
             status = result.status
         except TrainingDiverged as exc:
             job.error, status = str(exc), RunStatus.DIVERGED
@@ -175,6 +253,7 @@ class JobManager:
         except Exception as exc:  # noqa: BLE001 - a worker must never die silently
             job.error, status = f"{type(exc).__name__}: {exc}", RunStatus.FAILED
             traceback.print_exc()
-        remove_if_unused(job.run_dir)  # a job that failed before its first epoch leaves no folder
+        if not job.resume:
+            remove_if_unused(job.run_dir)  # a job that failed before its first epoch leaves no folder
         with self._lock:
             job.status = status

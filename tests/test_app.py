@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from atld.config.train import TrainConfig
 from atld.runs.card import read_card
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -228,6 +229,31 @@ def test_training_from_the_train_page_lands_in_the_picker(app_env):
     assert "from-the-app (runs)" in start_app().sidebar.selectbox(key="atld_run").options  # and for everyone
 
 
+
+def test_own_runs_resume_to_more_epochs_and_delete_after_confirmation(app_env):
+    at = open_page(start_app(), "train")
+    assert not [s for s in at.selectbox if s.key == "train_own_run"]  # shipped checkpoints are not offered
+    _start_training(at, "mine", epochs=1)
+    _wait_for(at, lambda a: len(a.success) > 0)
+    picker = at.selectbox(key="train_own_run")
+    assert picker.value == "mine" and len(picker.options) == 1  # the runs directory's own runs only
+    assert at.number_input(key="train_resume_epochs_mine").value == 2
+    at.button(key="train_resume").click().run()
+    assert not at.error, [e.value for e in at.error]
+    _wait_for(at, lambda a: any("after 2 epoch(s)" in s.value for s in a.success))
+    card = read_card(app_env / "mine")
+    assert card["epochs_done"] == 2 and card["status"] == "finished" and len(card["metrics"]) == 2
+    at.button(key="train_delete").click().run()
+    assert "cannot be undone" in at.warning[0].value
+    at.button(key="train_delete_no").click().run()  # cancelled: nothing happens
+    assert (app_env / "mine" / "card.json").exists() and not at.warning
+    at.button(key="train_delete").click().run()
+    at.button(key="train_delete_yes").click().run()
+    assert not at.exception
+    assert not (app_env / "mine").exists()
+    assert any("Deleted run" in s.value for s in at.success)
+    assert "mine (runs)" not in at.sidebar.selectbox(key="atld_run").options
+
 def test_train_form_speaks_plainly_and_presets_fill_it(app_env):
     at = open_page(start_app(), "train")
     method = at.selectbox(key="train_method")
@@ -312,6 +338,8 @@ def test_evaluate_page_table_quick_run_and_curve(app_env, app_checkpoints, tmp_p
     assert set(quick["inference"]) == {"atld-", "atld", "atld+"} and "not run" in set(quick["accuracy"])
     assert any("cannot separate" in w.value or "separates" in m.value for w in at.warning for m in at.info)
     assert [b.key for b in at.get("download_button")] == ["ev_csv"]
+    assert not [b for b in at.button if b.key == "ev_store"]  # a shipped checkpoint's card is read-only
+    assert any("Shipped checkpoints are read-only" in c.value for c in at.caption)
     at.multiselect(key="ev_curve_runs").set_value([])  # nothing chosen: a message, not empty axes
     at.button(key="ev_curve_go").click().run()
     assert not at.get("plotly_chart") and any("Nothing to draw" in i.value for i in at.info)
@@ -329,6 +357,29 @@ def test_evaluate_page_table_quick_run_and_curve(app_env, app_checkpoints, tmp_p
     assert all(0.2 in t["x"] for t in traces)  # the dataset's ε is on every curve's grid
     assert len({t["line"]["color"] for t in traces}) == len(traces)  # distinct colours
 
+
+
+def test_a_quick_evaluation_is_stored_in_the_card_of_an_own_run(app_env):
+    from atld.train.trainer import train as train_run
+
+    train_run(TrainConfig(dataset="digits", method="natural", epochs=1, batch_size=64, eval_limit=0, device="cpu"),
+              run_dir=app_env / "tiny", name="tiny")
+    at = start_app()
+    at.sidebar.selectbox(key="atld_run").set_value("tiny (runs)").run()
+    open_page(at, "evaluate")
+    assert any("no stored evaluation yet" in c.value for c in at.caption)
+    at.multiselect(key="ev_attacks").set_value(["natural", "fgsm"])
+    at.number_input(key="ev_limit").set_value(20)
+    at.button(key="ev_go").click().run()
+    at.button(key="ev_store").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.success[0].value.startswith("Stored 2 row(s) in the card of tiny (runs)")
+    rows = read_card(app_env / "tiny")["evaluations"]["rows"]
+    assert sorted((r["attack"], r["n"]) for r in rows) == [("fgsm", 20), ("natural", 20)]
+    assert len(at.dataframe[0].value) == 2  # the stored evaluation on the page shows them
+    shutil.rmtree(app_env / "tiny")  # the run went away meanwhile: one line, nothing written
+    at.button(key="ev_store").click().run()
+    assert at.error[0].value.startswith("Not stored:") and "\n" not in at.error[0].value
 
 def _traces(at: AppTest) -> list[dict]:
     import json

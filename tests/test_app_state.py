@@ -12,7 +12,9 @@ import pandas as pd
 
 from atld.config.vocab import PointSet
 from atld.ui.latent_view import axis_titles, page_of, selection_order
-from tests.test_app import open_page, start_app
+from streamlit.testing.v1 import AppTest
+
+from tests.test_app import APP, TIMEOUT, open_page, start_app
 
 
 def params(at) -> dict:
@@ -66,12 +68,16 @@ def test_attack_settings_round_trip_and_hostile_values_fall_back(app_env):
 def test_evaluate_settings_come_from_the_address(app_env):
     # the forms' values commit on submit (which runs an evaluation): check the address -> widget side
     at = start_app()
-    at.query_params.update(limit="30", curve_attack="fgsm", curve_limit="50")
+    at.query_params.update(limit="30", curve_attacks="fgsm,adaptive", curve_limit="50", curve_modes="atld-",
+                           attacks="natural,bogus")
     at = open_page(at, "evaluate")
     assert at.number_input(key="ev_limit").value == 30
-    assert at.selectbox(key="ev_curve_attack").value == "fgsm"
+    assert at.multiselect(key="ev_curve_attacks").value == ["fgsm", "adaptive"]
+    assert at.multiselect(key="ev_curve_modes").value == ["atld-"]
     assert at.number_input(key="ev_curve_limit").value == 50
-    assert params(at)["limit"] == "30" and params(at)["curve_attack"] == "fgsm"
+    assert "bogus" not in at.multiselect(key="ev_attacks").value  # an unknown name: the default instead
+    assert params(at)["limit"] == "30" and params(at)["curve_attacks"] == "fgsm,adaptive"
+    assert params(at)["attacks"] == ",".join(at.multiselect(key="ev_attacks").value)
 
 
 def test_colour_by_d_on_a_model_without_d_says_so(app_env):
@@ -116,3 +122,25 @@ def test_selection_lists_perturbed_misclassified_points_first_then_pages():
     shown, page, pages = page_of(list(np.arange(50)), 3, size=24)
     assert (page, pages, len(shown)) == (3, 3, 2)
     assert page_of([], 5)[1:] == (1, 1)
+
+
+def test_the_sidebar_choice_travels_in_the_address_of_every_page(app_env):
+    at = start_app()
+    at.sidebar.selectbox(key="atld_run").set_value("digits-natural (shipped)").run()
+    at.sidebar.number_input(key="atld_seed").set_value(7).run()
+    open_page(at, "attack")
+    assert params(at)["checkpoint"] == "digits-natural (shipped)" and params(at)["seed"] == "7"
+    assert params(at)["dataset"] == "digits" and "run" not in params(at)  # "run" is the Train page's job
+    shared = AppTest.from_file(APP, default_timeout=TIMEOUT)  # the link opened elsewhere
+    shared.query_params.update(params(at))
+    shared.run()
+    assert not shared.exception
+    assert shared.sidebar.selectbox(key="atld_run").value == "digits-natural (shipped)"
+    assert shared.sidebar.number_input(key="atld_seed").value == 7
+    hostile = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    hostile.query_params.update(checkpoint="../../etc (shipped)", seed="-3", dataset="nope")
+    hostile.run()
+    assert not hostile.exception
+    assert hostile.sidebar.selectbox(key="atld_run").value == "digits-atld (shipped)"  # the defaults instead
+    assert hostile.sidebar.number_input(key="atld_seed").value == 0
+    assert hostile.sidebar.selectbox(key="atld_dataset").value == "digits"

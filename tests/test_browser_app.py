@@ -1,6 +1,8 @@
 """End to end in a real browser: Debian's chromium driven by Python Playwright against
 `streamlit run app.py` on a free localhost port. Visits every page, runs an attack (changing ε),
-makes a box selection on the latent plot and sees the selected images. Screenshots go to
+makes a box selection on the latent plot and sees the selected images; walks the Learn lesson
+(the step in the address) and plays the attack-path animation; a reload keeps a page's settings;
+hovering a point shows its image; Home and Attack fit a 390 px phone and a 1280×720 projector. Screenshots go to
 artifacts/browser/ (gitignored; CI keeps them as test artifacts)."""
 
 from __future__ import annotations
@@ -210,4 +212,57 @@ def test_a_reload_keeps_the_settings_and_hovering_a_point_shows_its_image(server
     assert thumb.is_visible()
     assert thumb.get_attribute("src").startswith("data:image/png;base64,")
     shot(page, "latent-hover")
+    page.close()
+
+
+def test_the_lesson_walks_step_by_step_and_the_attack_path_plays(server, browser):
+    from atld.ui.learn import STEPS
+
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.set_default_timeout(WAIT_MS)
+    page.goto(f"{server}/learn")
+    page.wait_for_selector("h1:has-text('Learn')")
+    wait_idle(page)
+    for k, (title, _) in enumerate(STEPS, start=1):
+        page.locator("h3", has_text=title).wait_for()
+        wait_idle(page)
+        assert re.search(rf"[?&]step={k}(&|$)", page.url), page.url
+        assert page.locator("[data-testid='stException']").count() == 0
+        if "path" in title.lower():  # the animation step: play it and see the frames move
+            chart = page.locator(".js-plotly-plot", has=page.locator(".updatemenu-button")).first
+            grip = chart.locator(".slider-grip-rect")  # the step slider's handle
+            before = grip.bounding_box()["x"]
+            chart.locator(".updatemenu-button", has_text="Play").click()
+            deadline = time.monotonic() + 30
+            while grip.bounding_box()["x"] <= before + 1 and time.monotonic() < deadline:
+                page.wait_for_timeout(200)
+            assert grip.bounding_box()["x"] > before + 1  # the frames play: the slider moves on
+        if k < len(STEPS):
+            page.get_by_role("button", name="Next →").click()
+    page.reload()  # the last step's address opens the last step
+    page.locator("h3", has_text=STEPS[-1][0]).wait_for()
+    page.close()
+
+
+OVERFLOW = """() => {
+  const main = document.querySelector("[data-testid='stMain']") || document.body;
+  return {body: document.body.scrollWidth, main: main.scrollWidth, mainWidth: main.clientWidth,
+          window: window.innerWidth};
+}"""
+
+
+@pytest.mark.parametrize("width,height", [(390, 844), (1280, 720)], ids=["phone", "projector"])
+def test_home_and_attack_fit_a_phone_and_a_projector(server, browser, width, height):
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(WAIT_MS)
+    for path, title in (("", "ATLD lab"), ("/attack", "Attack")):
+        page.goto(f"{server}{path}")
+        page.wait_for_selector(f"h1:has-text('{title}')")
+        wait_idle(page)
+        if title == "Attack":
+            page.locator("[data-testid='stImage']").nth(6 * 4 - 1).wait_for()
+        sizes = page.evaluate(OVERFLOW)
+        assert sizes["body"] <= sizes["window"] + 1, (title, sizes)  # no sideways scrolling of the page
+        assert sizes["main"] <= sizes["mainWidth"] + 1, (title, sizes)
+        assert page.locator("[data-testid='stException']").count() == 0
     page.close()

@@ -87,7 +87,8 @@ class _BlockingTrain:
         self.calls = []
         self.lock = threading.Lock()
 
-    def __call__(self, config, *, data=None, run_dir=None, name=None, progress=None, should_stop=None):
+    def __call__(self, config, *, data=None, run_dir=None, name=None, progress=None, should_stop=None,
+                 resume=False):
         with self.lock:
             self.calls.append(run_dir)
         while not self.release.wait(0.01):
@@ -279,3 +280,66 @@ def test_bad_settings_in_the_environment_are_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("ATLD_UNWATCHED_MINUTES", "forever")
     with pytest.raises(ConfigError, match="ATLD_UNWATCHED_MINUTES"):
         JobManager(tmp_path)
+
+
+# ----------------------------------------------------------------------------- resume and delete
+
+def test_resume_continues_a_run_and_delete_removes_it(tmp_path, data):
+    manager = JobManager(tmp_path / "runs", max_jobs=2)
+    first = manager.start("alice", tiny_config(epochs=1), "mine", data=data)
+    first.wait(120)
+    assert first.status == "finished" and first.epochs_done == 1
+    with pytest.raises(ConfigError, match="1 epochs done"):
+        manager.resume("alice", "mine", 1, data=data)  # not more epochs: refused, nothing changes
+    job = manager.resume("alice", "mine", 2, data=data)
+    assert job.epochs_done == 1 and len(job.metrics) == 1  # the curves start from the run's history
+    job.wait(120)
+    assert job.status == "finished" and job.error is None
+    run = load_checkpoint(tmp_path / "runs" / "mine")
+    assert run.card["epochs_done"] == 2 and len(run.card["metrics"]) == 2
+    manager.delete("mine")
+    assert not (tmp_path / "runs" / "mine").exists() and list((tmp_path / "runs").iterdir()) == []
+
+
+def test_delete_and_resume_refuse_what_is_not_the_apps_own_run(tmp_path, data, monkeypatch):
+    runs = tmp_path / "runs"
+    (runs / "foreign").mkdir(parents=True)  # a folder of the user's: no marker
+    (runs / "foreign" / "card.json").write_text("{}")
+    (runs / "link").symlink_to(runs / "foreign")
+    manager = JobManager(runs)
+    for name in ("foreign", "link", "absent", "../runs"):
+        with pytest.raises((ConfigError, jobs.CheckpointError)) as info:
+            manager.delete(name)
+        assert "\n" not in str(info.value)
+        with pytest.raises((ConfigError, jobs.CheckpointError)):
+            manager.resume("alice", name, 3, data=data)
+    assert (runs / "foreign" / "card.json").exists()
+    # the shipped checkpoints are read-only, even when the runs directory is set to them
+    monkeypatch.setenv("ATLD_CHECKPOINTS_DIR", str(runs))
+    done = manager.start("alice", tiny_config(epochs=1), "shipped-like", data=data)
+    done.wait(120)
+    with pytest.raises(jobs.CheckpointError, match="not a run of this app's runs directory"):
+        manager.delete("shipped-like")
+    assert (runs / "shipped-like" / "card.json").exists()
+
+
+def test_a_run_being_trained_is_neither_deleted_nor_resumed(tmp_path, data):
+    from atld.runs.rundir import RunWriter
+
+    manager = JobManager(tmp_path / "runs", max_jobs=2)
+    manager.start("alice", tiny_config(epochs=1), "busy", data=data).wait(120)
+    with RunWriter.claim(tmp_path / "runs" / "busy", new=False):  # e.g. `python -m atld train --resume` elsewhere
+        with pytest.raises(jobs.CheckpointError, match="being written"):
+            manager.delete("busy")
+        with pytest.raises(jobs.CheckpointError, match="being written"):
+            manager.resume("bob", "busy", 3, data=data)
+    assert (tmp_path / "runs" / "busy" / "card.json").exists()
+    job = manager.start("carol", tiny_config(epochs=500), "long", data=data)
+    try:
+        with pytest.raises(JobRefused, match="being trained"):
+            manager.delete("long")
+        with pytest.raises(JobRefused, match="being trained"):
+            manager.resume("dave", "long", 600, data=data)
+    finally:
+        job.stop()
+        job.wait(120)

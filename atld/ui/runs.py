@@ -114,6 +114,25 @@ def discover_runs(dirs: list[tuple[str, Path]] | None = None) -> list[RunEntry]:
     return out
 
 
+def own_runs(entries: list[RunEntry], runs_dir=None) -> list[RunEntry]:
+    """The listed runs (`atld.ui.runs.RunEntry`) the Train page may resume or delete: those of the
+    runs directory `runs_dir` that carry the lab's marker (made by the app or the CLI), never a
+    shipped checkpoint."""
+    root = Path(runs_dir if runs_dir is not None else settings().runs_dir).resolve()
+    return [r for r in entries if is_own_run(r, root)]
+
+
+def is_own_run(entry: RunEntry, runs_dir=None) -> bool:
+    """True for a run the app may write (resume, delete, store an evaluation into): one of the
+    runs directory's that carries the lab's marker; never a shipped checkpoint."""
+    from atld.runs.rundir import is_ours
+
+    root = Path(runs_dir if runs_dir is not None else settings().runs_dir).resolve()
+    shipped = settings().checkpoints_dir.resolve()
+    return (entry.source == "runs" and entry.path.parent.resolve() == root
+            and not entry.path.resolve().is_relative_to(shipped) and is_ours(entry.path))
+
+
 # The first view's checkpoint: the first of these shipped runs that exists (real data: MNIST),
 # else the preferred run of FALLBACK_DATASET (digits: ships with scikit-learn, the fastest demo).
 # The sidebar and the compute service's start-up pre-computation both read `default_run`.

@@ -300,17 +300,20 @@ def sidebar() -> Selection:
         st.session_state["atld_dataset"], st.session_state["atld_run"] = pending
     table = dataset_availability(runs)
     extra = tuple(name for name, a in table.items() if a.usable)
+    datasets = datasets_in_order(runs, extra)
+    # The sidebar's choice lives in every page's address too ("checkpoint", not "run": the Train
+    # page's address names its job's run), so a shared link opens the same checkpoint.
+    url_setting("atld_dataset", datasets[0], choice(datasets), param="dataset")
     with st.sidebar:
         st.markdown("### Checkpoint")
-        dataset = st.selectbox("Dataset", datasets_in_order(runs, extra), key="atld_dataset",
+        dataset = st.selectbox("Dataset", datasets, key="atld_dataset",
                                format_func=lambda name: picker_label(name, table.get(name)),
                                help="checkpoints: shipped runs; sample only: a shipped sample of real test images "
                                     "(full data: download it on Home, Datasets); digits ships with the app")
         mine = [r for r in runs if r.dataset == dataset]
         labels = [r.label for r in mine]
         if labels:
-            if st.session_state.get("atld_run") not in labels:
-                st.session_state["atld_run"] = preferred_run(runs, dataset).label
+            url_setting("atld_run", preferred_run(runs, dataset).label, choice(labels), param="checkpoint")
             label = st.selectbox("Checkpoint", labels, key="atld_run",
                                  help="shipped checkpoints and the runs you trained (runs directory)")
             run = mine[labels.index(label)]
@@ -318,8 +321,10 @@ def sidebar() -> Selection:
                           + (" · has D" if run.has_discriminator else " · no discriminator")))
         else:
             run = None
+            st.query_params.pop("checkpoint", None)  # the last dataset's: it does not apply here
             st.info("No checkpoint for this dataset yet: train one on the Train page.")
-        seed = st.number_input("Seed", min_value=0, max_value=SEED_LIMIT - 1, value=0, step=1, key="atld_seed",
+        url_setting("atld_seed", 0, bounded(int, 0, SEED_LIMIT - 1), param="seed")
+        seed = st.number_input("Seed", min_value=0, max_value=SEED_LIMIT - 1, step=1, key="atld_seed",
                                help="seeds random starts of attacks and subsampling on every page")
     selection = Selection(run, dataset, int(seed))
     st.session_state[SELECTION_KEY] = selection
@@ -364,7 +369,8 @@ def show_discriminator_check(run, seed: int) -> None:
 URL_MEMORY = "atld_url_memory"  # session state: {widget key: value}, kept across page switches
 
 
-def url_setting(key: str, default, parse: Callable[[str], object] = str, param: str | None = None):
+def url_setting(key: str, default, parse: Callable[[str], object] = str, param: str | None = None,
+                show: Callable[[object], str] = str):
     """Keep widget `key`'s value in the page's address (query parameter `param`, default: the key
     after its page prefix, "lat_attack" -> "attack") and in this session across page switches.
     Call it just before drawing the widget with `key=key` and without a value/index argument.
@@ -373,7 +379,8 @@ def url_setting(key: str, default, parse: Callable[[str], object] = str, param: 
     session last had on the page (a page switch clears the address), `default`. `parse` turns the
     address's text into a value and raises (ValueError, KeyError, ...) or returns None for text it
     refuses; a refused value falls back to the next source, so a hostile link never reaches a
-    widget. Returns the value the widget will show."""
+    widget. `show` writes a value as the address's text (`parse`'s inverse; `several` pairs
+    with `joined` for a multiselect). Returns the value the widget will show."""
     param = param or key.split("_", 1)[-1]
     memory = st.session_state.setdefault(URL_MEMORY, {})
 
@@ -381,7 +388,7 @@ def url_setting(key: str, default, parse: Callable[[str], object] = str, param: 
         if raw is None:
             return None
         try:
-            return parse(str(raw))
+            return parse(raw if isinstance(raw, str) else show(raw))
         except (ValueError, TypeError, KeyError, OverflowError):
             return None
 
@@ -392,8 +399,8 @@ def url_setting(key: str, default, parse: Callable[[str], object] = str, param: 
                         if v is not None), default)
         st.session_state[key] = current
     memory[key] = current
-    if st.query_params.get(param) != str(current):
-        st.query_params[param] = str(current)
+    if st.query_params.get(param) != show(current):
+        st.query_params[param] = show(current)
     return current
 
 
@@ -401,6 +408,21 @@ def choice(options) -> Callable[[str], object]:
     """A `url_setting` parser: the option whose text is the given text (None if there is none)."""
     table = {str(o): o for o in options}
     return table.get
+
+
+def several(options) -> Callable[[str], object]:
+    """A `url_setting` parser for a multiselect: "a,b" -> [a, b] (None if any name is unknown)."""
+    table = {str(o): o for o in options}
+
+    def parse(text: str):
+        names = [t for t in text.split(",") if t]
+        return [table[t] for t in names] if all(t in table for t in names) else None
+    return parse
+
+
+def joined(values) -> str:
+    """A multiselect's value as the address's text (`several`'s inverse)."""
+    return ",".join(str(v) for v in values)
 
 
 def bounded(kind: type, low, high) -> Callable[[str], object]:

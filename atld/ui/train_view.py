@@ -68,3 +68,9 @@ def curves_figure(frame, columns: list[str], title: str, height: int = 240):
                       xaxis=dict(title="epoch", tickmode="linear", tick0=1, dtick=max(1, last // 10),
                                  range=[0.5, last + 0.5]))
     return fig
+
+
+def own_run_label(entry, training: bool) -> str:
+    """'digits-natural-x · natural · 3 epochs · finished' for the run picker of the Train page."""
+    return f"{entry.path.name} · {entry.method} · {entry.epochs_done} epoch(s) · " + \
+        ("being trained now" if training else entry.status)

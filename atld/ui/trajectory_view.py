@@ -32,7 +32,7 @@ def _caption(name: str, steps: int, preds: np.ndarray, labels: np.ndarray) -> st
 def trajectory_figure(coords: np.ndarray, labels: np.ndarray, preds: np.ndarray, class_names, *,
                       indices: np.ndarray | None = None, imt_coords: np.ndarray | None = None,
                       imt_preds: np.ndarray | None = None, background: np.ndarray | None = None,
-                      background_labels: np.ndarray | None = None, title: str = "", height: int = 520,
+                      background_labels: np.ndarray | None = None, title: str = "", height: int = 600,
                       frame_ms: int = 250):
     """The animation (see the module docstring). Frames: steps + 1, plus one for IMT when
     `imt_coords` is given. Moving points are coloured by their true class; a flipped point (its
@@ -95,26 +95,31 @@ def trajectory_figure(coords: np.ndarray, labels: np.ndarray, preds: np.ndarray,
                                                           if background is not None else []))
     low, high = every.min(0), every.max(0)
     pad = 0.05 * np.maximum(high - low, 1e-9)
-    play = dict(frame=dict(duration=frame_ms, redraw=False), fromcurrent=True, transition=dict(duration=frame_ms // 2))
+    # redraw: each frame's title (how many are misclassified by then) is a layout change, which
+    # Plotly applies only when it redraws
+    play = dict(frame=dict(duration=frame_ms, redraw=True), fromcurrent=True, transition=dict(duration=frame_ms // 2))
     pause = dict(frame=dict(duration=0, redraw=False), mode="immediate", transition=dict(duration=0))
     fig.update_layout(
-        height=height, margin=dict(l=10, r=10, t=60, b=10),
-        title=dict(text=title or _caption("0", steps, predictions[0], labels)),
+        # the title on top, the buttons between it and the plot, the step slider under the x axis,
+        # the legend under the slider: nothing covers anything (Plotly grows the margins for them)
+        height=height, margin=dict(l=10, r=10, t=90, b=10),
+        title=dict(text=title or _caption("0", steps, predictions[0], labels), y=0.985, yanchor="top"),
         xaxis=dict(range=[low[0] - pad[0], high[0] + pad[0]], title="PC 1 (natural map)", autorange=False),
         yaxis=dict(range=[low[1] - pad[1], high[1] + pad[1]], title="PC 2", autorange=False),
-        legend=dict(orientation="h", yanchor="top", y=-0.12),
-        updatemenus=[dict(type="buttons", direction="left", showactive=False, x=0.0, y=1.12, xanchor="left",
+        legend=dict(orientation="h", yanchor="top", y=-0.5),
+        updatemenus=[dict(type="buttons", direction="left", showactive=False, x=0.0, y=1.02, xanchor="left",
+                          yanchor="bottom",
                           buttons=[dict(label="▶ Play", method="animate", args=[None, play]),
                                    dict(label="❚❚ Pause", method="animate", args=[[None], pause])])],
-        sliders=[dict(active=0, y=-0.02, len=0.9, x=0.1, currentvalue=dict(prefix="step: "),
+        sliders=[dict(active=0, y=-0.1, yanchor="top", len=0.9, x=0.1, currentvalue=dict(prefix="step: "),
                       steps=[dict(label="natural" if name == "0" else name, method="animate",
-                                  args=[[name], dict(pause, frame=dict(duration=0, redraw=False))])
+                                  args=[[name], dict(pause, frame=dict(duration=0, redraw=True))])
                              for name in names])])
     return fig
 
 
 def path_figure(path, coords, imt_coords, background, background_labels, class_names, *, indices=None,
-                title: str = "", height: int = 520):
+                title: str = "", height: int = 600):
     """`trajectory_figure` of an `atld.latent.trajectories.AttackPath` and its `embed_path` output."""
     return trajectory_figure(coords, path.labels.numpy(), path.preds.numpy(), class_names, indices=indices,
                              imt_coords=imt_coords,
