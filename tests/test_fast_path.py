@@ -9,7 +9,9 @@ import contextlib
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
+import atld.models.common as common
 import atld.train.trainer as trainer
 from atld.cli import build_parser
 from atld.config.fields import from_flags
@@ -17,7 +19,7 @@ from atld.config.train import TrainConfig
 from atld.data.loaders import as_float01
 from atld.methods import METHODS, StepContext
 from atld.models import Discriminator, build_classifier
-from atld.models.common import InputConv2d
+from atld.models.common import InputConv2d, LayoutFlatten
 from atld.train.trainer import amp_dtype, train
 
 # Tensor -> host reads: each one waits for the GPU (torch.cuda.set_sync_debug_mode only works on CUDA,
@@ -196,24 +198,92 @@ def test_input_conv_gradients_equal_conv2d(channels, side, kernel, stride, bias,
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), (a - b).abs().max()
 
 
+class AtenRecorder(TorchDispatchMode):
+    """Records the names of the ATen ops that run (forward and backward)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def test_input_conv_computes_only_the_gradients_the_pass_needs():
+    """An image-only pass (autograd.grad to x, as ATLD's perturbation and s) computes no weight
+    gradient; a parameters-only pass (backward(inputs=params), f's update) no image gradient. Both
+    still equal nn.Conv2d's."""
+    torch.manual_seed(0)
+    fast = InputConv2d(1, 8, 4, stride=2, padding=1)
+    plain = torch.nn.Conv2d(1, 8, 4, stride=2, padding=1)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.rand(5, 1, 28, 28)
+    results = {}
+    for name, conv in (("fast", fast), ("plain", plain)):
+        xi = x.clone().requires_grad_(True)
+        out = conv(xi)
+        loss = (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(1))).sum()
+        with AtenRecorder() as image_pass:
+            (gx,) = torch.autograd.grad(loss, xi, retain_graph=True)
+        conv.zero_grad(set_to_none=True)
+        with AtenRecorder() as weight_pass:
+            loss.backward(inputs=list(conv.parameters()))
+        results[name] = (gx, conv.weight.grad, conv.bias.grad, image_pass.ops, weight_pass.ops)
+    gx, gw, gb, image_ops, weight_ops = results["fast"]
+    assert "_slow_conv2d_backward" in image_ops and "convolution_backward" not in image_ops, image_ops
+    assert "convolution_backward" in weight_ops and "_slow_conv2d_backward" not in weight_ops, weight_ops
+    for a, b in zip((gx, gw, gb), results["plain"][:3]):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), (a - b).abs().max()
+
+
+@pytest.mark.parametrize("shape", [(6, 32, 7, 7), (6, 64, 2, 2)])
+def test_layout_flatten_returns_gradients_in_the_input_layout(shape):
+    """LayoutFlatten equals nn.Flatten, forward and backward, and a channels_last input gets a
+    channels_last gradient (nn.Flatten's is NCHW, which makes the ReLU before it slow to backprop)."""
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    weights = torch.randn(shape[0], shape[1] * shape[2] * shape[3])
+    grads = []
+    for flatten in (LayoutFlatten(), torch.nn.Flatten()):
+        xi = x.clone().requires_grad_(True)
+        out = torch.relu(xi)
+        flat = flatten(out)
+        (g,) = torch.autograd.grad((flat * weights).sum(), out)
+        grads.append((flat, g))
+    (fast_out, fast_g), (plain_out, plain_g) = grads
+    assert torch.equal(fast_out, plain_out) and torch.equal(fast_g, plain_g)
+    assert fast_g.is_contiguous(memory_format=torch.channels_last) and not fast_g.is_contiguous()
+    assert plain_g.is_contiguous()  # what LayoutFlatten exists to avoid
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("dataset", ["mnist", "digits"])
-def test_atld_steps_on_the_fast_path_equal_the_plain_steps(dataset, monkeypatch):
-    """Three ATLD steps with the CPU fast input gradient leave the same classifier and discriminator
-    as the plain nn.Conv2d path (within 1e-6): the speed-up changes rounding, not the method.
-    Synthetic images of the dataset's shape (no data files needed)."""
+def test_atld_steps_on_the_fast_path_equal_the_plain_steps(dataset, channels_last, monkeypatch):
+    """Three ATLD steps with the CPU fast paths (InputConv2d's input gradient, LayoutFlatten) leave
+    the same classifier and discriminator as the plain nn.Conv2d / nn.Flatten path (within 1e-6):
+    the speed-up changes rounding, not the method. Both layouts (the trainer uses channels_last on
+    the CPU). Synthetic images of the dataset's shape (no data files needed)."""
     config = TrainConfig(dataset=dataset, method="atld", device="cpu")
     shape = config.spec.input_shape
     gen = torch.Generator().manual_seed(3)
-    batches = [(torch.rand(32, *shape, generator=gen), torch.randint(0, 10, (32,), generator=gen)) for _ in range(3)]
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    batches = [(torch.rand(32, *shape, generator=gen).contiguous(memory_format=layout),
+                torch.randint(0, 10, (32,), generator=gen)) for _ in range(3)]
+    fast_calls = []
 
     def run():
         ctx = _context(config)
+        ctx.classifier.to(memory_format=layout)
         for x, y in batches:
             METHODS["atld"].step(ctx, x, y)
         return [p.detach().clone() for p in [*ctx.classifier.parameters(), *ctx.discriminator.parameters()]]
 
+    flatten_apply = common._FlattenFunction.apply
+    monkeypatch.setattr(common._FlattenFunction, "apply", lambda *a: fast_calls.append(1) or flatten_apply(*a))
     fast = run()
+    assert bool(fast_calls) == channels_last  # the layout-keeping flatten ran where it should
     monkeypatch.setattr(InputConv2d, "forward", torch.nn.Conv2d.forward)
+    monkeypatch.setattr(LayoutFlatten, "forward", torch.nn.Flatten.forward)
     plain = run()
     torch.manual_seed(0)
     init = list(build_classifier(config.resolved_arch, config.spec).parameters())

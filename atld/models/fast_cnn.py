@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from atld.models.common import Classifier, InputConv2d, Normalize
+from atld.models.common import Classifier, InputConv2d, LayoutFlatten, Normalize
 
 CONV_WIDTHS = (16, 32)  # channels of the two convolutions at width 1
 HIDDEN = 100  # units of the hidden FC layer at width 1
@@ -39,7 +39,7 @@ class FastCNN(Classifier):
                 return [kind(cin, cout, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
             return [kind(cin, cout, 4, stride=2, padding=1), nn.ReLU()]
 
-        self.body = nn.Sequential(*conv(c, c1, InputConv2d), *conv(c1, c2), nn.Flatten(),
+        self.body = nn.Sequential(*conv(c, c1, InputConv2d), *conv(c1, c2), LayoutFlatten(),
                                   nn.Linear(c2 * (h // 4) * (w // 4), self.feature_dim), nn.ReLU())
         self.head = nn.Linear(self.feature_dim, num_classes)
 

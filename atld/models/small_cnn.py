@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from atld.models.common import Classifier, InputConv2d, Normalize
+from atld.models.common import Classifier, InputConv2d, LayoutFlatten, Normalize
 
 
 class SmallCNN(Classifier):
@@ -33,7 +33,7 @@ class SmallCNN(Classifier):
         self.body = nn.Sequential(
             *conv(c, width, InputConv2d), *conv(width, width), nn.MaxPool2d(2),
             *conv(width, 2 * width), *conv(2 * width, 2 * width), nn.MaxPool2d(2),
-            nn.Flatten(),
+            LayoutFlatten(),
             nn.Linear(2 * width * (h // 4) * (w // 4), hidden), nn.ReLU(),
         )
         self.head = nn.Linear(hidden, num_classes)
