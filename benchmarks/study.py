@@ -8,6 +8,9 @@ Three phases, each resumable (a finished run or evaluation found on disk is reus
   curve     PGD-20 accuracy against ε for the first seed's runs -> OUT/curve.json
   summary   mean ± std over seeds -> OUT/summary.md and OUT/summary.json
   ship      (on request) copy the first seed's runs to checkpoints, e.g. checkpoints/mnist-<method>
+  shipped   (on request) the table of any run directories' stored evaluations (--runs, e.g. the
+            shipped checkpoints) with training minutes and, with --data-root, D's eval-mode AUC
+            -> OUT/shipped.md and OUT/shipped.json
 (benchmarks/study_figure.py draws curve.json as a PNG.)
 
 Examples (the commands used for docs/results.md):
@@ -16,6 +19,8 @@ Examples (the commands used for docs/results.md):
       --epochs 2 --train-limit 20000 --out runs/study-mnist
   python -m benchmarks.study --dataset cifar10-exact --data-root ../shared/data --device cuda \\
       --arch preact-resnet18 --epochs 100 --batch-size 128 --lr 0.1 --out runs/study-cifar10-exact
+  python -m benchmarks.study --phases shipped --dataset mnist --data-root ../shared/data \\
+      --runs checkpoints/mnist-* --out runs/shipped-mnist      # the real-data tables
 
 Units: ε comes from the dataset registry ([0, 1] pixel units) unless --epsilon is given.
 """
@@ -213,6 +218,49 @@ def phase_ship(args) -> None:
         print(f"[ship] {src} -> {dest}", flush=True)
 
 
+SHIPPED_ATTACKS = ("natural", "fgsm", "pgd20", "cw20", "autoattack", "adaptive")
+
+
+def phase_shipped(args, data: ImageData | None) -> str:
+    """One row per (run, inference mode) from each run's stored evaluation (its card), with the
+    training minutes, the device and, for runs with D and when `data` is given, D's AUC in eval mode
+    (natural vs PGD-20 latents, `atld.evaluate.discriminator`) on the first --eval-limit test images."""
+    from atld.data.loaders import as_float01
+    from atld.evaluate.discriminator import discriminator_check
+    from atld.runs.store import load_checkpoint
+
+    rows, lines = [], ["| checkpoint | inference | " + " | ".join(SHIPPED_ATTACKS) + " | D's AUC | training |",
+                       "|---|---|" + "---|" * len(SHIPPED_ATTACKS) + "---|---|"]
+    for rd in sorted(args.runs):
+        card = read_card(rd)
+        stored = (card.get("evaluations") or {}).get("rows", [])
+        minutes = sum(m.get("seconds", 0) for m in card.get("metrics", [])) / 60
+        auc = None
+        if card.get("has_discriminator") and data is not None:
+            run = load_checkpoint(rd)
+            n = min(args.eval_limit, len(data.y_test))
+            auc = discriminator_check(run, as_float01(data.x_test[:n]), data.y_test[:n], run.spec.epsilon).auc_pgd
+        for inference in ("atld-", "atld", "atld+"):
+            found = {r["attack"]: r for r in stored if r["inference"] == inference}
+            if not found:
+                continue
+            cells = [f"{100 * found[a]['accuracy']:.1f}" if a in found else "–" for a in SHIPPED_ATTACKS]
+            n = sorted({r["n"] for r in found.values()})
+            lines.append(f"| {card['name']} | {inference} | " + " | ".join(cells) +
+                         f" | {'–' if auc is None or inference != 'atld-' else f'{auc:.2f}'} | "
+                         f"{card['epochs_done']} ep, {minutes:.1f} min ({card['config'].get('device', '?')}) |")
+            rows.append({"run": card["name"], "inference": inference, "n": n, "d_auc_eval": auc,
+                         "train_minutes": round(minutes, 2), "epochs": card["epochs_done"], "status": card["status"],
+                         **{a: found[a]["accuracy"] for a in SHIPPED_ATTACKS if a in found}})
+    ns = sorted({n for r in rows for n in r["n"]})
+    lines += ["", f"Accuracy in % on n = {', '.join(map(str, ns))} test images (the card's stored evaluation); "
+                  "D's AUC: eval mode, natural vs PGD-20 latents; training: the card's per-epoch seconds."]
+    (args.out / "shipped.json").write_text(json.dumps(rows, indent=1))
+    text = "\n".join(lines) + "\n"
+    (args.out / "shipped.md").write_text(text)
+    return text
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -237,13 +285,17 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (a shared machine: keep it low)")
     p.add_argument("--phases", nargs="+", default=["train", "evaluate", "curve", "summary"],
-                   choices=["train", "evaluate", "curve", "summary", "ship"])
+                   choices=["train", "evaluate", "curve", "summary", "ship", "shipped"])
+    p.add_argument("--runs", nargs="+", type=Path, default=[], help="shipped phase: run directories to tabulate")
     p.add_argument("--ship-prefix", default=None, help="ship phase: destination prefix, e.g. checkpoints/mnist")
     p.add_argument("--ship-methods", nargs="+", default=["natural", "pgd-at", "atld"], choices=STUDY_METHODS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    data = load_dataset(args.dataset, args.data_root)
+    from atld.data.registry import get_spec
+
+    shipped_only = args.phases == ["shipped"] and args.data_root is None and get_spec(args.dataset).needs_root
+    data = None if shipped_only else load_dataset(args.dataset, args.data_root)
     log = {"argv": sys.argv, "torch": torch.__version__, "machine": platform.machine(),
            "cpu": _cpu_name(), "threads": args.threads, "device": args.device}
     for phase in args.phases:
@@ -254,6 +306,8 @@ def main(argv=None) -> int:
             log["eval_seconds"] = phase_evaluate(args, data)
         elif phase == "curve":
             phase_curve(args, data)
+        elif phase == "shipped":
+            print(phase_shipped(args, data))
         elif phase == "ship":
             if not args.ship_prefix:
                 p.error("the ship phase needs --ship-prefix")
