@@ -22,7 +22,7 @@ from atld.progress import Cancelled
 from atld.runs.card import CARD
 from atld.runs.store import save_checkpoint
 from atld.ui import compute
-from atld.ui.runs import RunRef, discover_runs
+from atld.ui.runs import RunRef, comparison_run, discover_runs
 from atld.ui.service import BACKGROUND, ComputeFailed, ComputeService, State, Superseded, request_key
 
 TESTS = str(Path(__file__).resolve().parent)
@@ -227,13 +227,13 @@ def test_the_start_up_requests_are_the_ones_the_pages_make(app_checkpoints, monk
     requests = compute.default_requests(runs, n_test=450)
     keys = {request_key(v, args) for v, args in requests}
     atld = next(r for r in runs if r.method == "atld")
-    natural = next(r for r in runs if r.method == "natural")
+    other = comparison_run(runs, atld)  # the Latent page's default "Compare with"
     page = [compute.attack_request(atld.path, range(6), "pgd", 0.2, 20, 0, "atld"),
             compute.latent_request(atld.path, 300, "pgd20", 0.2, 0, "logits", "pca", "joint"),
             compute.plot_request(atld.path, 300, "pgd20", 0.2, 0, "logits", "pca", "joint",
                                  "class × natural/perturbed", "", 520),
-            compute.plot_request(natural.path, 300, "pgd20", 0.2, 0, "logits", "pca", "natural",
-                                 "class × natural/perturbed", natural.label, 420)]
+            compute.compare_request((atld.path, other.path), (atld.label, other.label), 300, "pgd20", 0.2, 0,
+                                    "logits", 420)]
     assert {request_key(v, args) for v, args in page} <= keys
 
 
