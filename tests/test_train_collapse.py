@@ -45,6 +45,20 @@ def test_a_collapsing_run_stops_keeps_the_last_good_epoch_and_says_so(small_digi
     assert not torch.equal(saved["head.bias"], torch.nn.functional.one_hot(torch.tensor(COLLAPSE_CLASS), 10) * 10.0)
 
 
+def test_a_single_class_epoch_inside_the_ramp_is_not_the_one_kept(small_digits, tmp_path, collapsing_natural):
+    data = small_digits(200, 100)
+    collapsing_natural["epoch_steps"] = 4  # one class from epoch 2; the ε ramp ends after epoch 2.5
+    with pytest.raises(TrainingCollapsed) as caught:
+        train(_config(epsilon_ramp_epochs=2.5), data=data, run_dir=tmp_path / "run")
+    assert str(caught.value).startswith("training collapsed at epoch 3") and "last good epoch 1" in str(caught.value)
+    card = read_card(tmp_path / "run")
+    assert card["status"] == "collapsed" and card["epochs_done"] == 1 and card["metrics"][-1]["top_class_share"] < 0.99
+    collapsing_natural["epoch_steps"] = None
+    reference = train(_config(epochs=1, stop_on_collapse=False), data=data).classifier.state_dict()
+    saved = load_checkpoint(tmp_path / "run").classifier.state_dict()
+    assert all(torch.equal(saved[k], reference[k].cpu()) for k in reference)
+
+
 def test_the_cli_exits_2_with_one_line(small_digits, tmp_path, collapsing_natural, capsys, monkeypatch):
     data = small_digits(200, 100)
     monkeypatch.setattr("atld.data.loaders.load_dataset", lambda *a, **k: data)

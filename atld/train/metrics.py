@@ -64,6 +64,12 @@ def evaluate_epoch(config: TrainConfig, classifier: nn.Module, data: ImageData, 
             "top_class": int(counts.argmax()), "top_class_share": counts.max().item() / n}
 
 
+def single_class(metrics: dict) -> bool:
+    """Whether the epoch's test evaluation gave one class at least COLLAPSE_SHARE of the images."""
+    share = metrics.get("top_class_share")
+    return share is not None and share >= COLLAPSE_SHARE
+
+
 def collapse_message(config: TrainConfig, metrics: dict) -> str | None:
     """One line saying how an epoch's classifier collapsed and what to try, or None if it did not.
 

@@ -11,7 +11,9 @@ give identical results).
 state), `_epoch` (the steps of one epoch: the lr schedule and the ε ramp are set per step) and
 `_end_epoch` (metrics, divergence, evaluation, collapse, the checkpoint). A collapsed epoch
 (`atld.train.metrics.collapse_message`) is never saved: the run stops, its card says
-"collapsed" and why, and the checkpoint of the last good epoch stays.
+"collapsed" and why, and the checkpoint of the last good epoch stays. An epoch that predicts one
+class while it may not yet be called collapsed (epoch 1, the ε ramp) is not saved either, so that
+the checkpoint kept on a later collapse is one that still told the classes apart.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from atld.runs.rundir import RunWriter, remove_if_unused
 from atld.runs.store import git_commit, library_versions, load_checkpoint, save_checkpoint, save_size
 from atld.train import distributed as ddp_utils
 from atld.train.distributed import DistributedContext
-from atld.train.metrics import EpochMeter, collapse_message, evaluate_epoch
+from atld.train.metrics import EpochMeter, collapse_message, evaluate_epoch, single_class
 from atld.train.optim import (learning_rate, make_classifier_optimizer, make_sgd, per_step_schedule, restore_generator,
                               restore_optimizer, train_state)
 
@@ -298,7 +300,9 @@ def _end_epoch(s: _Session, epoch: int, meter: EpochMeter, progress) -> None:
         _stop_collapsed(s, epoch, collapsed)
     s.card = {**s.card, "metrics": [*s.card["metrics"], metrics], "epochs_done": epoch + 1,
               "status": RunStatus.FINISHED if epoch + 1 == s.config.epochs else RunStatus.RUNNING}
-    if s.writer is not None:
+    # a single-class epoch inside the warm-up is trained on but not saved (unless it is the last)
+    hold = s.config.stop_on_collapse and single_class(metrics) and epoch + 1 < s.config.epochs
+    if s.writer is not None and not hold:
         _save(s, epoch)
     if progress:
         progress(Progress("epoch", epoch + 1, s.config.epochs, s.steps, s.steps, metrics))
@@ -306,9 +310,11 @@ def _end_epoch(s: _Session, epoch: int, meter: EpochMeter, progress) -> None:
 
 def _stop_collapsed(s: _Session, epoch: int, message: str) -> None:
     """Mark the saved run collapsed (its checkpoint stays the last good epoch's) and stop."""
-    saved = s.writer is not None and s.writer.card() is not None
-    message += ("; kept the checkpoint of the last good epoch " + str(epoch) if saved else
-                "; nothing was saved (no run directory)" if s.writer is None else "; no epoch was saved")
+    kept = s.writer.card() if s.writer is not None else None
+    saved = kept is not None
+    message += (f"; kept the checkpoint of the last good epoch {kept['epochs_done']}" if saved else
+                "; nothing was saved (no run directory)" if s.writer is None else
+                "; no epoch was saved (none told the classes apart)")
     if saved:
         s.writer.update(status=RunStatus.COLLAPSED, collapse=message)
     raise TrainingCollapsed(message)
