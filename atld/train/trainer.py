@@ -12,8 +12,8 @@ state), `_epoch` (the steps of one epoch: the lr schedule and the ε ramp are se
 `_end_epoch` (metrics, divergence, evaluation, collapse, the checkpoint). A collapsed epoch
 (`atld.train.metrics.collapse_message`) is never saved: the run stops, its card says
 "collapsed" and why, and the checkpoint of the last good epoch stays. An epoch that predicts one
-class while it may not yet be called collapsed (epoch 1, the ε ramp) is not saved either, so that
-the checkpoint kept on a later collapse is one that still told the classes apart.
+class while it may not yet be called collapsed (the ε ramp) does not overwrite a saved checkpoint
+that still told the classes apart, so that is the one a later collapse keeps.
 """
 
 from __future__ import annotations
@@ -300,12 +300,20 @@ def _end_epoch(s: _Session, epoch: int, meter: EpochMeter, progress) -> None:
         _stop_collapsed(s, epoch, collapsed)
     s.card = {**s.card, "metrics": [*s.card["metrics"], metrics], "epochs_done": epoch + 1,
               "status": RunStatus.FINISHED if epoch + 1 == s.config.epochs else RunStatus.RUNNING}
-    # a single-class epoch inside the warm-up is trained on but not saved (unless it is the last)
-    hold = s.config.stop_on_collapse and single_class(metrics) and epoch + 1 < s.config.epochs
-    if s.writer is not None and not hold:
+    if s.writer is not None and not _hold(s, epoch, metrics):
         _save(s, epoch)
     if progress:
         progress(Progress("epoch", epoch + 1, s.config.epochs, s.steps, s.steps, metrics))
+
+
+def _hold(s: _Session, epoch: int, metrics: dict) -> bool:
+    """Whether to train on without saving this epoch: it predicts one class (inside the warm-up,
+    where it is not yet called collapsed) and the saved checkpoint still told the classes apart, so
+    a later collapse keeps that one. The first save and the last epoch are always written."""
+    if not (s.config.stop_on_collapse and single_class(metrics) and epoch + 1 < s.config.epochs):
+        return False
+    kept = s.writer.card()
+    return kept is not None and bool(kept.get("metrics")) and not single_class(kept["metrics"][-1])
 
 
 def _stop_collapsed(s: _Session, epoch: int, message: str) -> None:
