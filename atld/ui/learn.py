@@ -136,10 +136,9 @@ def fooled_statement(labels, pred_nat, pred_adv, epsilon: float, pixel_levels: i
     if fooled == 0:
         return (f"The attack fooled none of the {right} correctly classified images among the first {n} at {size}: "
                 "this model resists it here; pick the natural checkpoint to see the effect.")
-    visible = " On 8×8 digits such a change is visible; on larger images the same ε is hard to see." \
-        if epsilon >= 0.1 else ""
     return (f"The attack fooled {fooled} of the {right} correctly classified images among the first {n} "
-            f"({pct(fooled / max(right, 1))}) at {size}.{visible}")
+            f"({pct(fooled / max(right, 1))}) at {size}. Compare each natural image with its adversarial "
+            "one: do you still read the same class? The model does not.")
 
 
 # ---------------------------------------------------------------------- step 3: the path
