@@ -200,13 +200,11 @@ def accuracy_curve(ref: RunRef, epsilons: tuple[float, ...], attack_name: str, i
 @view()
 def discriminator_check(ref: RunRef, n: int, seed: int) -> dict:
     """atld.evaluate.discriminator_check on the first `n` test images at the dataset's ε (a dict)."""
-    from atld.data.loaders import as_float01
     from atld.evaluate.discriminator import discriminator_check as check
 
     run = load_run(ref)
-    data = dataset(run.config.dataset)
-    n = min(int(n), len(data.y_test))
-    return check(run, as_float01(data.x_test[:n]), data.y_test[:n], run.spec.epsilon, seed=seed).to_dict()
+    x, y = test_images(run.config.dataset, tuple(range(min(int(n), len(dataset(run.config.dataset).y_test)))))
+    return check(run, x, y, run.spec.epsilon, seed=seed).to_dict()
 
 
 @view()
