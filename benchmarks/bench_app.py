@@ -246,7 +246,7 @@ def browser_empty_cache(browser, env: dict) -> None:
 # ----------------------------------------------------------------------------- websocket sessions
 
 def label_of(session: Session, page: str, prefix: str) -> str:
-    return next(label for (p, label) in session.found if p == page and label.startswith(prefix))
+    return next(label for (p, label) in session.found if p == page and label.lower().startswith(prefix.lower()))
 
 
 async def umap_round(env: dict) -> None:
