@@ -2,8 +2,10 @@
 
 The entry script draws the sidebar (checkpoint, dataset, seed: chosen once, kept across pages)
 and hands over to the page chosen in the navigation. Pages live in app_pages/ and stay thin: every
-computation is a call into the `atld` package. The Home page and the sidebar import no torch;
-the heavy imports happen in a background thread after the first page is drawn."""
+computation is a call into the `atld` package. The Home page and the sidebar import no torch; the
+compute workers start after the first page (`state.background_start`), and the server imports
+torch only after they have computed the first views. The Latent explorer's first views come from
+the on-disk result store without a worker (`atld.ui.result_store`)."""
 
 from __future__ import annotations
 
@@ -30,5 +32,7 @@ PAGES = [
 
 state.sidebar()
 page = st.navigation(PAGES)
-page.run()
-state.background_start()  # after the first page is drawn: import torch & co., warm up UMAP
+try:
+    page.run()
+finally:  # once per server, after the first page (also one that stopped early): workers, first views
+    state.background_start()

@@ -13,6 +13,7 @@ from atld.errors import ATLDError
 from atld.ui import cached, compute, state
 from atld.ui.attack_view import (confidence_note, discriminator_note, epsilon_note, imt_note, outcome_mark,
                                  probability_bars, summary_rows)
+from atld.ui.evaluate_view import D_CHECK_IMAGES
 from atld.ui.views import faded, md, perturbation_rgb, to_display
 
 st.title("Attack")
@@ -137,10 +138,10 @@ draw(view, request)
 st.caption(md(confidence_note(run.config.label_smoothing, len(names), run.config.method)))
 d_check = None
 if run.discriminator is not None:
-    d_check = cached.discriminator_check(str(run.path), run.model_hash, state.D_CHECK_IMAGES, sel.seed)
+    d_check = cached.discriminator_check(str(run.path), run.model_hash, D_CHECK_IMAGES, sel.seed)
     st.caption(md(discriminator_note(d_check)))
 with st.expander("All numbers as a table"):
     st.dataframe(pd.DataFrame(summary_rows(view, names)), hide_index=True, width="stretch")
 st.caption("The attack targets the bare classifier; IMT is applied afterwards (the official, non-adaptive "
            "protocol). The Evaluate page shows what an adaptive attack through IMT does.")
-state.show_discriminator_check(run, sel.seed)
+state.show_discriminator_check(sel.run, sel.seed)

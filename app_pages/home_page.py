@@ -10,7 +10,8 @@ from atld.ui.datasets import availability_rows
 from atld.ui.evaluate_view import NO_VERDICT, headline, verdict_messages
 from atld.ui.exports import checkpoint_zip, config_json, export_name
 from atld.ui.runs import card_of
-from atld.ui.views import card_summary, collapse_note, evaluation_frame, md, metrics_frame
+from atld.ui.views import (card_summary, collapse_note, curves_figure, evaluation_frame, markdown_table, md,
+                           metrics_frame)
 
 st.title("ATLD lab")
 st.markdown(
@@ -43,7 +44,7 @@ def datasets_panel(polling: bool) -> None:
     thread, so nothing here waits for it); a start or an end reruns the whole page (the picker then
     shows the new data)."""
     table = state.dataset_availability()
-    st.dataframe(availability_rows(table), hide_index=True, width="stretch")
+    st.markdown(markdown_table(availability_rows(table)))
     running = False
     for name, avail in table.items():
         job = state.current_download(name)
@@ -105,7 +106,7 @@ if not metrics.empty:
     shown = [c for c in ("test_clean_acc", "test_pgd20_acc", "train_clean_acc", "train_perturbed_acc", "d_auc")
              if c in metrics]
     if shown:
-        st.line_chart(metrics, x="epoch", y=shown, height=220)
+        st.plotly_chart(curves_figure(metrics, shown), key="home_curves", width="stretch")
 evals = evaluation_frame(card.get("evaluations"))
 if not evals.empty:
     st.markdown("**Evaluations stored in the card**")

@@ -4,7 +4,11 @@ point shows its image; box/lasso selection lists the selected images, misclassif
 points first, page by page; a test index can be looked up; a point opens in the Attack page; gap
 numbers beside the plot; a second checkpoint side by side on one shared projection where that
 means something, with a table of both models' gap numbers; CSV export (as `python -m atld embed`).
-Every setting lives in the page's address (`state.url_setting`)."""
+Every setting lives in the page's address (`state.url_setting`).
+
+The page imports no torch: what it draws comes from the compute service as plain data (the map
+as a `MapView`, the figure as plotly JSON), so its first view on a fresh server never waits for
+torch to load in the server."""
 
 from __future__ import annotations
 
@@ -13,8 +17,8 @@ import streamlit as st
 
 from atld.attacks.registry import PERTURBATION_NAMES
 from atld.config.vocab import ColorBy, FitMode, LatentSpace, PointSet, Projection
-from atld.errors import ATLDError
-from atld.latent.maps import map_csv, points_frame
+from atld.errors import ATLDError, CheckpointError
+from atld.data.registry import get_spec
 from atld.ui import cached, state
 from atld.ui.hover import hover_thumbnails
 from atld.ui.latent_view import (COLOR_MODES, LATENT_DEFAULTS, color_note, gap_summary, gap_table, page_of,
@@ -25,10 +29,11 @@ from atld.ui.views import figure_from_json, md, to_display
 
 st.title("Latent explorer")
 sel = state.selection()
-run = state.require_run(sel)
-spec = run.spec
+run = state.require_entry(sel)  # the card's facts (torch-free); the workers load the checkpoint
+spec = get_spec(run.dataset)
 names = spec.labels()
-n_test = len(state.data_or_stop(spec.name).y_test)
+facts = state.data_facts_or_stop(spec.name)
+n_test = facts["n_test"]
 hover_thumbnails()
 
 D = LATENT_DEFAULTS
@@ -62,7 +67,7 @@ state.url_setting("lat_find", -1, state.bounded(int, -1, n - 1))
 find = c7.number_input("Find test image #", -1, n - 1, key="lat_find",
                        help=f"a test index below {n} (−1: none); its natural and perturbed points are ringed")
 
-note = color_note(color_by, run.discriminator is not None)
+note = color_note(color_by, run.has_discriminator)
 if note:
     st.warning(note)
     color_by = ColorBy.CLASS.value
@@ -86,23 +91,26 @@ def forget_umap() -> None:
 
 
 try:
-    m = cached.latent_map(*key, method, fit_on, on_cancel=forget_umap)
+    m = cached.map_view(*key, method, fit_on, on_cancel=forget_umap)
     figure = cached.latent_plot(*key, method, fit_on, color_by)
+except CheckpointError as exc:  # the worker could not load it: say which, in one line (as require_run does)
+    st.error(md(f"cannot load {run.label}: {exc}"))
+    st.stop()
 except ATLDError as exc:
     st.error(md(exc))
     st.stop()
 
-table = points_frame(m.coords, m.latents, names)
+table = m.table
 if find >= 0:  # ring the looked-up image's two points
-    ring = table.iloc[[find, len(m.latents) + find]]
+    ring = table.iloc[[find, len(m) + find]]
     figure.add_scatter(x=ring["x"], y=ring["y"], mode="markers", name=f"#{find}", hoverinfo="skip",
                        marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(width=2.5, color="black")))
 settings_text = (f"{attack_name} at ε = {spec.epsilon:.4g} · first {n} test images · {space} · "
                  f"{method.upper()} ({fit_on} fit) · seed {sel.seed}")
 left, right = st.columns([3, 1])
 with left:
-    st.caption(md(f"{run.name}: accuracy {100 * m.latents.accuracy_nat:.1f} % natural, "
-                  f"{100 * m.latents.accuracy_pert:.1f} % under {attack_name}.")
+    st.caption(md(f"{run.path.name}: accuracy {100 * m.accuracy_nat:.1f} % natural, "
+                  f"{100 * m.accuracy_pert:.1f} % under {attack_name}.")
                + " Circles: natural; crosses: perturbed. Hover a point to see its image; click one, or drag a "
                  "box (lasso in the toolbar), to list images below.")
     event = st.plotly_chart(figure, key="lat_plot", on_select="rerun",
@@ -125,7 +133,7 @@ def open_in_attack(index: int) -> None:
 
 picked = selected_ids(event.selection if event is not None else None)
 if find >= 0:
-    picked = [find, len(m.latents) + find] + picked
+    picked = [find, len(m) + find] + picked
 ids = selection_order(table, picked)
 st.subheader(f"Selection ({len(ids)} points)")
 if not ids:
@@ -141,7 +149,7 @@ else:
         number = st.number_input(f"Page (of {pages})", 1, pages, key="lat_page")
     shown_ids, number, pages = page_of(ids, number)
     shown = table.loc[shown_ids]
-    images_nat, images_pert = m.latents.images_nat.numpy(), m.latents.images_pert.numpy()
+    images_nat, images_pert = m.images_nat, m.images_pert
     perturbed = (shown["set"] == PointSet.PERTURBED).to_numpy()[:, None, None, None]
     pics = to_display(np.where(perturbed, images_pert[shown["index"].values], images_nat[shown["index"].values]))
     cols = st.columns(8)
@@ -162,9 +170,11 @@ else:
     st.dataframe(table.loc[ids].reset_index(names="id")[["id", "set", "index", "label_name", "pred_name", "correct",
                                                          "d_natural"]], hide_index=True, width="stretch", height=200)
 
-csv_meta = {"checkpoint": str(run.path), "model_sha256": run.model_hash, "method_trained": run.config.method,
+csv_meta = {"checkpoint": str(run.path), "model_sha256": run.model_hash, "method_trained": run.method,
             "dataset": spec.name, "split": "test"}
-st.download_button("Embedding and scores (CSV)", lambda: map_csv(m, csv_meta, names).encode(), on_click="ignore",
+st.download_button("Embedding and scores (CSV)", lambda: cached.map_csv(
+                       str(run.path), int(n), attack_name, float(spec.epsilon), sel.seed, space, method, fit_on,
+                       csv_meta).encode(), on_click="ignore",
                    file_name=export_name(f"{run.path.name}-{attack_name}-{space}-{method}", "csv"), mime="text/csv",
                    key="lat_csv")
 
@@ -172,7 +182,7 @@ st.divider()
 with st.expander("The attack's path, step by step (animation)"):
     from atld.ui.trajectory_view import path_figure
 
-    path_n = st.slider("Images to follow", 2, min(40, n_test), min(12, n_test), key="lat_path_n",
+    path_n = st.slider("Images to follow", 2, min(40, n_test), min(D.path_images, n_test), key="lat_path_n",
                        help="the first test images; each PGD step is one frame, then IMT's step back (with D)")
     try:
         pm = cached.attack_path(str(run.path), run.model_hash, tuple(range(path_n)),

@@ -11,6 +11,7 @@ from atld.config.vocab import AttackKind, ColorBy, FitMode, InferenceMode, Laten
 from atld.errors import ATLDError
 from atld.latent.maps import points_frame
 from atld.ui import cached, state
+from atld.ui.evaluate_view import D_CHECK_IMAGES
 from atld.ui.latent_view import latent_figure
 from atld.ui.learn import (STEPS, adaptive_statement, cast, clouds_statement, comparison_rows, d_histogram,
                            discriminator_statement, fooled_statement, imt_statement, path_statement, pick_fooled,
@@ -137,7 +138,7 @@ try:
                           + " No checkpoint with a discriminator exists for this dataset; train an ATLD one."))
         else:
             model_line(entry, "Model")
-            check = cached.discriminator_check(str(entry.path), entry.model_hash, state.D_CHECK_IMAGES, sel.seed)
+            check = cached.discriminator_check(str(entry.path), entry.model_hash, D_CHECK_IMAGES, sel.seed)
             st.success(md(discriminator_statement(check, entry.label)))
             m = map_of(entry)
             st.plotly_chart(d_histogram(m.latents.d_nat.numpy(), m.latents.d_pert.numpy()), key="learn_hist",

@@ -14,6 +14,7 @@ import contextlib
 import datetime as _dt
 import errno
 import hashlib
+import io
 import os
 import re
 import secrets
@@ -183,3 +184,22 @@ def check_creatable(directory: Path, what: str) -> None:
         raise ConfigError(f"cannot create {what} under {printable(existing, 200)!r}: it is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot write {what} under {printable(existing, 200)!r}: permission denied")
+
+
+def parse_npz(data: bytes, max_bytes: int) -> dict:
+    """The arrays of an `.npz` file's bytes, refusing pickled objects and archives whose arrays
+    would decompress to more than `max_bytes`."""
+    import numpy as np
+
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        if sum(info.file_size for info in z.zip.infolist()) > max_bytes:
+            raise ValueError("entry too large")
+        return {k: z[k] for k in z.files}
+
+
+def npz_bytes(arrays: dict, compress: bool = True) -> bytes:
+    import numpy as np
+
+    buf = io.BytesIO()
+    (np.savez_compressed if compress else np.savez)(buf, **arrays)
+    return buf.getvalue()

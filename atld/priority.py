@@ -15,3 +15,18 @@ def lower_thread_priority() -> bool:
         return True
     except (AttributeError, OSError):
         return False
+
+
+WORKER_NICE = 5  # the app's compute workers: below the server and the browser, above a training job (19)
+
+
+def lower_process_priority(increment: int = WORKER_NICE) -> bool:
+    """Lower the calling process's CPU priority by `increment` (best effort, like
+    `lower_thread_priority`). The app's compute workers call it first thing: their start-up
+    (importing torch) then yields the cores to the server drawing the first page and to the browser,
+    and the server's event loop keeps answering while they compute."""
+    try:
+        os.nice(increment)
+        return True
+    except (AttributeError, OSError):
+        return False

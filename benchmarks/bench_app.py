@@ -368,16 +368,18 @@ async def load_round(env: dict, sessions: int, seconds: float, label: str, train
 
 def fill_caches(env: dict, data_root: str | None) -> None:
     """Compute the default views (and the MNIST latents of the UMAP round) into the benchmark's
-    latent cache, in a separate process, as the first server on a machine would."""
+    caches (latents, results), in a separate process, as the first server on a machine would."""
     code = f"""
 import time
 from atld.ui import compute
 from atld.ui.runs import default_run, discover_runs
 runs = discover_runs()
 t = time.perf_counter()
-n_test = compute.test_size.fn(default_run(runs).dataset)
-for v, args in compute.default_requests(runs, n_test):
-    v.fn(*args)
+service = compute.app_service(workers=1, kind="thread").start()  # the server's keys and result store
+facts = service.submit(*compute.facts_request(default_run(runs).dataset)).result()
+for v, args in compute.default_requests(runs, facts["n_test"]):
+    service.submit(v, args).result()
+service.close()
 print("defaults", time.perf_counter() - t)
 if {data_root is not None}:
     mnist = [r for r in runs if r.dataset == "mnist"]

@@ -7,6 +7,7 @@ import threading
 import time
 
 from atld.progress import report
+from atld.ui.result_store import JSON
 from atld.ui.service import view
 
 GATES: dict[str, threading.Event] = {}  # name -> released when set (thread workers only)
@@ -55,3 +56,10 @@ def stubborn(seconds: float):
 @view()
 def failing(message: str):
     raise ValueError(message)
+
+
+@view(persist=JSON)
+def stored_echo(value):
+    """`echo`, kept on disk by a service with a result store."""
+    _ran("stored_echo", value)
+    return {"value": value}

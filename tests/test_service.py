@@ -229,12 +229,69 @@ def test_the_start_up_requests_are_the_ones_the_pages_make(app_checkpoints, monk
     atld = next(r for r in runs if r.method == "atld")
     other = comparison_run(runs, atld)  # the Latent page's default "Compare with"
     page = [compute.attack_request(atld.path, range(6), "pgd", 0.2, 20, 0, "atld"),
-            compute.latent_request(atld.path, 300, "pgd20", 0.2, 0, "logits", "pca", "joint"),
+            compute.latent_request(atld.path, 300, "pgd20", 0.2, 0, "logits", "pca", "joint", of=compute.map_view),
+            compute.latent_request(atld.path, 300, "pgd20", 0.2, 0, "logits", "umap", "joint", of=compute.map_view),
+            compute.check_request(atld.path, 200, 0),
+            compute.path_request(atld.path, range(12), "pgd20", 0.2, 0),
             compute.plot_request(atld.path, 300, "pgd20", 0.2, 0, "logits", "pca", "joint",
                                  "class × natural/perturbed", "", 520),
             compute.compare_request((atld.path, other.path), (atld.label, other.label), 300, "pgd20", 0.2, 0,
                                     "logits", 420)]
     assert {request_key(v, args) for v, args in page} <= keys
+
+
+def test_a_stored_result_is_served_by_a_later_server_without_a_worker(tmp_path):
+    first = ComputeService(workers=1, kind="thread", modules=("service_views",), store_dir=tmp_path).start()
+    sv.RUNS.clear()
+    try:
+        assert first.submit(sv.stored_echo, ("hi",)).result() == {"value": "hi"}
+        assert first.submit(sv.echo, ("plain",)).result() == {"value": "plain"}  # not a persist view
+    finally:
+        first.close()
+    later = ComputeService(workers=1, kind="thread", modules=("service_views",), store_dir=tmp_path)  # never started
+    ticket = later.submit(sv.stored_echo, ("hi",), slot="s")
+    assert ticket.done() and ticket.result() == {"value": "hi"} and later.cached(sv.stored_echo, ("hi",))
+    assert later.counts["stored_hits"] == 1
+    assert not later.submit(sv.echo, ("plain",)).done()  # only persist views are stored
+    assert not later.submit(sv.stored_echo, ("other",)).done()  # another argument: a miss
+    later.close()
+    assert sv.RUNS == [("stored_echo", "hi"), ("echo", "plain")]  # each computed once, by the first server
+
+
+def test_a_corrupt_stored_result_is_computed_again(tmp_path):
+    service = ComputeService(workers=1, kind="thread", modules=("service_views",), store_dir=tmp_path).start()
+    sv.RUNS.clear()
+    try:
+        key = request_key(sv.stored_echo, ("hi",))
+        service.store.path(key, sv.stored_echo.persist).write_bytes(b"\xff\x00 not json")
+        assert service.submit(sv.stored_echo, ("hi",)).result() == {"value": "hi"}
+        assert sv.RUNS == [("stored_echo", "hi")] and service.counts["stored_hits"] == 0
+    finally:
+        service.close()
+
+
+def test_a_rewritten_model_file_is_another_key_even_under_the_same_card(latent_runs, tmp_path):
+    run = latent_runs[True]
+    path = save_checkpoint(tmp_path / "run", dict(run.card), run.classifier, run.discriminator)
+    before = RunRef.of(path)
+    model = path / json.loads((path / CARD).read_text())["files"]["model"]
+    info = model.stat()
+    os.utime(model, ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))  # the same claim in the card, a new file
+    after = RunRef.of(path)
+    assert after.cache_key == before.cache_key and after.stamp != before.stamp
+    args = lambda ref: (ref, 300, "pgd20", 0.2, 0, "logits", "pca", "joint")
+    assert request_key(compute.map_view, args(after)) != request_key(compute.map_view, args(before))
+
+
+def test_a_process_result_is_read_once_when_first_used():
+    import pickle
+
+    from atld.ui.service import Pickled
+
+    payload = Pickled(pickle.dumps({"a": [1, 2]}))
+    assert payload.value() == {"a": [1, 2]} and payload.value() is payload.value()
+    with pytest.raises(ComputeFailed, match="could not be read"):
+        Pickled(b"\x80\x05 truncated").value()
 
 
 # ----------------------------------------------------------------------------- worker processes
@@ -280,6 +337,25 @@ def test_a_cooperative_cancel_keeps_the_process(processes):
         ticket.result()
     assert processes.submit(sv.echo, (1,), slot=slot).result() == {"value": 1}
     assert processes.stats()["pids"][0] == pid
+
+
+def test_a_worker_process_stores_its_result_for_the_next_server(tmp_path):
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS, os.environ.get("PYTHONPATH", "")])}
+    service = ComputeService(workers=1, kind="process", env=env, modules=("service_views",),
+                             store_dir=tmp_path).start()
+    try:
+        assert service.submit(sv.stored_echo, ("far",)).result() == {"value": "far"}
+        path = service.store.path(request_key(sv.stored_echo, ("far",)), sv.stored_echo.persist)
+        deadline = time.monotonic() + 30
+        while not path.exists() and time.monotonic() < deadline:  # written after the hand-over
+            time.sleep(0.05)
+    finally:
+        service.close()
+    later = ComputeService(workers=1, kind="process", env=env, modules=("service_views",), store_dir=tmp_path)
+    assert later.submit(sv.stored_echo, ("far",)).done()
+    later.close()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="worker processes need fd passing")

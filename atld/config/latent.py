@@ -10,6 +10,10 @@ from atld.config.fields import setting
 from atld.config.vocab import DeviceChoice, FitMode, LatentSpace, Projection, Split, device_name, parse
 from atld.errors import check_choice, check_finite_range, check_int_in, check_seed, require
 
+# The point table of a map (`atld.latent.maps.points_frame`; the CSV export and the `embed`
+# command write it): one row per point, natural points first.
+POINT_COLUMNS = ("index", "set", "label", "label_name", "pred", "pred_name", "correct", "d_natural", "x", "y")
+
 
 @dataclass(frozen=True)
 class LatentConfig:

@@ -30,7 +30,7 @@ import torch
 from atld.attacks.gradient import AttackConfig
 from atld.config.settings import settings
 from atld.errors import DataError
-from atld.fileio import atomic_write, read_regular
+from atld.fileio import atomic_write, parse_npz, read_regular
 from atld.latent.embed import Embedder
 from atld.latent.extract import LatentSet, extract_latents
 from atld.latent.gap import MEASURE_KEYS, gap_numbers
@@ -157,10 +157,7 @@ class LatentCache:
 
 
 def _parse_npz(data: bytes) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        if sum(info.file_size for info in z.zip.infolist()) > MAX_ENTRY_BYTES:
-            raise ValueError("entry too large")
-        return {k: z[k] for k in z.files}
+    return parse_npz(data, MAX_ENTRY_BYTES)
 
 
 def _latents_fit(arrays: dict[str, np.ndarray], n: int) -> bool:

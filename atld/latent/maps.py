@@ -24,15 +24,13 @@ import torch
 
 from atld.attacks.gradient import AttackConfig
 from atld.attacks.registry import attack_from_name
-from atld.config.latent import LatentConfig
+from atld.config.latent import POINT_COLUMNS, LatentConfig
 from atld.config.vocab import PointSet, Projection
 from atld.latent.cache import LatentCache
 from atld.latent.embed import Embedder
 from atld.latent.extract import LatentSet
 from atld.latent.gap import MEASURE_KEYS
 from atld.progress import stage
-
-POINT_COLUMNS = ("index", "set", "label", "label_name", "pred", "pred_name", "correct", "d_natural", "x", "y")
 
 
 @dataclass(frozen=True)

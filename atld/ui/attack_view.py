@@ -2,16 +2,20 @@
 predictions, confidences and discriminator scores before and after. Streamlit-free.
 
 The attack targets the bare classifier (as the official evaluation does, docs/method.md §5); IMT is
-then applied to the adversarial image with the run's own training ε (atld.inference)."""
+then applied to the adversarial image with the run's own training ε (atld.inference). Importing
+this module imports no torch (the page draws an `AttackView`, plain NumPy, in the server)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from atld.attacks.gradient import AttackConfig, run_attack
+if TYPE_CHECKING:
+    import torch
+
+    from atld.attacks.gradient import AttackConfig
 from atld.config.vocab import AttackKind, InferenceMode
 from atld.errors import require
 
@@ -66,6 +70,8 @@ class AttackView:
 def _scores(run, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
     """(predictions, confidence of the prediction, D's natural probability or None, all class
     probabilities [N, K]) for x."""
+    import torch
+
     with torch.no_grad():
         logits = run.classifier(x)
         prob = logits.softmax(1)
@@ -78,6 +84,9 @@ def attack_view(run, x: torch.Tensor, y: torch.Tensor, config: AttackConfig, see
                 imt_mode: str = "atld") -> AttackView:
     """Attack `x` (float [N, C, H, W] in [0, 1], CPU) with labels `y` ([N] int64) against the run's
     classifier, then apply IMT (`imt_mode` "atld" or "atld+") when the run has a discriminator."""
+    import torch
+
+    from atld.attacks.gradient import run_attack
     from atld.inference import apply_inference
 
     require(x.dim() == 4 and len(x) == len(y), "attack_view needs images [N, C, H, W] and labels [N]")

@@ -27,6 +27,33 @@ def latent_map(path: str, model_hash: str, n: int, attack_name: str, epsilon: fl
                on_cancel=on_cancel)
 
 
+def map_view(path: str, model_hash: str, n: int, attack_name: str, epsilon: float, seed: int, space: str,
+             projection: str, fit_on: str, on_cancel=None):
+    """The Latent explorer's map of the first `n` test images (`atld.ui.latent_view.MapView`: the
+    point table, accuracies, gap numbers and images; plain data). A projection other than PCA can
+    be cancelled (`on_cancel` runs when it is)."""
+    slow = projection != "pca"
+    request = compute.latent_request(path, n, attack_name, epsilon, seed, space, projection, fit_on,
+                                     of=compute.map_view)
+    return run(*request, slot="latent_map", label=f"Computing latents and the {projection.upper()} map…",
+               cancellable=slow, on_cancel=on_cancel)
+
+
+def map_csv(path: str, n: int, attack_name: str, epsilon: float, seed: int, space: str, projection: str,
+            fit_on: str, meta: dict) -> str:
+    """That map as CSV (the `embed` command's format), for a download button: waits for the
+    service without drawing anything (it runs outside the page's script)."""
+    from atld.ui.state import compute_service
+
+    v, args = compute.csv_request(path, n, attack_name, epsilon, seed, space, projection, fit_on, meta)
+    return compute_service().submit(v, args).result()
+
+
+def data_facts(dataset: str) -> dict:
+    """{"n_test", "note"} of dataset `dataset` (`atld.ui.compute.data_facts`)."""
+    return run(*compute.facts_request(dataset), slot=f"data_facts:{dataset}", label="Loading the dataset…")
+
+
 def latent_plot(path: str, model_hash: str, n: int, attack_name: str, epsilon: float, seed: int, space: str,
                 projection: str, fit_on: str, color_by: str, title: str = "", height: int = 520):
     """The Latent explorer's figure of that map (a plotly Figure)."""
@@ -58,25 +85,20 @@ def map_ready(path: str, model_hash: str, n: int, attack_name: str, epsilon: flo
     from atld.ui.state import compute_service
 
     return compute_service().cached(*compute.latent_request(path, n, attack_name, epsilon, seed, space, projection,
-                                                            fit_on))
+                                                            fit_on, of=compute.map_view))
 
 
 def discriminator_check(path: str, model_hash: str, n: int, seed: int) -> dict:
     """atld.evaluate.discriminator_check on the first `n` test images at the dataset's ε (a dict)."""
-    from atld.ui.runs import RunRef
-
-    return run(compute.discriminator_check, (RunRef.of(path), int(n), int(seed)), slot=f"discriminator_check:{path}",
+    return run(*compute.check_request(path, n, seed), slot=f"discriminator_check:{path}",
                label="Checking the discriminator…")
 
 
 def attack_path(path: str, model_hash: str, indices: tuple[int, ...], attack_name: str, epsilon: float, seed: int,
-                background_n: int = 300):
+                background_n: int | None = None):
     """atld.latent.path_map for test images `indices` (an `atld.latent.PathMap`)."""
-    from atld.ui.runs import RunRef
-
-    args = (RunRef.of(path), tuple(int(i) for i in indices), str(attack_name), float(epsilon), int(seed),
-            int(background_n))
-    return run(compute.attack_path, args, slot=f"attack_path:{path}", label="Following the attack step by step…")
+    return run(*compute.path_request(path, indices, attack_name, epsilon, seed, background_n),
+               slot=f"attack_path:{path}", label="Following the attack step by step…")
 
 
 def adaptive_lesson(path: str, model_hash: str, indices: tuple[int, ...], epsilon: float, seed: int,

@@ -6,6 +6,9 @@ page, one line in `atld.ui.cached`.
 Each worker process keeps its own small caches of loaded checkpoints and datasets; latents,
 projections and gap numbers also go to the on-disk `LatentCache` (keyed by content), so a map
 computed once on a machine is read back by every later server.
+
+This module imports no torch: the server imports it to build requests, and a page whose views
+return plain data (numbers, NumPy arrays, tables, plotly JSON) draws without torch in the server.
 """
 
 from __future__ import annotations
@@ -15,20 +18,37 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
-import torch
 
 from atld.config.settings import settings
 from atld.config.vocab import ColorBy, FitMode, Projection
 from atld.errors import CheckpointError
+from atld.ui.latent_view import MAP_VIEW_CODEC
+from atld.ui.result_store import JSON
 from atld.ui.runs import RunRef, content_key
 from atld.ui.service import view
 
 LATENT_PERMUTATIONS = 100  # the page's MMD permutation test (the embed command's default is 200)
 
 
+def app_service(workers: int | None = None, kind: str | None = None):
+    """The app's compute service as the settings say (ATLD_WORKERS, ATLD_WORKER_KIND,
+    ATLD_RESULT_CACHE_MB; results keyed by the data folder, stored under $ATLD_CACHE/views), not
+    started. The server makes one (`atld.ui.state.compute_service`); benchmarks fill a machine's
+    store with another."""
+    from atld.ui.service import ComputeService
+
+    current = settings()
+    return ComputeService(current.workers if workers is None else workers,
+                          current.worker_kind if kind is None else kind,
+                          max_bytes=current.result_cache_mb * 2**20, context=str(current.app_data_root),
+                          store_dir=current.cache_dir / "views")
+
+
 def configure_process() -> None:
     """One intra-op thread per computation (ATLD_TORCH_THREADS): the pool's workers share the
     cores, and on a busy 2-core machine two spinning threads per op made PGD-20 7x slower."""
+    import torch
+
     threads = settings().torch_threads
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
@@ -67,17 +87,13 @@ def dataset(name: str):
 
 def test_images(name: str, indices: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """Test images `indices` of dataset `name` as float [N, C, H, W] in [0, 1] and labels [N]."""
+    import torch
+
     from atld.data.loaders import as_float01
 
     data = dataset(name)
     idx = torch.tensor(indices, dtype=torch.long)
     return as_float01(data.x_test[idx]), data.y_test[idx]
-
-
-@view()
-def test_size(name: str) -> int:
-    """How many test images dataset `name` has."""
-    return len(dataset(name).y_test)
 
 
 @view()
@@ -122,6 +138,40 @@ def latent_map(ref: RunRef, n: int, attack_name: str, epsilon: float, seed: int,
     return m
 
 
+@view(persist=MAP_VIEW_CODEC)
+def map_view(ref: RunRef, n: int, attack_name: str, epsilon: float, seed: int, space: str, projection: str,
+             fit_on: str):
+    """That map as the Latent explorer draws it (`atld.ui.latent_view.MapView`: plain data)."""
+    from atld.latent.maps import points_frame
+    from atld.ui.latent_view import MapView
+
+    m = latent_map.fn(ref, n, attack_name, epsilon, seed, space, projection, fit_on)
+    lat = m.latents
+    return MapView(points_frame(m.coords, lat, load_run(ref).spec.labels()), float(lat.accuracy_nat),
+                   float(lat.accuracy_pert), m.gap, lat.images_nat.numpy(), lat.images_pert.numpy())
+
+
+@view()
+def map_csv(ref: RunRef, n: int, attack_name: str, epsilon: float, seed: int, space: str, projection: str,
+            fit_on: str, meta: tuple[tuple[str, str], ...]) -> str:
+    """That map as CSV (`atld.latent.maps.map_csv`, the `embed` command's format) with `meta` first."""
+    from atld.latent.maps import map_csv as csv_text
+
+    m = latent_map.fn(ref, n, attack_name, epsilon, seed, space, projection, fit_on)
+    return csv_text(m, dict(meta), load_run(ref).spec.labels())
+
+
+@view(persist=JSON)
+def data_facts(name: str, full: bool) -> dict:
+    """What a page says about dataset `name` before it computes anything: {"n_test": test images,
+    "note": the line of a page computed on the shipped sample, or None} (`atld.ui.datasets`).
+    `full`: whether the full data is on this server (part of the key: a download changes it)."""
+    from atld.ui.datasets import sample_note
+
+    data = dataset(name)
+    return {"n_test": len(data.y_test), "note": sample_note(data)}
+
+
 def _figure_parts(m, projection: str, fit_on: str, space: str):
     """The axis titles (PCA: each axis's share of the variance) and hover thumbnails of a map."""
     from atld.latent.maps import explained_variance
@@ -131,7 +181,7 @@ def _figure_parts(m, projection: str, fit_on: str, space: str):
     return axis_titles(projection, explained), thumbnails(m.latents.images_nat)
 
 
-@view()
+@view(persist=JSON)
 def latent_plot(ref: RunRef, n: int, attack_name: str, epsilon: float, seed: int, space: str, projection: str,
                 fit_on: str, color_by: str, title: str, height: int) -> str:
     """The Latent explorer's figure of that map, as plotly JSON (`atld.ui.views.figure_from_json`
@@ -149,7 +199,7 @@ def latent_plot(ref: RunRef, n: int, attack_name: str, epsilon: float, seed: int
                              validate=False)
 
 
-@view()
+@view(persist=JSON)
 def compare_plots(refs: tuple[RunRef, RunRef], titles: tuple[str, str], n: int, attack_name: str, epsilon: float,
                   seed: int, space: str, height: int) -> dict:
     """Two checkpoints side by side. Where their latents share axes (logits of the same width),
@@ -197,7 +247,7 @@ def accuracy_curve(ref: RunRef, epsilons: tuple[float, ...], attack_name: str, i
                                  data=dataset(run.config.dataset), seed=seed, device="cpu")
 
 
-@view()
+@view(persist=JSON)
 def discriminator_check(ref: RunRef, n: int, seed: int) -> dict:
     """atld.evaluate.discriminator_check on the first `n` test images at the dataset's ε (a dict)."""
     from atld.evaluate.discriminator import discriminator_check as check
@@ -251,9 +301,34 @@ def attack_request(run_dir, indices, kind, epsilon, steps, seed, imt_mode) -> tu
                     int(seed), str(imt_mode))
 
 
-def latent_request(run_dir, n, attack_name, epsilon, seed, space, projection, fit_on) -> tuple:
-    return latent_map, (RunRef.of(run_dir), int(n), str(attack_name), float(epsilon), int(seed), str(space),
-                        str(projection), str(fit_on))
+def latent_request(run_dir, n, attack_name, epsilon, seed, space, projection, fit_on, of=None) -> tuple:
+    """The map's request: `of` is the view computed from it (default `latent_map`: the LatentMap
+    itself; `map_view`: what the Latent explorer draws)."""
+    return of or latent_map, (RunRef.of(run_dir), int(n), str(attack_name), float(epsilon), int(seed), str(space),
+                              str(projection), str(fit_on))
+
+
+def csv_request(run_dir, n, attack_name, epsilon, seed, space, projection, fit_on, meta: dict) -> tuple:
+    _, args = latent_request(run_dir, n, attack_name, epsilon, seed, space, projection, fit_on)
+    return map_csv, (*args, tuple((str(k), str(v)) for k, v in meta.items()))
+
+
+def facts_request(dataset_name) -> tuple:
+    from atld.data.availability import has_full_data
+
+    return data_facts, (str(dataset_name), bool(has_full_data(dataset_name, settings().app_data_root)))
+
+
+def check_request(run_dir, n, seed) -> tuple:
+    return discriminator_check, (RunRef.of(run_dir), int(n), int(seed))
+
+
+def path_request(run_dir, indices, attack_name, epsilon, seed, background_n: int | None = None) -> tuple:
+    from atld.ui.latent_view import LATENT_DEFAULTS
+
+    background_n = LATENT_DEFAULTS.path_background if background_n is None else background_n
+    return attack_path, (RunRef.of(run_dir), tuple(int(i) for i in indices), str(attack_name), float(epsilon),
+                         int(seed), int(background_n))
 
 
 def plot_request(run_dir, n, attack_name, epsilon, seed, space, projection, fit_on, color_by, title: str = "",
@@ -268,12 +343,15 @@ def compare_request(run_dirs, titles, n, attack_name, epsilon, seed, space, heig
 
 
 def default_requests(runs, n_test: int, seed: int = 0) -> list[tuple]:
-    """The requests of the first views a visitor sees, for the checkpoint the sidebar picks first:
-    the Attack page, the Latent explorer (its map and figure, PCA and UMAP, and the two maps side
-    by side below; the Learn page's maps are the same natural maps). `n_test`: the dataset's test
-    set size. Computed at start-up, so the first visit of each page is served from memory."""
+    """The requests of the first views a visitor sees, for the checkpoint the sidebar picks first,
+    in the order they are computed: the Latent explorer's PCA map and figure (the slowest page to
+    draw), the Attack page, D's check (both pages show it), the two maps side by side, the attack's
+    path, then the UMAP map (the Learn page's maps are the same natural maps). `n_test`: the
+    dataset's test set size. Computed at start-up, so the first visit of each page is served from
+    memory."""
     from atld.data.registry import get_spec
     from atld.ui.attack_view import ATTACK_DEFAULTS as A
+    from atld.ui.evaluate_view import D_CHECK_IMAGES
     from atld.ui.latent_view import LATENT_DEFAULTS as L
     from atld.ui.runs import comparison_run, default_run
 
@@ -283,14 +361,15 @@ def default_requests(runs, n_test: int, seed: int = 0) -> list[tuple]:
     eps = get_spec(run.dataset).epsilon
     n = min(L.n, n_test)
     indices = tuple(i % n_test for i in range(A.first, A.first + A.count))
-    out = [attack_request(run.path, indices, A.kind, eps, A.steps, seed, A.imt_mode)]
     common = (L.attack, eps, seed, L.space)
-    for projection in (L.projection, Projection.UMAP):
-        out += [latent_request(run.path, n, *common, projection, L.fit_on),
-                plot_request(run.path, n, *common, projection, L.fit_on, L.color_by, "", L.height)]
-        if projection == L.projection:
-            other = comparison_run(runs, run)
-            if other is not None:
-                out += [compare_request((run.path, other.path), (run.label, other.label), n, *common,
-                                        L.compare_height)]
-    return out
+    out = [latent_request(run.path, n, *common, L.projection, L.fit_on, of=map_view),
+           plot_request(run.path, n, *common, L.projection, L.fit_on, L.color_by, "", L.height),
+           attack_request(run.path, indices, A.kind, eps, A.steps, seed, A.imt_mode)]
+    if run.has_discriminator:
+        out.append(check_request(run.path, D_CHECK_IMAGES, seed))
+    other = comparison_run(runs, run)
+    if other is not None:
+        out.append(compare_request((run.path, other.path), (run.label, other.label), n, *common, L.compare_height))
+    out.append(path_request(run.path, tuple(range(min(L.path_images, n_test))), L.attack, eps, seed))
+    return out + [latent_request(run.path, n, *common, Projection.UMAP, L.fit_on, of=map_view),
+                  plot_request(run.path, n, *common, Projection.UMAP, L.fit_on, L.color_by, "", L.height)]

@@ -129,6 +129,8 @@ def describe_range(values) -> str:
     return "-" if not values else f"{values[0]:.4g}" if len(values) == 1 else f"{values[0]:.4g}-{values[-1]:.4g}"
 
 
+D_CHECK_IMAGES = 200  # test images of the discriminator check on the pages that show D scores
+
 D_TRAINING_METRIC = ("Training metrics: D in train mode (BatchNorm on the batch), on its own perturbations of training "
                      "batches. IMT uses D in eval mode on attacked test images, where it can do much worse: the "
                      "Attack, Latent and Evaluate pages measure that.")

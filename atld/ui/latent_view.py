@@ -29,10 +29,70 @@ class LatentDefaults:
     projection: Projection = Projection.PCA
     height: int = 520  # pixels, the main map
     compare_height: int = 420  # pixels, each of the two side-by-side maps
+    path_images: int = 12  # the attack's path, step by step: the first test images followed
+    path_background: int = 300  # natural test images of the path's PCA map
 
 
 LATENT_DEFAULTS = LatentDefaults()
 
+
+@dataclass(frozen=True)
+class MapView:
+    """What the Latent explorer draws of a map, in plain data (no torch: the page draws it without
+    importing torch in the server). table: `atld.latent.maps.points_frame`; accuracies of the
+    natural and the perturbed images; gap: `gap_numbers`; images_*: float32 [N, C, H, W] in
+    [0, 1], what a selection shows. Stored on disk by `MAP_VIEW_CODEC`."""
+    table: object  # pandas.DataFrame
+    accuracy_nat: float
+    accuracy_pert: float
+    gap: dict
+    images_nat: np.ndarray
+    images_pert: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.images_nat)
+
+
+class MapViewCodec:
+    """A `MapView` as one compressed `.npz`: the table's columns, both image arrays and a JSON
+    string of the accuracies and gap numbers; read back only if every part fits the others."""
+    suffix = ".npz"
+
+    def encode(self, view: MapView) -> bytes:
+        import json
+
+        from atld.fileio import npz_bytes
+
+        meta = {"accuracy_nat": view.accuracy_nat, "accuracy_pert": view.accuracy_pert, "gap": view.gap}
+        # text columns as fixed-width strings: object arrays would need pickle to read back
+        columns = {f"col_{c}": (col.astype(str) if col.dtype == object else col)
+                   for c, col in ((c, view.table[c].to_numpy()) for c in view.table.columns)}
+        return npz_bytes({**columns, "images_nat": view.images_nat, "images_pert": view.images_pert,
+                          "meta": np.array(json.dumps(meta, allow_nan=True))})
+
+    def decode(self, data: bytes) -> MapView:
+        import json
+
+        import pandas as pd
+
+        from atld.config.latent import POINT_COLUMNS
+        from atld.fileio import parse_npz
+        from atld.ui.result_store import MAX_ENTRY_BYTES
+
+        arrays = parse_npz(data, MAX_ENTRY_BYTES)
+        meta = json.loads(str(arrays["meta"]))
+        images_nat, images_pert = arrays["images_nat"], arrays["images_pert"]
+        n = len(images_nat)
+        if not (images_nat.ndim == 4 and images_pert.shape == images_nat.shape and images_nat.dtype == np.float32
+                and all(arrays[f"col_{c}"].shape == (2 * n,) for c in POINT_COLUMNS)
+                and isinstance(meta.get("gap"), dict)):
+            raise ValueError("a stored map whose parts do not fit together")
+        table = pd.DataFrame({c: arrays[f"col_{c}"] for c in POINT_COLUMNS}, columns=list(POINT_COLUMNS))
+        return MapView(table, float(meta["accuracy_nat"]), float(meta["accuracy_pert"]), meta["gap"], images_nat,
+                       images_pert)
+
+
+MAP_VIEW_CODEC = MapViewCodec()
 
 SELECTION_PAGE = 24  # thumbnails per page of the selection
 

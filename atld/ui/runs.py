@@ -53,10 +53,13 @@ def content_key(card: dict) -> str:
 
 @dataclass(frozen=True)
 class RunRef:
-    """A checkpoint as an argument of a cached computation: where it is, and its `content_key`
-    (the part of cache keys; the path is not). The worker that loads it checks the key again."""
+    """A checkpoint as an argument of a cached computation: where it is, its `content_key` (the
+    part of cache keys; the path is not) and `stamp`, its model file's size and modification time
+    (also in the keys: a model file rewritten under an unchanged card is a different request). The
+    worker that loads it checks the content key again."""
     path: str
     cache_key: str
+    stamp: str = ""
 
     @classmethod
     def of(cls, run_dir: str | os.PathLike) -> RunRef:
@@ -64,7 +67,12 @@ class RunRef:
         card = card_of(run_dir)
         if card is None:
             raise CheckpointError(f"{printable(run_dir, 200)!r} holds no valid run card")
-        return cls(str(run_dir), content_key(card))
+        try:
+            info = os.stat(Path(run_dir) / card["files"]["model"])
+            stamp = f"{info.st_size}:{info.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"  # loading says why, in one line
+        return cls(str(run_dir), content_key(card), stamp)
 
 
 def card_of(run_dir: str | os.PathLike) -> dict | None:

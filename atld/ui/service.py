@@ -51,6 +51,7 @@ from pathlib import Path
 
 from atld.errors import ATLDError
 from atld.progress import Cancelled, reporting
+from atld.ui.result_store import ResultStore
 
 USER, BACKGROUND = 0, 10  # priorities: lower runs first
 CANCEL_GRACE_S = 2.0  # a cancelled computation that has not stopped after this is killed (process workers)
@@ -73,6 +74,7 @@ class View:
     fn: Callable
     version: int  # bump when the function's result changes meaning (old cached results become misses)
     interrupt: bool  # cancel it when it is running and nobody wants it any more (long views)
+    persist: object = None  # an `atld.ui.result_store.Codec`: results also kept on disk, read without a worker
 
     def __call__(self, *args):
         return self.fn(*args)
@@ -81,12 +83,13 @@ class View:
 VIEWS: dict[str, View] = {}
 
 
-def view(version: int = 1, interrupt: bool = False) -> Callable[[Callable], View]:
+def view(version: int = 1, interrupt: bool = False, persist=None) -> Callable[[Callable], View]:
     """Register a module-level function as a view (`atld.ui.compute` has the app's views).
     Its arguments must be hashable values `key_part` knows; its result must pickle and be
-    treated as read-only (one object is handed to every session)."""
+    treated as read-only (one object is handed to every session). `persist`: a codec
+    (`atld.ui.result_store`) that also keeps its results on disk for every later server."""
     def register(fn: Callable) -> View:
-        v = View(f"{fn.__module__}:{fn.__qualname__}", fn, version, interrupt)
+        v = View(f"{fn.__module__}:{fn.__qualname__}", fn, version, interrupt, persist)
         VIEWS[v.name] = v
         return v
     return register
@@ -102,9 +105,10 @@ def find_view(name: str) -> View:
 
 def key_part(value):
     """A JSON-able stand-in for one argument: objects with a `cache_key` (a checkpoint reference)
-    by their content key, enums by value, floats exactly (repr), containers element-wise."""
+    by their content key and `stamp` (its model file's size and modification time), enums by
+    value, floats exactly (repr), containers element-wise."""
     if hasattr(value, "cache_key"):
-        return {"content": value.cache_key}
+        return {"content": value.cache_key, "stamp": getattr(value, "stamp", None)}
     if isinstance(value, enum.Enum):
         return value.value
     if getattr(value, "shape", None) == () and hasattr(value, "item"):  # a NumPy scalar
@@ -158,6 +162,28 @@ class _Task:
     cancel_requested: bool = False
 
 
+class Pickled:
+    """A process worker's result as it came over the pipe, unpickled on first use (once, for every
+    session): the server imports a result's modules (torch for a tensor) only when a page reads it."""
+
+    def __init__(self, payload: bytes):
+        self._payload, self._value, self._lock = payload, None, threading.Lock()
+
+    def value(self):
+        with self._lock:
+            if self._payload is not None:
+                try:
+                    self._value = pickle.loads(self._payload)
+                except Exception as exc:  # noqa: BLE001 - a result that cannot be read is a failed computation
+                    raise ComputeFailed(f"a computed result could not be read ({type(exc).__name__})") from None
+                self._payload = None
+            return self._value
+
+
+def _unwrapped(result):
+    return result.value() if isinstance(result, Pickled) else result
+
+
 class Ticket:
     """A request's handle: `wait(timeout)`, `done()`, `result()` (raises the computation's
     error), `progress()` -> (fraction, text), `seconds()` since it was submitted."""
@@ -174,11 +200,11 @@ class Ticket:
 
     def result(self):
         if self._task is None:
-            return self._result
+            return _unwrapped(self._result)
         self._task.event.wait()
         if self._task.error is not None:
             raise self._task.error
-        return self._task.result
+        return _unwrapped(self._task.result)
 
     def progress(self) -> tuple[float, str]:
         if self._task is None:
@@ -202,13 +228,14 @@ class ComputeService:
 
     def __init__(self, workers: int = 2, kind: str = "process", max_bytes: int = 512 * 2**20,
                  max_entries: int = 512, context: Hashable = None, env: dict | None = None,
-                 modules: tuple[str, ...] = ("atld.ui.compute",)):
+                 modules: tuple[str, ...] = ("atld.ui.compute",), store_dir: str | os.PathLike | None = None):
         if kind not in ("process", "thread"):
             raise ValueError(f"worker kind must be 'process' or 'thread', not {kind!r}")
         if not 1 <= workers <= 64:
             raise ValueError("workers must be in 1..64")
         self.kind, self.max_bytes, self.max_entries, self.context = kind, max_bytes, max_entries, context
         self.modules = tuple(modules)  # where the views live; a worker imports them when it starts
+        self.store = ResultStore(store_dir) if store_dir is not None else None  # results of `persist` views
         self._env = env
         self._lock = threading.Condition()
         self._tasks: dict[str, _Task] = {}  # queued and running, by key
@@ -217,7 +244,7 @@ class ComputeService:
         self._bytes = 0
         self._seq = itertools.count()
         self._closed = False
-        self.counts = {"hits": 0, "joined": 0, "computed": 0, "failed": 0, "dropped": 0, "cancelled": 0,
+        self.counts = {"hits": 0, "stored_hits": 0, "joined": 0, "computed": 0, "failed": 0, "dropped": 0, "cancelled": 0,
                        "worker_restarts": 0}
         self.timings: dict[str, list] = {}  # view -> [runs, seconds queued, seconds running, longest run]
         self.on_worker_start: Callable[[int], list[tuple[View, tuple]]] | None = None  # per-worker warm-up
@@ -232,11 +259,16 @@ class ComputeService:
         interrupt: whether to cancel it while it runs once nobody wants it (default: the view's)."""
         key = request_key(v, tuple(args), self.context) + ("" if affinity is None else f"@{affinity}")
         keep = keep or slot is None
+        stored = self._from_disk(v, key)
         with self._lock:
             if self._closed:
                 raise ComputeFailed("the compute service is shut down")
             if slot is not None:
                 self._supersede(slot, key)
+            if stored is not None and key not in self._results:
+                self.counts["stored_hits"] += 1
+                self._store(key, stored, approx_bytes(stored))
+                return Ticket(key, result=stored)
             hit = self._results.get(key)
             if hit is not None:
                 self._results.move_to_end(key)
@@ -257,6 +289,22 @@ class ComputeService:
                 task.waiters.add(slot)
                 task.requesters.add(slot)
             return Ticket(key, task)
+
+    def _from_disk(self, v: View, key: str):
+        """A `persist` view's stored result when this server has not got it in memory, else None
+        (a file read, outside the lock)."""
+        if v.persist is None or self.store is None:
+            return None
+        with self._lock:
+            if key in self._results or key in self._tasks:
+                return None
+        return self.store.load(key, v.persist)
+
+    def _store_target(self, task: _Task) -> tuple[str, str] | None:
+        """(directory, key) where the worker writes `task`'s result, or None (not a `persist` view)."""
+        if task.view.persist is None or self.store is None:
+            return None
+        return str(self.store.directory), task.key
 
     def _supersede(self, slot: Hashable, key: str) -> None:
         """`slot` now wants `key`: its previous request loses this waiter (lock held)."""
@@ -313,9 +361,12 @@ class ComputeService:
                 self._unwanted(task)
 
     def cached(self, v: View, args: tuple = ()) -> bool:
-        """Whether `v(*args)` is in the result cache (no request is made)."""
+        """Whether `v(*args)` is computed already, in memory or on disk (no request is made)."""
+        key = request_key(v, tuple(args), self.context)
         with self._lock:
-            return request_key(v, tuple(args), self.context) in self._results
+            if key in self._results:
+                return True
+        return v.persist is not None and self.store is not None and self.store.has(key, v.persist)
 
     # ------------------------------------------------------------------ workers' side
 
@@ -393,6 +444,13 @@ class ComputeService:
             _, (_, old) = self._results.popitem(last=False)
             self._bytes -= old
 
+    def warm_workers(self, requests: Callable[[int], list[tuple[View, tuple]]]) -> None:
+        """From now on, `requests(wid)` are queued for each worker, now and whenever one (re)starts,
+        as background work bound to that worker (e.g. loading compiled code into it)."""
+        self.on_worker_start = requests
+        for wid in range(len(self._workers)):
+            self._worker_started(wid)
+
     def _worker_started(self, wid: int) -> None:
         """Queue the per-worker warm-up requests of a (re)started worker."""
         if self.on_worker_start is not None:
@@ -452,6 +510,16 @@ def run_view(task_view: View, args: tuple, listener) -> object:
         return task_view.fn(*args)
 
 
+def save_result(v: View, target: tuple[str, str] | None, result) -> None:
+    """Write a `persist` view's result where the service said (`_store_target`), after it was
+    handed over: a failed write only means it is computed again next time."""
+    if target is not None:
+        try:
+            ResultStore(target[0]).save(target[1], v.persist, result)
+        except Exception:  # noqa: BLE001 - an unwritable result is not an error of the computation
+            traceback.print_exc()
+
+
 def as_reportable(exc: BaseException) -> BaseException:
     """User errors (ATLDError) and cancellations pass as they are; anything else becomes one line."""
     if isinstance(exc, (ATLDError, Cancelled)):
@@ -496,6 +564,7 @@ class _ThreadWorker:
                 self.service._finish(task, error=as_reportable(exc))
             else:
                 self.service._finish(task, result)
+                save_result(task.view, self.service._store_target(task), result)
 
     def cancel(self, task: _Task) -> None:
         pass  # the listener sees task.cancel_requested
@@ -507,7 +576,8 @@ class _ThreadWorker:
 class _ProcessWorker:
     """One worker process (`python -m atld.ui.worker FD MODULE...`) and the server thread that feeds it.
 
-    Messages (pickled over a pipe): to the worker ("run", id, view name, args), ("cancel", id),
+    Messages (pickled over a pipe): to the worker ("run", id, view name, args, store target),
+    ("cancel", id),
     ("stop",); from it ("ready", pid), ("progress", id, fraction, text), ("done", id, payload
     bytes), ("error", id, exception), ("cancelled", id)."""
 
@@ -573,7 +643,7 @@ class _ProcessWorker:
             self._current = task
             try:
                 with self._send_lock:
-                    self._conn.send(("run", id(task), task.view.name, task.args))
+                    self._conn.send(("run", id(task), task.view.name, task.args, self.service._store_target(task)))
                 if task.cancel_requested:
                     self.cancel(task)
                 while True:
@@ -582,7 +652,7 @@ class _ProcessWorker:
                     if kind == "progress":
                         self.service._progress(task, message[2], message[3])
                     elif kind == "done":
-                        self.service._finish(task, pickle.loads(message[2]), size=len(message[2]))
+                        self.service._finish(task, Pickled(message[2]), size=len(message[2]))
                         break
                     elif kind == "error":
                         self.service._finish(task, error=message[2])
@@ -590,7 +660,7 @@ class _ProcessWorker:
                     elif kind == "cancelled":
                         self.service._finish(task, error=Cancelled("cancelled"))
                         break
-            except (EOFError, OSError, pickle.UnpicklingError) as exc:
+            except (EOFError, OSError) as exc:
                 error = Cancelled("cancelled") if task.cancel_requested else \
                     ComputeFailed(f"the compute worker stopped while computing ({type(exc).__name__})")
                 self.service._finish(task, error=error)

@@ -81,6 +81,22 @@ def _get_data(dataset: str, root: str, samples_dir: str, full: bool):
     return load_for_app(dataset, root, samples_dir)
 
 
+def data_facts_or_stop(dataset: str) -> dict:
+    """{"n_test", "note"} of `dataset` from the compute service (no tensors in the server), or
+    stop the page with its one-line error; a page computed on the shipped sample says so under
+    its title."""
+    from atld.ui import cached
+
+    try:
+        facts = cached.data_facts(dataset)
+    except ATLDError as exc:
+        st.error(md(exc))
+        st.stop()
+    if facts["note"]:
+        st.info(md(facts["note"]))
+    return facts
+
+
 def data_or_stop(dataset: str):
     """`get_data`, or stop the page with its one-line error; a page computed on the shipped sample
     says so under its title."""
@@ -175,25 +191,20 @@ def owner_id() -> str:
     return st.session_state["atld_owner"]
 
 
-# Imported in the background after the first page is drawn, so the next page finds them loaded.
+# Imported into the server in the background once the default views are computed, so a page
+# that uses them directly (Attack, Evaluate, Learn, Train) finds them loaded.
 PRELOAD = ("torch", "atld.runs.store", "atld.attacks", "atld.inference", "atld.latent", "atld.evaluate",
-           "atld.jobs", "atld.ui.compute", "plotly.graph_objects", "pandas")
+           "atld.jobs", "plotly.graph_objects", "pandas")
 
 
 @st.cache_resource
 def compute_service():
     """The server's one compute service (ATLD_WORKERS workers of ATLD_WORKER_KIND, results
-    shared by all sessions up to ATLD_RESULT_CACHE_MB). Its workers start at once; each loads
-    UMAP's compiled code when it is idle (ATLD_UMAP_WARMUP)."""
-    from atld.ui import compute as views
-    from atld.ui.service import ComputeService
+    shared by all sessions up to ATLD_RESULT_CACHE_MB, the views' on disk under
+    $ATLD_CACHE/views). Its workers start at once."""
+    from atld.ui.compute import app_service
 
-    current = settings()
-    service = ComputeService(current.workers, current.worker_kind, max_bytes=current.result_cache_mb * 2**20,
-                             context=str(current.app_data_root))
-    if current.umap_warmup:
-        service.on_worker_start = lambda wid: [(views.warm_up, (False,))]
-    return service.start()
+    return app_service().start()
 
 
 QUIET_S = 0.15  # a result within this is drawn without a progress bar (no flash for fast views)
@@ -236,13 +247,18 @@ def _cancel(slot_id, on_cancel) -> None:
 
 @st.cache_resource
 def background_start() -> dict:
-    """Once per process, after the first page is drawn: start the compute workers and, in a
-    daemon thread, import the heavy modules (PRELOAD; at normal priority: a page that needs one
-    waits for the import) and queue the default views of the checkpoint
-    the sidebar picks first (ATLD_PREWARM), as background work that yields to every request.
+    """Once per process, as the first page starts: start the compute workers (they import torch in
+    their own processes, at a lower CPU priority than the server and the browser, `atld.ui.worker`)
+    and, in a daemon thread of low priority, in this order: compute the default views of the
+    checkpoint the sidebar picks first (ATLD_PREWARM; background work that yields to every request),
+    have each worker load UMAP's compiled code (ATLD_UMAP_WARMUP), then import the heavy modules
+    into the server itself (PRELOAD). Nothing here competes with the first page for the server's
+    GIL: the server itself imports no torch until the first views are ready.
     ATLD_PRELOAD=0 skips all of it (benchmarks of the bare start).
-    Returns {"preloaded": Event, "prewarmed": Event, "error": str | None}."""
+    Returns {"prewarmed": Event, "preloaded": Event, "error": str | None}."""
     import importlib
+
+    from atld.priority import lower_thread_priority
 
     status = {"preloaded": threading.Event(), "prewarmed": threading.Event(), "error": None}
     current = settings()
@@ -254,7 +270,16 @@ def background_start() -> dict:
     service = compute_service()  # created here, in a script thread: its workers start now
 
     def work():
+        lower_thread_priority()
         try:
+            if current.prewarm:
+                for ticket in prewarm(service):
+                    ticket.wait(PREWARM_WAIT_S)
+            status["prewarmed"].set()
+            if current.umap_warmup:
+                from atld.ui import compute as views
+
+                service.warm_workers(lambda wid: [(views.warm_up, (False,))])
             for name in PRELOAD:
                 importlib.import_module(name)
             configure_torch()
@@ -262,17 +287,17 @@ def background_start() -> dict:
             # scanning them again in every full collection (milliseconds instead of ~0.3 s).
             gc.collect()
             gc.freeze()
-            status["preloaded"].set()
-            if current.prewarm:
-                prewarm(service)
         except Exception as exc:  # noqa: BLE001 - failed background work only costs time later
             status["error"] = f"{type(exc).__name__}: {exc}"
         finally:
-            status["preloaded"].set()
             status["prewarmed"].set()
+            status["preloaded"].set()
 
     threading.Thread(target=work, name="atld-preload", daemon=True).start()
     return status
+
+
+PREWARM_WAIT_S = 120.0  # the start-up work goes on after a default view that takes longer than this
 
 
 def prewarm(service) -> list:
@@ -285,8 +310,8 @@ def prewarm(service) -> list:
     first = default_run(runs)  # the sidebar's first checkpoint
     if first is None:
         return []
-    n_test = service.submit(views.test_size, (first.dataset,), priority=BACKGROUND).result()
-    return [service.submit(v, args, priority=BACKGROUND) for v, args in views.default_requests(runs, n_test)]
+    facts = service.submit(*views.facts_request(first.dataset), priority=BACKGROUND).result()
+    return [service.submit(v, args, priority=BACKGROUND) for v, args in views.default_requests(runs, facts["n_test"])]
 
 
 def sidebar() -> Selection:
@@ -337,28 +362,32 @@ def selection() -> Selection:
     return sel if sel is not None else sidebar()
 
 
-def require_run(sel: Selection):
-    """The loaded checkpoint of the selection, or stop the page with a hint."""
+def require_entry(sel: Selection) -> RunEntry:
+    """The selection's checkpoint as the picker knows it (its card's facts, no torch), or stop the
+    page with a hint. A page that draws only what the compute service returns needs no more."""
     if sel.run is None:
         st.info("Choose or train a checkpoint first (sidebar / Train page).")
         st.stop()
+    return sel.run
+
+
+def require_run(sel: Selection):
+    """The loaded checkpoint of the selection, or stop the page with a hint."""
+    entry = require_entry(sel)
     try:
-        return get_run(str(sel.run.path), sel.run.model_hash)
+        return get_run(str(entry.path), entry.model_hash)
     except ATLDError as exc:  # e.g. a checkpoint from an older architecture: say why, in one line
         st.error(md(f"cannot load {sel.run.label}: {exc}"))
         st.stop()
 
 
-D_CHECK_IMAGES = 200  # test images of the discriminator check on the pages that show D scores
-
-
-def show_discriminator_check(run, seed: int) -> None:
+def show_discriminator_check(run: RunEntry, seed: int) -> None:
     """Where a page shows D's scores, say how well D separates natural from adversarial latents in
     eval mode (beside the card's training metric) and how often ATLD+ is unsure, in plain words."""
-    if run.discriminator is None:
+    if not run.has_discriminator:
         return
     from atld.ui import cached
-    from atld.ui.evaluate_view import discriminator_messages
+    from atld.ui.evaluate_view import D_CHECK_IMAGES, discriminator_messages
 
     check = cached.discriminator_check(str(run.path), run.model_hash, D_CHECK_IMAGES, seed)
     for level, text in discriminator_messages(check):

@@ -27,6 +27,17 @@ def md(text: object) -> str:
     return _MARKDOWN.sub(r"\\\1", printable(text, 2000))
 
 
+def markdown_table(rows: list[dict]) -> str:
+    """Rows (dicts with the same keys) as a Markdown table, every cell through `md`: a small table
+    drawn as text, without the data grid's weight in the browser."""
+    if not rows:
+        return ""
+    head = list(rows[0])
+    lines = ["| " + " | ".join(md(h) for h in head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(md(r.get(h, "")) for h in head) + " |" for r in rows]
+    return "\n".join(lines)
+
+
 def status_badge(status: str) -> str:
     """A run status as shown in the app: "⚠ collapsed", "finished"."""
     return _STATUS_MARKS.get(status, "") + str(status)
@@ -65,6 +76,18 @@ def metrics_frame(metrics: list[dict]):
     if not frame.empty and "epoch" not in frame:
         frame.insert(0, "epoch", range(1, len(frame) + 1))
     return frame
+
+
+def curves_figure(metrics, columns: list[str], height: int = 220):
+    """Training curves (one line per metric column, per epoch) as a small plotly figure: the same
+    chart library as every other page, so the Home page already loads what the Latent explorer
+    draws with."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure([go.Scatter(x=metrics["epoch"], y=metrics[c], mode="lines+markers", name=c) for c in columns])
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="epoch",
+                      legend=dict(orientation="h", y=-0.3))
+    return fig
 
 
 def evaluation_frame(evaluations: dict | None):

@@ -62,7 +62,7 @@ def serve(conn, modules: list[str]) -> None:
     to stop or the pipe closes."""
     import importlib
 
-    from atld.ui.service import find_view, run_view
+    from atld.ui.service import find_view, run_view, save_result
 
     for module in modules:
         imported = importlib.import_module(module)
@@ -79,7 +79,7 @@ def serve(conn, modules: list[str]) -> None:
             return
         if message[0] != "run":
             continue  # a late cancel of a view that has finished
-        _, task_id, name, args = message
+        _, task_id, name, args, store_target = message
         channel.task_id, channel.cancelled, channel.last_sent = task_id, False, 0.0
         try:
             result = run_view(find_view(name), args, channel.listener)
@@ -94,6 +94,7 @@ def serve(conn, modules: list[str]) -> None:
             conn.send(("error", task_id, _reportable(exc)))
         else:
             conn.send(("done", task_id, payload))
+            save_result(find_view(name), store_target, result)  # after the hand-over: nobody waits for it
         if channel.stop_after:
             return
 
@@ -101,6 +102,9 @@ def serve(conn, modules: list[str]) -> None:
 def main(argv: list[str]) -> int:
     from multiprocessing.connection import Connection
 
+    from atld.priority import lower_process_priority
+
+    lower_process_priority()
     warnings.filterwarnings("ignore", module="numba")
     conn = Connection(int(argv[1]))
     try:
