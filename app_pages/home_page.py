@@ -110,9 +110,10 @@ if not metrics.empty:
 evals = evaluation_frame(card.get("evaluations"))
 if not evals.empty:
     st.markdown("**Evaluations stored in the card**")
-    st.dataframe(evals, hide_index=True, width="stretch")
+    st.table(evals.set_index("inference") if "inference" in evals else evals)
 
-with st.expander("Full card (card.json)"):
+# drawn only when asked for: a card's JSON viewer is a heavy element for every new tab
+if st.toggle("Show the full card (card.json)", key="home_full_card"):
     st.json(card, expanded=False)
 
 c1, c2 = st.columns(2)
