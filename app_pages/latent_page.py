@@ -17,8 +17,8 @@ import streamlit as st
 
 from atld.attacks.registry import PERTURBATION_NAMES
 from atld.config.vocab import ColorBy, FitMode, LatentSpace, PointSet, Projection
-from atld.errors import ATLDError, CheckpointError
 from atld.data.registry import get_spec
+from atld.errors import ATLDError, CheckpointError
 from atld.ui import cached, state
 from atld.ui.hover import hover_thumbnails
 from atld.ui.latent_view import (COLOR_MODES, LATENT_DEFAULTS, color_note, gap_summary, gap_table, page_of,

@@ -11,7 +11,7 @@
 | ATLD_UNWATCHED_MINUTES | 30 | an app training job nobody watches stops after this long (0.1-10080) |
 | ATLD_TORCH_THREADS | 1 | intra-op torch threads per app computation and of `python -m atld eval` (1-256) |
 | ATLD_UMAP_WARMUP | 1 | 0: skip loading UMAP's compiled code into each compute worker at start |
-| ATLD_PRELOAD | 1 | 0: skip the start-up work (computing the default views, UMAP's warm-up, importing torch & co. into the server) |
+| ATLD_PRELOAD | 1 | 0: skip the start-up work (first views, UMAP's warm-up, torch & co. into the server) |
 | ATLD_WORKERS | 2 | the app's compute workers (1-16): how many views are computed at once |
 | ATLD_WORKER_KIND | process | process (the server never waits for their GIL) or thread (inside the server) |
 | ATLD_RESULT_CACHE_MB | 512 | memory for computed views shared by all sessions (16-65536) |

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from atld.ui.latent_view import MAP_VIEW_CODEC
 from atld.ui.result_store import JSON
 from atld.ui.runs import RunRef, content_key
 from atld.ui.service import view
+
+if TYPE_CHECKING:
+    import torch
 
 LATENT_PERMUTATIONS = 100  # the page's MMD permutation test (the embed command's default is 200)
 

@@ -244,8 +244,8 @@ class ComputeService:
         self._bytes = 0
         self._seq = itertools.count()
         self._closed = False
-        self.counts = {"hits": 0, "stored_hits": 0, "joined": 0, "computed": 0, "failed": 0, "dropped": 0, "cancelled": 0,
-                       "worker_restarts": 0}
+        self.counts = {"hits": 0, "stored_hits": 0, "joined": 0, "computed": 0, "failed": 0, "dropped": 0,
+                       "cancelled": 0, "worker_restarts": 0}
         self.timings: dict[str, list] = {}  # view -> [runs, seconds queued, seconds running, longest run]
         self.on_worker_start: Callable[[int], list[tuple[View, tuple]]] | None = None  # per-worker warm-up
         worker = _ProcessWorker if kind == "process" else _ThreadWorker
