@@ -212,6 +212,19 @@ class AtenRecorder(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+@pytest.mark.slow
+def test_compiled_classifier_trains_atld(digits, tmp_path, monkeypatch):
+    """A real torch.compile of the classifier (CPU, cold cache) trains ATLD, whose step
+    backpropagates more than once through one forward graph, and gives the uncompiled run's losses
+    (compiled kernels round differently, hence the tolerance)."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    config = TrainConfig(method="atld", arch="small-cnn-nobn", epochs=1, batch_size=400, eval_limit=0, device="cpu")
+    plain = train(config, data=digits).card["metrics"][0]
+    compiled = train(config.with_overrides(compile=True), data=digits).card["metrics"][0]
+    for key in ("loss", "loss_ce", "loss_gap", "s"):
+        assert compiled[key] == pytest.approx(plain[key], rel=1e-3, abs=1e-4), key
+
+
 def test_input_conv_computes_only_the_gradients_the_pass_needs():
     """An image-only pass (autograd.grad to x, as ATLD's perturbation and s) computes no weight
     gradient; a parameters-only pass (backward(inputs=params), f's update) no image gradient. Both
