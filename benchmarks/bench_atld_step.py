@@ -30,7 +30,8 @@ from atld.config.train import TrainConfig
 from atld.data import load_dataset
 from atld.data.loaders import as_float01
 from atld.methods import METHODS
-from atld.methods.losses import smooth_labels, soft_cross_entropy
+from atld.methods.base import descend
+from atld.methods.losses import natural_bce, smooth_labels, soft_cross_entropy
 from atld.train import trainer
 
 
@@ -123,8 +124,6 @@ def natural_pass_times(session, batches) -> dict[str, float]:
 
 def d_update_time(session, batches) -> float:
     """ms per discriminator update as ATLD makes it (two calls, the four-term loss, SGD)."""
-    from atld.methods.base import descend
-    from atld.methods.losses import natural_bce
     f, D, cfg = session.classifier, session.discriminator, session.config
     f.eval()
     with torch.no_grad():
