@@ -45,14 +45,16 @@ BENCHMARKED_METHODS = ("natural", "pgd-at", "feature-scatter", "atld")  # a natu
 
 
 def epoch_seconds(method: str, data, warmup: int, epochs: int, seed: int, batch_size: int | None,
-                  plain: bool = False) -> tuple[list[float], list[float]]:
-    """(wall, cpu) seconds of each of `epochs` timed epochs after `warmup` (>= 1) discarded ones.
+                  plain: bool = False, compile: bool = False) -> tuple[list[float], list[float], float]:
+    """(wall, cpu) seconds of each of `epochs` timed epochs after `warmup` (>= 1) discarded ones, and
+    the wall seconds of the first warm-up epoch (with `compile`, that epoch also compiles).
 
     wall: the trainer's per-epoch timing. cpu: this process's CPU time between consecutive
     epoch-end events (all threads summed, so compare it only at equal thread counts).
-    plain: the path without the CPU fast-path pieces (NCHW tensors, for-loop SGD), for an A/B."""
+    plain: the path without the CPU fast-path pieces (NCHW tensors, for-loop SGD), for an A/B.
+    compile: torch.compile the classifier (the config's `compile`)."""
     config = TrainConfig(dataset=data.spec.name, method=method, epochs=warmup + epochs, batch_size=batch_size,
-                         seed=seed, device="cpu", eval_limit=0, channels_last=not plain)
+                         seed=seed, device="cpu", eval_limit=0, channels_last=not plain, compile=compile)
     marks: list[float] = []
 
     def progress(event) -> None:
@@ -68,7 +70,7 @@ def epoch_seconds(method: str, data, warmup: int, epochs: int, seed: int, batch_
         trainer.make_sgd = fused
     wall = [m["seconds"] for m in result.card["metrics"][warmup:]]
     cpu = [b - a for a, b in zip(marks[warmup - 1:], marks[warmup:])]
-    return wall, cpu
+    return wall, cpu, result.card["metrics"][0]["seconds"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="+", default=list(BENCHMARKED_METHODS), choices=BENCHMARKED_METHODS)
     p.add_argument("--compare-plain", action="store_true",
                    help="also time each method without channels_last and fused SGD, interleaved (rows 'METHOD/plain')")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the classifier (every method); the first warm-up epoch, which compiles, "
+                        "is reported apart")
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
     if args.warmup < 1 or args.epochs < 1 or args.rounds < 1 or args.train_limit < 0:
@@ -104,19 +109,22 @@ def main(argv: list[str] | None = None) -> int:
     label = {v: v[0] + ("/plain" if v[1] else "") for v in variants}
     wall: dict[str, list[float]] = {label[v]: [] for v in variants}
     cpu: dict[str, list[float]] = {label[v]: [] for v in variants}
+    first: dict[str, list[float]] = {label[v]: [] for v in variants}
     load_before = os.getloadavg()
     for r in range(args.rounds):
         for method, plain in variants:
-            w, c = epoch_seconds(method, data, args.warmup, args.epochs, seed=r, batch_size=batch,
-                                 plain=plain)
+            w, c, f = epoch_seconds(method, data, args.warmup, args.epochs, seed=r, batch_size=batch,
+                                    plain=plain, compile=args.compile)
             wall[label[method, plain]] += w
             cpu[label[method, plain]] += c
+            first[label[method, plain]].append(f)
     load_after = os.getloadavg()
 
     med_wall = {m: statistics.median(t) for m, t in wall.items()}
     med_cpu = {m: statistics.median(t) for m, t in cpu.items()}
     print(f"{data.spec.name}, {n_timed} of {n_full} training images timed, batch {batch}, device cpu, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}, python {platform.python_version()}")
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}, python {platform.python_version()}"
+          + (", classifier compiled" if args.compile else ""))
     print(f"1-min load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f} "
           f"(machine has {os.cpu_count()} CPUs)")
     print(f"{'method':<22} {'wall s/epoch':>13} {'(min-max)':>15} {'x nat':>6} {'cpu s/epoch':>12} {'x nat':>6} "
@@ -133,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         full = f"{full_wall[m]:.1f} / {full_cpu[m]:.1f}"
         print(f"{m:<22} {med_wall[m]:>13.3f} {span:>15} {rw:>6} {med_cpu[m]:>12.3f} {rc:>6} {len(wall[m]):>3} "
               f"{full:>24}")
+    if args.compile:
+        print("first warm-up epoch (compiles), wall s: "
+              + ", ".join(f"{m} {statistics.median(t):.1f}" for m, t in first.items()))
     command = "python -m benchmarks.bench_train " + " ".join(sys.argv[1:] if argv is None else argv)
     print(f"command: {command}")
     if args.json:
@@ -142,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                        "loadavg_before": load_before, "loadavg_after": load_after,
                        "command": command, "dataset": data.spec.name, "n_timed": n_timed, "n_full": n_full,
                        "batch_size": batch, "wall": wall, "cpu": cpu, "median_wall": med_wall, "median_cpu": med_cpu,
-                       "ratio_wall": ratio_wall, "ratio_cpu": ratio_cpu, "full_epoch_wall": full_wall,
+                       "ratio_wall": ratio_wall, "ratio_cpu": ratio_cpu, "compile": args.compile,
+                       "first_warmup_epoch_wall": first, "full_epoch_wall": full_wall,
                        "full_epoch_cpu": full_cpu}, fh, indent=1)
     return 0
 

@@ -204,10 +204,25 @@ class AtenRecorder(TorchDispatchMode):
     def __init__(self):
         super().__init__()
         self.ops: list[str] = []
+        self.tensor_args: list[list[torch.Tensor]] = []  # each op's tensor arguments, in order
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.ops.append(func.overloadpacket.__name__)
+        self.tensor_args.append([a for a in args if isinstance(a, torch.Tensor)])
         return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.slow
+def test_compiled_classifier_trains_atld(digits, tmp_path, monkeypatch):
+    """A real torch.compile of the classifier (CPU, cold cache) trains ATLD, whose step
+    backpropagates more than once through one forward graph, and gives the uncompiled run's losses
+    (compiled kernels round differently, hence the tolerance)."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    config = TrainConfig(method="atld", arch="small-cnn-nobn", epochs=1, batch_size=400, eval_limit=0, device="cpu")
+    plain = train(config, data=digits).card["metrics"][0]
+    compiled = train(config.with_overrides(compile=True), data=digits).card["metrics"][0]
+    for key in ("loss", "loss_ce", "loss_gap", "s"):
+        assert compiled[key] == pytest.approx(plain[key], rel=1e-3, abs=1e-4), key
 
 
 def test_input_conv_computes_only_the_gradients_the_pass_needs():
@@ -235,6 +250,30 @@ def test_input_conv_computes_only_the_gradients_the_pass_needs():
     assert "convolution_backward" in weight_ops and "_slow_conv2d_backward" not in weight_ops, weight_ops
     for a, b in zip((gx, gw, gb), results["plain"][:3]):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-6), (a - b).abs().max()
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_input_conv_hands_the_direct_kernel_nchw_strides(channels):
+    """In channels_last (as the trainer puts the model on the CPU) a 1-channel weight [16, 1, 4, 4]
+    has strides (16, 1, 4, 1): "contiguous" to torch, yet the direct kernel reads it as channels_last
+    and takes its ~4x slower path. Every tensor it gets must have plain NCHW strides; the gradient
+    must still equal nn.Conv2d's."""
+    torch.manual_seed(0)
+    fast = InputConv2d(channels, 16, 4, stride=2, padding=1).to(memory_format=torch.channels_last)
+    plain = torch.nn.Conv2d(channels, 16, 4, stride=2, padding=1)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.rand(4, channels, 28, 28).contiguous(memory_format=torch.channels_last)
+    grads = []
+    for conv in (fast, plain):
+        xi = x.clone().requires_grad_(True)
+        out = conv(xi)
+        with AtenRecorder() as rec:
+            (gx,) = torch.autograd.grad((out * out).sum(), xi)
+        grads.append(gx)
+        if conv is fast:
+            (args,) = [a for op, a in zip(rec.ops, rec.tensor_args) if op == "_slow_conv2d_backward"]
+            assert all(a.stride() == torch.zeros(a.shape).stride() for a in args), [a.stride() for a in args]
+    assert torch.allclose(*grads, rtol=1e-5, atol=1e-6), (grads[0] - grads[1]).abs().max()
 
 
 @pytest.mark.parametrize("shape", [(6, 32, 7, 7), (6, 64, 2, 2)])

@@ -218,6 +218,10 @@ def _build(config: TrainConfig, data: ImageData, writer: RunWriter | None, resum
         restore_generator(generator, loaded.train_state)
     ddp = ddp_utils.DDPModels(classifier, discriminator, device, distributed) if distributed else None
     step_classifier = ddp.classifier if ddp else classifier
+    if config.compile:
+        # ATLD backpropagates through one forward graph more than once (retain_graph); the buffers
+        # AOTAutograd donates to the first backward by default would make the second one fail
+        torch._functorch.config.donated_buffer = False
     ctx = StepContext(config, torch.compile(step_classifier) if config.compile else step_classifier, optimizer,
                       generator, ddp.discriminator if ddp else discriminator, d_optimizer,
                       _autocast_factory(config, device))
