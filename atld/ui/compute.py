@@ -289,6 +289,13 @@ def adaptive_lesson(ref: RunRef, indices: tuple[int, ...], epsilon: float, seed:
 
 
 @view()
+def prepare(ref: RunRef) -> int:
+    """Load checkpoint `ref` and its dataset into this worker's caches (each worker keeps its own),
+    so that a first request on any worker does not pay for loading them; returns the test size."""
+    return len(dataset(load_run(ref).config.dataset).y_test)
+
+
+@view()
 def warm_up(transform: bool = False) -> float:
     """Load UMAP's compiled code into this worker (`atld.latent.warm_up_umap`); seconds spent."""
     from atld.latent import warm_up_umap

@@ -448,8 +448,11 @@ class ComputeService:
         """From now on, `requests(wid)` are queued for each worker, now and whenever one (re)starts,
         as background work bound to that worker (e.g. loading compiled code into it)."""
         self.on_worker_start = requests
-        for wid in range(len(self._workers)):
-            self._worker_started(wid)
+        lists = [requests(wid) for wid in range(len(self._workers))]
+        for i in range(max(map(len, lists), default=0)):  # every worker's first request before any second one
+            for wid, todo in enumerate(lists):
+                if i < len(todo):
+                    self.submit(*todo[i], priority=BACKGROUND + 1, keep=True, affinity=wid)
 
     def _worker_started(self, wid: int) -> None:
         """Queue the per-worker warm-up requests of a (re)started worker."""

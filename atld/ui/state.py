@@ -276,10 +276,7 @@ def background_start() -> dict:
                 for ticket in prewarm(service):
                     ticket.wait(PREWARM_WAIT_S)
             status["prewarmed"].set()
-            if current.umap_warmup:
-                from atld.ui import compute as views
-
-                service.warm_workers(lambda wid: [(views.warm_up, (False,))])
+            service.warm_workers(lambda wid: worker_warm_ups(current.umap_warmup))
             for name in PRELOAD:
                 importlib.import_module(name)
             configure_torch()
@@ -295,6 +292,17 @@ def background_start() -> dict:
 
     threading.Thread(target=work, name="atld-preload", daemon=True).start()
     return status
+
+
+def worker_warm_ups(umap: bool) -> list[tuple]:
+    """What each compute worker loads once it is idle: the default checkpoint and its data (the
+    start-up views loaded them into one worker only), then UMAP's compiled code (ATLD_UMAP_WARMUP)."""
+    from atld.ui import compute as views
+    from atld.ui.runs import RunRef
+
+    first = default_run(discover_runs())
+    out = [] if first is None else [(views.prepare, (RunRef.of(first.path),))]
+    return out + ([(views.warm_up, (False,))] if umap else [])
 
 
 PREWARM_WAIT_S = 120.0  # the start-up work goes on after a default view that takes longer than this
