@@ -30,3 +30,24 @@ def lower_process_priority(increment: int = WORKER_NICE) -> bool:
         return True
     except (AttributeError, OSError):
         return False
+
+
+def at_lowest_priority(fn, *args):
+    """`fn(*args)` in a thread of the lowest CPU priority, waited for: background work in a worker
+    that has nothing else to do (its GIL is free), which must never slow the computations people
+    wait for in the other workers. Returns its result or raises its error."""
+    out: dict = {}
+
+    def run() -> None:
+        lower_thread_priority()
+        try:
+            out["result"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, name="atld-low-priority", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["result"]

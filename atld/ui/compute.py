@@ -297,10 +297,12 @@ def prepare(ref: RunRef) -> int:
 
 @view()
 def warm_up(transform: bool = False) -> float:
-    """Load UMAP's compiled code into this worker (`atld.latent.warm_up_umap`); seconds spent."""
+    """Load UMAP's compiled code into this worker (`atld.latent.warm_up_umap`), at the lowest CPU
+    priority (it ran beside the first attacks people make and slowed them 2x); seconds spent."""
     from atld.latent import warm_up_umap
+    from atld.priority import at_lowest_priority
 
-    return warm_up_umap(transform)
+    return at_lowest_priority(warm_up_umap, transform)
 
 
 # ---------------------------------------------------------------------- requests as the pages make them
