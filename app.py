@@ -30,9 +30,10 @@ PAGES = [
     st.Page("app_pages/learn_page.py", title="Learn", icon="🎓", url_path="learn"),
 ]
 
-state.sidebar()
-page = st.navigation(PAGES)
-try:
-    page.run()
-finally:  # once per server, after the first page (also one that stopped early): workers, first views
-    state.background_start()
+with state.script_activity():
+    state.sidebar()
+    page = st.navigation(PAGES)
+    try:
+        page.run()
+    finally:  # once per server, after the first page (also one that stopped early): workers, first views
+        state.background_start()

@@ -8,8 +8,10 @@ retrained run is never served stale); what the pages compute goes through the co
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -247,13 +249,13 @@ def _cancel(slot_id, on_cancel) -> None:
 
 @st.cache_resource
 def background_start() -> dict:
-    """Once per process, as the first page starts: start the compute workers (they import torch in
+    """Once per process, after the first page: start the compute workers (they import torch in
     their own processes, at a lower CPU priority than the server and the browser, `atld.ui.worker`)
     and, in a daemon thread of low priority, in this order: compute the default views of the
     checkpoint the sidebar picks first (ATLD_PREWARM; background work that yields to every request),
-    have each worker load UMAP's compiled code (ATLD_UMAP_WARMUP), then import the heavy modules
-    into the server itself (PRELOAD). Nothing here competes with the first page for the server's
-    GIL: the server itself imports no torch until the first views are ready.
+    have each worker load the default checkpoint and UMAP's compiled code (ATLD_UMAP_WARMUP), then,
+    once no page has run for QUIET_BEFORE_IMPORT_S, import the heavy modules into the server itself
+    (PRELOAD). Nothing here competes with a page for the server's GIL.
     ATLD_PRELOAD=0 skips all of it (benchmarks of the bare start).
     Returns {"prewarmed": Event, "preloaded": Event, "error": str | None}."""
     import importlib
@@ -277,6 +279,7 @@ def background_start() -> dict:
                     ticket.wait(PREWARM_WAIT_S)
             status["prewarmed"].set()
             service.warm_workers(lambda wid: worker_warm_ups(current.umap_warmup))
+            wait_until_quiet(QUIET_BEFORE_IMPORT_S)
             for name in PRELOAD:
                 importlib.import_module(name)
             configure_torch()
@@ -292,6 +295,36 @@ def background_start() -> dict:
 
     threading.Thread(target=work, name="atld-preload", daemon=True).start()
     return status
+
+
+_SCRIPTS = {"running": 0, "since": time.monotonic()}  # scripts running now; when the last one ended
+_SCRIPTS_LOCK = threading.Lock()
+QUIET_BEFORE_IMPORT_S = 2.0  # the server imports torch only after this long without a page running
+
+
+@contextlib.contextmanager
+def script_activity():
+    """Around every script run (app.py): lets start-up work wait for a moment nobody waits for a page."""
+    with _SCRIPTS_LOCK:
+        _SCRIPTS["running"] += 1
+    try:
+        yield
+    finally:
+        with _SCRIPTS_LOCK:
+            _SCRIPTS["running"] -= 1
+            _SCRIPTS["since"] = time.monotonic()
+
+
+def wait_until_quiet(quiet_s: float) -> None:
+    """Block until no script has run for `quiet_s` seconds: importing torch into the server holds its
+    GIL for a second or two, which a page drawn at that moment (and its messages to the browser)
+    would wait for."""
+    while True:
+        with _SCRIPTS_LOCK:
+            left = quiet_s - (time.monotonic() - _SCRIPTS["since"]) if _SCRIPTS["running"] == 0 else quiet_s
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.25))
 
 
 def worker_warm_ups(umap: bool) -> list[tuple]:
