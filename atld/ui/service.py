@@ -7,6 +7,7 @@ pool of workers:
 - kind "process" (the app's default): worker processes (`python -m atld.ui.worker`), so torch's
   and numba's Python-level work never holds the server's GIL and its event loop keeps answering;
   a computation that will not stop is ended by stopping its process (a new one takes its place);
+  they start one after another, at a lower CPU priority than the server;
 - kind "thread": worker threads in this process (tests, platforms without fd passing).
 
 Keys and sharing: a request is keyed by the view's name and version and its arguments, where a
@@ -248,6 +249,7 @@ class ComputeService:
                        "cancelled": 0, "worker_restarts": 0}
         self.timings: dict[str, list] = {}  # view -> [runs, seconds queued, seconds running, longest run]
         self.on_worker_start: Callable[[int], list[tuple[View, tuple]]] | None = None  # per-worker warm-up
+        self._first_ready = threading.Event()  # a worker process is up (the others start after it)
         worker = _ProcessWorker if kind == "process" else _ThreadWorker
         self._workers = [worker(self, wid) for wid in range(workers)]
 
@@ -620,6 +622,8 @@ class _ProcessWorker:
 
     def _loop(self) -> None:
         first = True
+        if self.wid > 0:  # one worker imports torch at a time: the browser drawing the first page needs the cores
+            self.service._first_ready.wait(READY_TIMEOUT_S)
         while not self._stopping:
             try:
                 self._spawn()
@@ -631,6 +635,7 @@ class _ProcessWorker:
             if not first:
                 self.service.counts["worker_restarts"] += 1
             first = False
+            self.service._first_ready.set()
             self.service._worker_started(self.wid)
             if not self._serve():
                 return
