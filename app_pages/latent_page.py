@@ -93,8 +93,8 @@ def forget_umap() -> None:
 try:
     m = cached.map_view(*key, method, fit_on, on_cancel=forget_umap)
     figure = cached.latent_plot(*key, method, fit_on, color_by)
-except CheckpointError as exc:  # the worker could not load it: say which, in one line (as require_run does)
-    st.error(md(f"cannot load {run.label}: {exc}"))
+except CheckpointError as exc:  # the worker could not load it: the same line as require_run's
+    st.error(state.cannot_load(run, exc))
     st.stop()
 except ATLDError as exc:
     st.error(md(exc))

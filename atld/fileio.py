@@ -198,6 +198,7 @@ def parse_npz(data: bytes, max_bytes: int) -> dict:
 
 
 def npz_bytes(arrays: dict, compress: bool = True) -> bytes:
+    """Arrays as the bytes of an `.npz` file (what `parse_npz` reads back)."""
     import numpy as np
 
     buf = io.BytesIO()

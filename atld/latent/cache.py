@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import io
 import json
 import os
 from collections.abc import Callable
@@ -30,7 +29,7 @@ import torch
 from atld.attacks.gradient import AttackConfig
 from atld.config.settings import settings
 from atld.errors import DataError
-from atld.fileio import atomic_write, parse_npz, read_regular
+from atld.fileio import atomic_write, npz_bytes, parse_npz, read_regular
 from atld.latent.embed import Embedder
 from atld.latent.extract import LatentSet, extract_latents
 from atld.latent.gap import MEASURE_KEYS, gap_numbers
@@ -107,9 +106,7 @@ class LatentCache:
         if out is None:
             self.misses += 1
             out = compute()
-            buf = io.BytesIO()
-            np.savez(buf, **out)
-            self._store(path, buf.getvalue())
+            self._store(path, npz_bytes(out, compress=False))
         return out
 
     def json(self, key: str, compute: Callable[[], dict], check: Callable[[dict], bool] = lambda d: True) -> dict:

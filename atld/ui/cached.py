@@ -17,26 +17,25 @@ def attack(path: str, model_hash: str, indices: tuple[int, ...], kind: str, epsi
                label="Attacking…")
 
 
+def _map(of, path, n, attack_name, epsilon, seed, space, projection, fit_on, on_cancel):
+    """A map request of the page's "latent_map" slot (`of`: the view computed from the map); a
+    projection other than PCA can be cancelled (`on_cancel` runs when it is)."""
+    request = compute.latent_request(path, n, attack_name, epsilon, seed, space, projection, fit_on, of=of)
+    return run(*request, slot="latent_map", label=f"Computing latents and the {projection.upper()} map…",
+               cancellable=projection != "pca", on_cancel=on_cancel)
+
+
 def latent_map(path: str, model_hash: str, n: int, attack_name: str, epsilon: float, seed: int, space: str,
                projection: str, fit_on: str, on_cancel=None):
-    """atld.latent.latent_map on the first `n` test images: latents, the 2-D map and the gap numbers.
-    A projection other than PCA can be cancelled (`on_cancel` runs when it is)."""
-    slow = projection != "pca"
-    return run(*compute.latent_request(path, n, attack_name, epsilon, seed, space, projection, fit_on),
-               slot="latent_map", label=f"Computing latents and the {projection.upper()} map…", cancellable=slow,
-               on_cancel=on_cancel)
+    """atld.latent.latent_map on the first `n` test images: latents, the 2-D map and the gap numbers."""
+    return _map(None, path, n, attack_name, epsilon, seed, space, projection, fit_on, on_cancel)
 
 
 def map_view(path: str, model_hash: str, n: int, attack_name: str, epsilon: float, seed: int, space: str,
              projection: str, fit_on: str, on_cancel=None):
     """The Latent explorer's map of the first `n` test images (`atld.ui.latent_view.MapView`: the
-    point table, accuracies, gap numbers and images; plain data). A projection other than PCA can
-    be cancelled (`on_cancel` runs when it is)."""
-    slow = projection != "pca"
-    request = compute.latent_request(path, n, attack_name, epsilon, seed, space, projection, fit_on,
-                                     of=compute.map_view)
-    return run(*request, slot="latent_map", label=f"Computing latents and the {projection.upper()} map…",
-               cancellable=slow, on_cancel=on_cancel)
+    point table, accuracies, gap numbers and images; plain data)."""
+    return _map(compute.map_view, path, n, attack_name, epsilon, seed, space, projection, fit_on, on_cancel)
 
 
 def map_csv(path: str, n: int, attack_name: str, epsilon: float, seed: int, space: str, projection: str,

@@ -454,13 +454,17 @@ class ComputeService:
         for i in range(max(map(len, lists), default=0)):  # every worker's first request before any second one
             for wid, todo in enumerate(lists):
                 if i < len(todo):
-                    self.submit(*todo[i], priority=BACKGROUND + 1, keep=True, affinity=wid)
+                    self._warm(wid, *todo[i])
 
     def _worker_started(self, wid: int) -> None:
         """Queue the per-worker warm-up requests of a (re)started worker."""
         if self.on_worker_start is not None:
             for v, args in self.on_worker_start(wid):
-                self.submit(v, args, priority=BACKGROUND + 1, keep=True, affinity=wid)
+                self._warm(wid, v, args)
+
+    def _warm(self, wid: int, v: View, args: tuple) -> None:
+        """A warm-up request: background work bound to worker `wid`, below the start-up views."""
+        self.submit(v, args, priority=BACKGROUND + 1, keep=True, affinity=wid)
 
     # ------------------------------------------------------------------ life cycle
 

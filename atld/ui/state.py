@@ -255,7 +255,7 @@ def background_start() -> dict:
     checkpoint the sidebar picks first (ATLD_PREWARM; background work that yields to every request),
     have each worker load the default checkpoint and UMAP's compiled code (ATLD_UMAP_WARMUP), then,
     once no page has run for QUIET_BEFORE_IMPORT_S, import the heavy modules into the server itself
-    (PRELOAD). Nothing here competes with a page for the server's GIL.
+    (PRELOAD), which holds the server's GIL for a second or two.
     ATLD_PRELOAD=0 skips all of it (benchmarks of the bare start).
     Returns {"prewarmed": Event, "preloaded": Event, "error": str | None}."""
     import importlib
@@ -412,13 +412,18 @@ def require_entry(sel: Selection) -> RunEntry:
     return sel.run
 
 
+def cannot_load(entry: RunEntry, exc: BaseException) -> str:
+    """The one line a page shows for a checkpoint that fails to load (here or in a worker)."""
+    return md(f"cannot load {entry.label}: {exc}")
+
+
 def require_run(sel: Selection):
     """The loaded checkpoint of the selection, or stop the page with a hint."""
     entry = require_entry(sel)
     try:
         return get_run(str(entry.path), entry.model_hash)
     except ATLDError as exc:  # e.g. a checkpoint from an older architecture: say why, in one line
-        st.error(md(f"cannot load {sel.run.label}: {exc}"))
+        st.error(cannot_load(entry, exc))
         st.stop()
 
 
