@@ -10,8 +10,12 @@ from atld.ui.datasets import availability_rows
 from atld.ui.evaluate_view import NO_VERDICT, headline, verdict_messages
 from atld.ui.exports import checkpoint_zip, config_json, export_name
 from atld.ui.runs import card_of
-from atld.ui.views import (card_summary, collapse_note, curves_figure, evaluation_frame, markdown_table, md,
-                           metrics_frame)
+from atld.ui.views import (card_summary, collapse_note, curves_figure, evaluation_rows, markdown_table, md,
+                           metric_columns)
+
+# What Home shows of each stored evaluation: enough to read it; the Evaluate page has every field.
+HOME_EVALUATION_COLUMNS = {"inference": "inference", "attack": "attack", "protocol": "protocol", "epsilon": "ε",
+                           "accuracy": "accuracy %", "ci_low": "95 % CI from", "ci_high": "to", "n": "images"}
 
 st.title("ATLD lab")
 st.markdown(
@@ -100,17 +104,16 @@ if (note := collapse_note(card)) is not None:
 if card.get("message"):
     st.text(card["message"])  # text from the card: shown as it is, never as Markdown or HTML
 
-metrics = metrics_frame(card["metrics"])
-if not metrics.empty:
+metrics = metric_columns(card["metrics"])
+shown = [c for c in ("test_clean_acc", "test_pgd20_acc", "train_clean_acc", "train_perturbed_acc", "d_auc")
+         if c in metrics]
+if shown:
     st.markdown("**Training curves** (per epoch)")
-    shown = [c for c in ("test_clean_acc", "test_pgd20_acc", "train_clean_acc", "train_perturbed_acc", "d_auc")
-             if c in metrics]
-    if shown:
-        st.plotly_chart(curves_figure(metrics, shown), key="home_curves", width="stretch")
-evals = evaluation_frame(card.get("evaluations"))
-if not evals.empty:
-    st.markdown("**Evaluations stored in the card**")
-    st.table(evals.set_index("inference") if "inference" in evals else evals)
+    st.plotly_chart(curves_figure(metrics, shown), key="home_curves", width="stretch")
+evals = evaluation_rows(card.get("evaluations"), HOME_EVALUATION_COLUMNS)
+if evals:
+    st.markdown("**Evaluations stored in the card** (every field, notes included, on the Evaluate page)")
+    st.markdown(markdown_table(evals))
 
 # drawn only when asked for: a card's JSON viewer is a heavy element for every new tab
 if st.toggle("Show the full card (card.json)", key="home_full_card"):

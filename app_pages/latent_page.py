@@ -178,8 +178,9 @@ st.download_button("Embedding and scores (CSV)", lambda: cached.map_csv(
                    file_name=export_name(f"{run.path.name}-{attack_name}-{space}-{method}", "csv"), mime="text/csv",
                    key="lat_csv")
 
-st.divider()
-with st.expander("The attack's path, step by step (animation)"):
+
+def show_attack_path() -> None:
+    """The attack's path, step by step, as a plotly animation (inside its expander)."""
     from atld.ui.trajectory_view import path_figure
 
     path_n = st.slider("Images to follow", 2, min(40, n_test), min(D.path_images, n_test), key="lat_path_n",
@@ -193,6 +194,16 @@ with st.expander("The attack's path, step by step (animation)"):
                       "Red-edged crosses: misclassified at that step. Also: python -m atld embed --trajectories."))
     except ATLDError as exc:
         st.error(md(exc))
+
+
+st.divider()
+# Drawn only while open: an animation nobody opened would cost every first view its drawing.
+path_box = st.expander("The attack's path, step by step (animation)", key="lat_path_open", on_change="rerun")
+with path_box:
+    if path_box.open:
+        show_attack_path()
+    else:
+        st.caption("Opening this draws the animation.")
 
 st.divider()
 st.subheader("Two checkpoints side by side")

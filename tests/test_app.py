@@ -118,9 +118,14 @@ def test_latent_page_plots_gap_numbers_and_comparison(app_env):
     for key in ("lat_space", "lat_fit", "lat_method"):
         assert at.radio(key=key) is not None
     charts = at.get("plotly_chart")
-    assert len(charts) == 4  # the main map, the attack's path (an expander), two side by side
+    assert [c.key for c in charts if c.key == "lat_path"] == []  # the attack's path: drawn once opened
+    assert len(charts) == 3  # the main map, two side by side
+    at.session_state["lat_path_open"] = True  # open the path's expander
+    at.run()
+    charts = at.get("plotly_chart")
     path = [c for c in charts if c.key == "lat_path"]
-    assert len(path) == 1 and '"frames"' in path[0].proto.spec and '"sliders"' in path[0].proto.spec
+    assert len(charts) == 4 and len(path) == 1
+    assert '"frames"' in path[0].proto.spec and '"sliders"' in path[0].proto.spec
     labels = [m.label for m in at.metric]
     assert labels == ["D's AUC", "two-sample test accuracy", "MMD²", "kNN mixing"]
     assert 0.0 <= float(metric(at, "D's AUC")) <= 1.0

@@ -8,6 +8,8 @@ import dataclasses
 import io
 import json
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import torch
 
 from atld.attacks.gradient import AttackConfig
 from atld.config.fields import from_widget_values, widgets
+from atld.config.vocab import ColorBy
 from atld.config.train import TrainConfig
 from atld.data.loaders import as_float01
 from atld.errors import ConfigError
@@ -27,7 +30,8 @@ from atld.ui.attack_view import attack_view, summary_rows
 from atld.ui.exports import checkpoint_zip, config_json
 from atld.ui.latent_view import COLOR_MODES, latent_figure, selected_ids
 from atld.ui.runs import discover_runs
-from atld.ui.views import evaluation_frame, magnify, md, metrics_frame, to_display
+from atld.ui.views import (curves_figure, evaluation_frame, evaluation_rows, magnify, md, metric_columns,
+                           metrics_frame, to_display)
 
 MAIN_FIELDS = {"dataset", "method", "epochs", "batch_size", "lr", "epsilon", "seed", "eval_limit"}
 APP_DEFAULTS = {"epochs": 5, "eval_limit": 200, "device": "cpu"}  # the app's starting values (a short run)
@@ -181,6 +185,43 @@ def test_metrics_frame_keeps_numbers_and_adds_epochs():
     assert frame["loss"].tolist() == [1.0, 0.5] and np.isnan(frame["d_auc"][0])
 
 
+def test_metric_columns_align_epochs_without_pandas():
+    columns = metric_columns([{"epoch": 3, "loss": 1.0, "flag": True}, {"epoch": 4, "d_auc": 0.7, "note": "x"}])
+    assert columns == {"epoch": [3, 4], "loss": [1.0, None], "d_auc": [None, 0.7]}  # a bool is no number
+    assert metric_columns([]) == {}
+    fig = curves_figure(metric_columns([{"loss": 1.0}, {"loss": 0.5}]), ["loss"])
+    assert list(fig.data[0].x) == [1, 2] and list(fig.data[0].y) == [1.0, 0.5]
+
+
+def test_evaluation_rows_pick_rename_and_convert_to_percent():
+    rows = {"rows": [{"attack": "pgd20", "accuracy": 0.5, "ci_low": 0.41234, "n": 100, "note": "long"},
+                     {"attack": "fgsm", "accuracy": "n/a"}]}
+    assert evaluation_rows(rows, {"attack": "attack", "accuracy": "accuracy %", "ci_low": "from"}) == [
+        {"attack": "pgd20", "accuracy %": 50.0, "from": 41.2}, {"attack": "fgsm", "accuracy %": "n/a"}]
+    assert evaluation_rows(rows)[0] == {"attack": "pgd20", "accuracy": 50.0, "ci_low": 41.2, "n": 100, "note": "long"}
+    assert evaluation_rows(None) == [] and evaluation_rows({"rows": []}, {"attack": "a"}) == []
+
+
+def test_home_draws_a_shipped_card_without_pandas(app_checkpoints):
+    """Home's first view on a fresh server must not import pandas (half a second of its start):
+    the modules it uses, and turning a card into its curves and tables, stay pandas-free."""
+    card = app_checkpoints / "digits-atld"
+    code = f"""
+import sys
+import atld.ui.datasets, atld.ui.evaluate_view, atld.ui.exports, atld.ui.runs, atld.ui.state
+from atld.ui.runs import card_of
+from atld.ui.views import card_summary, curves_figure, evaluation_rows, markdown_table, metric_columns
+card = card_of({str(card)!r})
+columns = metric_columns(card["metrics"])
+curves_figure(columns, [c for c in columns if c != "epoch"]).to_plotly_json()
+card_summary(card), markdown_table(evaluation_rows(card.get("evaluations"), {{"accuracy": "accuracy %"}}))
+assert "pandas" not in sys.modules, "pandas was imported"
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_evaluation_frame_reads_the_rows_in_percent():
     row = {"attack": "pgd20", "inference": "atld-", "accuracy": 0.5, "ci_low": 0.4, "ci_high": 0.6, "n": 100}
     direct = evaluation_frame({"format": "atld-eval", "version": 1, "rows": [row, row]})
@@ -264,6 +305,20 @@ def test_every_plotted_point_carries_its_global_id(color_by):
         assert (x, y, image) == (row["x"], row["y"], row["index"])
     assert table["set"].tolist() == ["natural"] * 5 + ["perturbed"] * 5
     assert table["correct"].tolist() == [True] * 5 + [False] * 5
+
+
+@pytest.mark.parametrize("color_by", COLOR_MODES)
+def test_map_is_laid_out_once_with_one_legend_entry_per_class(color_by):
+    """Fixed margins (a legend that pushes them makes plotly lay the map out twice in the browser);
+    by class, one legend entry per class that toggles both of its clouds."""
+    fig = latent_figure(_table(), color_by)
+    assert fig.layout.margin.autoexpand is False and fig.layout.margin.r >= 40
+    shown = [t for t in fig.data if t.showlegend is not False]
+    if color_by in (ColorBy.CLASS, ColorBy.PREDICTED):
+        assert len(fig.data) == 6 and len(shown) == 3  # 3 classes × 2 sets, one entry per class
+        assert {t.legendgroup for t in fig.data} == {t.legendgroup for t in shown}
+    else:
+        assert len(shown) == len(fig.data)
 
 
 def test_d_score_colouring_without_d_falls_back_to_classes():

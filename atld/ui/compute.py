@@ -185,7 +185,7 @@ def _figure_parts(m, projection: str, fit_on: str, space: str):
     return axis_titles(projection, explained), thumbnails(m.latents.images_nat)
 
 
-@view(persist=JSON)
+@view(version=2, persist=JSON)
 def latent_plot(ref: RunRef, n: int, attack_name: str, epsilon: float, seed: int, space: str, projection: str,
                 fit_on: str, color_by: str, title: str, height: int) -> str:
     """The Latent explorer's figure of that map, as plotly JSON (`atld.ui.views.figure_from_json`
@@ -203,7 +203,7 @@ def latent_plot(ref: RunRef, n: int, attack_name: str, epsilon: float, seed: int
                              validate=False)
 
 
-@view(persist=JSON)
+@view(version=2, persist=JSON)
 def compare_plots(refs: tuple[RunRef, RunRef], titles: tuple[str, str], n: int, attack_name: str, epsilon: float,
                   seed: int, space: str, height: int) -> dict:
     """Two checkpoints side by side. Where their latents share axes (logits of the same width),

@@ -25,8 +25,10 @@ export default function (component) {
   const img = box.querySelector("img"), label = box.querySelector("div");
   const hook = () => {
     document.querySelectorAll(".js-plotly-plot").forEach((gd) => {
-      if (gd.__atldThumbs || typeof gd.on !== "function") return;
-      gd.__atldThumbs = true;
+      // Hooked per event emitter, not per element: a chart drawn anew on the same element
+      // (Plotly.purge, then newPlot) drops its listeners and gets a new emitter.
+      if (typeof gd.on !== "function" || (gd._ev && gd.__atldThumbs === gd._ev)) return;
+      gd.__atldThumbs = gd._ev;
       gd.on("plotly_hover", (ev) => {
         const pt = ev && ev.points && ev.points[0];
         const src = pt && pt.customdata && pt.customdata[2];
@@ -43,8 +45,15 @@ export default function (component) {
     });
   };
   hook();
-  const timer = setInterval(hook, 500);  // charts are redrawn and added after this mounts
-  return () => { clearInterval(timer); box.style.display = "none"; };
+  // Charts are added and drawn anew after this mounts: hook each in the frame it appears (plotly
+  // reports a hover only when the hovered point changes, so a late hook misses the first one).
+  let queued = false;
+  const observer = new MutationObserver(() => {
+    if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; hook(); }); }
+  });
+  observer.observe(document.body, {childList: true, subtree: true});
+  const timer = setInterval(hook, 1000);  // and a slow sweep, in case a chart changed in place
+  return () => { observer.disconnect(); clearInterval(timer); box.style.display = "none"; };
 }
 """
 

@@ -128,8 +128,13 @@ def latent_figure(table, color_by: str = ColorBy.CLASS, title: str = "", height:
     """A plotly scatter of a point table. Natural points are circles, perturbed are crosses;
     colour by true class (one trace per class × set), by predicted class, by D score (a colour
     scale) or by correctness. `images`: a data URI per image index (`thumbnails`), carried in
-    `customdata[2]` for the page's hover thumbnail. The legend sits below the plot and the colour
-    bar left of the legend's column, so neither the toolbar nor each other covers them."""
+    `customdata[2]` for the page's hover thumbnail.
+
+    The margins are fixed (`margin.autoexpand` off): a legend or colour bar that pushes the margins
+    makes plotly lay the whole figure out twice, which was half of the browser's drawing time of
+    the map. So the legend is a column right of the plot, one entry per class (a class's natural
+    and perturbed traces share it; the symbols are explained beside the map), the colour bar sits
+    under it in the same fixed margin, and both start below the toolbar."""
     import plotly.graph_objects as go
     from plotly.colors import qualitative
 
@@ -137,10 +142,10 @@ def latent_figure(table, color_by: str = ColorBy.CLASS, title: str = "", height:
     symbols = {PointSet.NATURAL: "circle", PointSet.PERTURBED: "x"}
     palette = qualitative.D3 + qualitative.Set3
 
-    def add(rows, name, color=None, legendgroup=None, **marker):
+    def add(rows, name, color=None, legendgroup=None, showlegend=True, **marker):
         pics = [images[i] if images is not None and 0 <= i < len(images) else "" for i in rows["index"].values]
         fig.add_trace(go.Scatter(
-            x=rows["x"], y=rows["y"], mode="markers", name=name, legendgroup=legendgroup,
+            x=rows["x"], y=rows["y"], mode="markers", name=name, legendgroup=legendgroup, showlegend=showlegend,
             customdata=np.stack([rows.index.values, rows["index"].values, np.asarray(pics, dtype=object)], axis=1),
             text=[f"{k} #{i}: label {lab}, pred {p}" + ("" if np.isnan(d) else f", D {d:.2f}")
                   for k, i, lab, p, d in zip(rows["set"], rows["index"], rows["label_name"], rows["pred_name"],
@@ -153,8 +158,8 @@ def latent_figure(table, color_by: str = ColorBy.CLASS, title: str = "", height:
             rows = table[table["set"] == kind]
             add(rows, kind, color=rows["d_natural"], colorscale="RdBu", cmin=0.0, cmax=1.0,
                 showscale=kind == PointSet.NATURAL,
-                colorbar=dict(title=dict(text="D: P(natural)", side="right"), thickness=12, len=0.8, x=1.0,
-                              xanchor="left"))
+                colorbar=dict(title=dict(text="D: P(natural)", side="right"), thickness=12, len=0.7, x=1.02,
+                              xanchor="left", y=0, yanchor="bottom"))
     elif color_by == ColorBy.CORRECT:
         for kind in KINDS:
             for ok, colour in ((True, "#2a9d8f"), (False, "#e63946")):
@@ -163,18 +168,24 @@ def latent_figure(table, color_by: str = ColorBy.CLASS, title: str = "", height:
                     add(rows, f"{kind}, {'correct' if ok else 'wrong'}", color=colour)
     else:
         column, name_column = ("pred", "pred_name") if color_by == ColorBy.PREDICTED else ("label", "label_name")
+        prefix = "pred " if color_by == ColorBy.PREDICTED else ""
         for c in sorted(table[column].unique()):
+            in_legend = True
             for kind in KINDS:
                 rows = table[(table[column] == c) & (table["set"] == kind)]
                 if len(rows):
                     name = rows[name_column].iloc[0]
-                    prefix = "pred " if color_by == ColorBy.PREDICTED else ""
-                    add(rows, f"{prefix}{name} · {kind}", color=palette[int(c) % len(palette)],
-                        legendgroup=str(name))
+                    add(rows, f"{prefix}{name}", color=palette[int(c) % len(palette)], legendgroup=str(name),
+                        showlegend=in_legend)
+                    in_legend = False
+    names = [t.name for t in fig.data if t.showlegend is not False]
+    # The legend column's width, from its longest entry (about 6 px per character at size 10).
+    right = 16 + max([40 + 6 * len(n) for n in names] + [70 if color_by == ColorBy.D_SCORE else 0])
     fig.update_layout(title=dict(text=title, y=0.98, yanchor="top") if title else None, height=height,
-                      margin=dict(l=10, r=10, t=40 if title else 30, b=10), dragmode="select",
-                      legend=dict(itemsizing="constant", font=dict(size=10), orientation="h", x=0, xanchor="left",
-                                  y=-0.12, yanchor="top"),
+                      margin=dict(l=30, r=min(right, 220), t=40 if title else 30, b=30, autoexpand=False),
+                      dragmode="select",
+                      legend=dict(itemsizing="constant", font=dict(size=10), orientation="v", x=1.02,
+                                  xanchor="left", y=1, yanchor="top"),
                       xaxis=dict(showticklabels=False, title=dict(text=axes[0], font=dict(size=12))),
                       yaxis=dict(showticklabels=False, title=dict(text=axes[1], font=dict(size=12))),
                       modebar=dict(orientation="h"))

@@ -66,22 +66,34 @@ def card_summary(card: dict) -> dict[str, str]:
     return {k: printable(v, 80) for k, v in out.items()}
 
 
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def metric_columns(metrics: list[dict]) -> dict[str, list]:
+    """Per-epoch metrics (a card's or a job's) as columns {name: [value per epoch]}, `epoch`
+    first (1, 2, ... where the metrics carry none); anything that is not a number is dropped and
+    an epoch without a metric holds None there. Plain lists: a page drawing curves needs no pandas,
+    whose import is half a second of a fresh server's first page."""
+    rows = [{k: v for k, v in m.items() if _number(v)} for m in metrics]
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    if rows and "epoch" not in names:
+        names.insert(0, "epoch")
+        rows = [{"epoch": i, **r} for i, r in enumerate(rows, 1)]
+    return {k: [r.get(k) for r in rows] for k in names}
+
+
 def metrics_frame(metrics: list[dict]):
-    """Per-epoch metrics (a card's or a job's) as a DataFrame with an `epoch` column; anything
-    that is not a number is dropped."""
+    """`metric_columns` as a DataFrame (a missing metric is NaN)."""
     import pandas as pd
 
-    frame = pd.DataFrame([{k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-                          for m in metrics])
-    if not frame.empty and "epoch" not in frame:
-        frame.insert(0, "epoch", range(1, len(frame) + 1))
-    return frame
+    return pd.DataFrame(metric_columns(metrics))
 
 
 def curves_figure(metrics, columns: list[str], height: int = 220):
-    """Training curves (one line per metric column, per epoch) as a small plotly figure: the same
-    chart library as every other page, so the Home page already loads what the Latent explorer
-    draws with."""
+    """Training curves (one line per metric column, per epoch; `metrics`: `metric_columns`) as a
+    small plotly figure: the same chart library as every other page, so the Home page already
+    loads what the Latent explorer draws with."""
     import plotly.graph_objects as go
 
     fig = go.Figure([go.Scatter(x=metrics["epoch"], y=metrics[c], mode="lines+markers", name=c) for c in columns])
@@ -90,15 +102,25 @@ def curves_figure(metrics, columns: list[str], height: int = 220):
     return fig
 
 
+PERCENT_COLUMNS = ("accuracy", "ci_low", "ci_high")
+
+
+def evaluation_rows(evaluations: dict | None, columns: dict[str, str] | None = None) -> list[dict]:
+    """The evaluation rows stored in a card (`{"rows": [...]}`), accuracy columns in % (one
+    decimal). `columns` ({field: header}): only those fields, in that order, under those headers."""
+    out = []
+    for row in (evaluations or {}).get("rows", []):
+        fields = columns if columns is not None else {k: k for k in row}
+        out.append({header: round(100 * float(row[k]), 1) if k in PERCENT_COLUMNS and _number(row[k]) else row[k]
+                    for k, header in fields.items() if k in row})
+    return out
+
+
 def evaluation_frame(evaluations: dict | None):
-    """The evaluation rows stored in a card (`{"rows": [...]}`) as a DataFrame, accuracy columns in %."""
+    """`evaluation_rows` as a DataFrame."""
     import pandas as pd
 
-    frame = pd.DataFrame((evaluations or {}).get("rows", []))
-    for col in ("accuracy", "ci_low", "ci_high"):
-        if col in frame:
-            frame[col] = (100 * frame[col].astype(float)).round(1)
-    return frame
+    return pd.DataFrame(evaluation_rows(evaluations))
 
 
 def to_display(x, scale: int | None = None) -> np.ndarray:
