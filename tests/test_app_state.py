@@ -1,7 +1,8 @@
 """Settings in the address (`atld.ui.state.url_setting`) and the Latent explorer's views, under
 AppTest: each page's settings survive a reload (the address) and a page switch (the session),
 hostile addresses fall back to defaults, the selection lists misclassified perturbed points
-first, colour by D on a model without D says so, and PCA axes carry their explained variance."""
+first, colour by D on a model without D says so, and PCA axes carry their explained variance;
+and the start-up work that waits until no page runs (`atld.ui.state.background_start`)."""
 
 from __future__ import annotations
 
@@ -144,3 +145,34 @@ def test_the_sidebar_choice_travels_in_the_address_of_every_page(app_env):
     assert hostile.sidebar.selectbox(key="atld_run").value == "digits-atld (shipped)"  # the defaults instead
     assert hostile.sidebar.number_input(key="atld_seed").value == 0
     assert hostile.sidebar.selectbox(key="atld_dataset").value == "digits"
+
+
+def test_start_up_warm_ups_wait_until_no_page_runs(monkeypatch):
+    """The workers' warm-ups (UMAP's code: seconds of CPU each) and the server's torch import start
+    only once no page has run for a quiet moment: on two cores they slowed every page drawn
+    meanwhile."""
+    import dataclasses
+    import time
+
+    from atld.config.settings import settings
+    from atld.ui import state
+
+    warmed = []
+
+    class Service:
+        def warm_workers(self, requests):
+            warmed.append(time.monotonic())
+
+    monkeypatch.setattr(state, "compute_service", lambda: Service())
+    monkeypatch.setattr(state, "settings", lambda: dataclasses.replace(settings(), preload=True, prewarm=False))
+    monkeypatch.setattr(state, "QUIET_BEFORE_IMPORT_S", 0.3)
+    monkeypatch.setattr(state, "PRELOAD", ())
+    monkeypatch.setattr(state, "configure_torch", lambda: None)
+    monkeypatch.setattr(state.gc, "freeze", lambda: None)
+    with state.script_activity():  # a page is running
+        status = state.background_start()
+        time.sleep(0.8)
+        assert warmed == [] and not status["preloaded"].is_set()
+    ended = time.monotonic()
+    assert status["preloaded"].wait(10) and status["error"] is None
+    assert len(warmed) == 1 and warmed[0] - ended >= 0.25  # after the quiet moment, not before

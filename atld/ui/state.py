@@ -253,9 +253,10 @@ def background_start() -> dict:
     their own processes, at a lower CPU priority than the server and the browser, `atld.ui.worker`)
     and, in a daemon thread of low priority, in this order: compute the default views of the
     checkpoint the sidebar picks first (ATLD_PREWARM; background work that yields to every request),
-    have each worker load the default checkpoint and UMAP's compiled code (ATLD_UMAP_WARMUP), then,
-    once no page has run for QUIET_BEFORE_IMPORT_S, import the heavy modules into the server itself
-    (PRELOAD), which holds the server's GIL for a second or two.
+    then, once no page has run for QUIET_BEFORE_IMPORT_S, have each worker load the default
+    checkpoint and UMAP's compiled code (ATLD_UMAP_WARMUP), and after another such quiet moment
+    import the heavy modules into the server itself (PRELOAD), which holds the server's GIL for a
+    second or two.
     ATLD_PRELOAD=0 skips all of it (benchmarks of the bare start).
     Returns {"prewarmed": Event, "preloaded": Event, "error": str | None}."""
     import importlib
@@ -278,6 +279,10 @@ def background_start() -> dict:
                 for ticket in prewarm(service):
                     ticket.wait(PREWARM_WAIT_S)
             status["prewarmed"].set()
+            # Loading UMAP's code takes each worker seconds of CPU: on two cores, even at the lowest
+            # priority, it slowed every page drawn meanwhile (new tabs 1.4 -> 2.3 s), so it waits
+            # for a quiet moment too; a UMAP asked for before then loads it itself.
+            wait_until_quiet(QUIET_BEFORE_IMPORT_S)
             service.warm_workers(lambda wid: worker_warm_ups(current.umap_warmup))
             wait_until_quiet(QUIET_BEFORE_IMPORT_S)
             for name in PRELOAD:
