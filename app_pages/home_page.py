@@ -10,8 +10,8 @@ from atld.ui.datasets import availability_rows
 from atld.ui.evaluate_view import NO_VERDICT, headline, verdict_messages
 from atld.ui.exports import checkpoint_zip, config_json, export_name
 from atld.ui.runs import card_of
-from atld.ui.views import (card_summary, collapse_note, curves_figure, evaluation_rows, markdown_table, md,
-                           metric_columns)
+from atld.ui.train_view import curves_figure
+from atld.ui.views import card_summary, collapse_note, evaluation_rows, markdown_table, md, metric_columns
 
 # What Home shows of each stored evaluation: enough to read it; the Evaluate page has every field.
 HOME_EVALUATION_COLUMNS = {"inference": "inference", "attack": "attack", "protocol": "protocol", "epsilon": "ε",
@@ -109,7 +109,7 @@ shown = [c for c in ("test_clean_acc", "test_pgd20_acc", "train_clean_acc", "tra
          if c in metrics]
 if shown:
     st.markdown("**Training curves** (per epoch)")
-    st.plotly_chart(curves_figure(metrics, shown), key="home_curves", width="stretch")
+    st.plotly_chart(curves_figure(metrics, shown, height=220), key="home_curves", width="stretch")
 evals = evaluation_rows(card.get("evaluations"), HOME_EVALUATION_COLUMNS)
 if evals:
     st.markdown("**Evaluations stored in the card** (every field, notes included, on the Evaluate page)")

@@ -30,8 +30,9 @@ from atld.ui.attack_view import attack_view, summary_rows
 from atld.ui.exports import checkpoint_zip, config_json
 from atld.ui.latent_view import COLOR_MODES, latent_figure, selected_ids
 from atld.ui.runs import discover_runs
-from atld.ui.views import (curves_figure, evaluation_frame, evaluation_rows, magnify, md, metric_columns,
-                           metrics_frame, to_display)
+from atld.ui.train_view import curves_figure
+from atld.ui.views import (evaluation_frame, evaluation_rows, magnify, md, metric_columns, metrics_frame,
+                           to_display)
 
 MAIN_FIELDS = {"dataset", "method", "epochs", "batch_size", "lr", "epsilon", "seed", "eval_limit"}
 APP_DEFAULTS = {"epochs": 5, "eval_limit": 200, "device": "cpu"}  # the app's starting values (a short run)
@@ -210,7 +211,8 @@ def test_home_draws_a_shipped_card_without_pandas(app_checkpoints):
 import sys
 import atld.ui.datasets, atld.ui.evaluate_view, atld.ui.exports, atld.ui.runs, atld.ui.state
 from atld.ui.runs import card_of
-from atld.ui.views import card_summary, curves_figure, evaluation_rows, markdown_table, metric_columns
+from atld.ui.train_view import curves_figure
+from atld.ui.views import card_summary, evaluation_rows, markdown_table, metric_columns
 card = card_of({str(card)!r})
 columns = metric_columns(card["metrics"])
 curves_figure(columns, [c for c in columns if c != "epoch"]).to_plotly_json()

@@ -54,15 +54,18 @@ def progress_line(epochs_done: int, epochs: int, step: int, steps: int, n_train:
     return f"{epochs_done} of {epochs} epochs done · step {step}/{total} of epoch {min(epochs_done + 1, epochs)}"
 
 
-def curves_figure(frame, columns: list[str], title: str, height: int = 240):
-    """Live training curves: one line with markers per column against integer epochs, so one
-    epoch is already a visible point; the legend below the plot, where nothing covers it."""
+def curves_figure(frame, columns: list[str], title: str = "", height: int = 240):
+    """Training curves (the Train page's live ones, Home's of a card): one line with markers per
+    column against integer epochs, so one epoch is already a visible point; the legend below the
+    plot, where nothing covers it. `frame`: `atld.ui.views.metric_columns` (plain lists: Home
+    draws without pandas) or a DataFrame of the same columns."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
     for col in columns:
         fig.add_trace(go.Scatter(x=frame["epoch"], y=frame[col], mode="lines+markers", name=col.replace("_", " ")))
-    last = int(frame["epoch"].max()) if len(frame) else 1
+    epochs = list(frame["epoch"])
+    last = int(max(epochs)) if epochs else 1
     fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height, margin=dict(l=10, r=10, t=30, b=10),
                       legend=dict(orientation="h", yanchor="top", y=-0.25, font=dict(size=10)),
                       xaxis=dict(title="epoch", tickmode="linear", tick0=1, dtick=max(1, last // 10),

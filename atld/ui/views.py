@@ -50,6 +50,10 @@ def collapse_note(card: dict) -> str | None:
     return card.get("collapse") or "training collapsed (the card gives no details)"
 
 
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def card_summary(card: dict) -> dict[str, str]:
     """A few headline facts of a (schema-validated) run card, as display strings."""
     last = card["metrics"][-1] if card["metrics"] else {}
@@ -57,17 +61,13 @@ def card_summary(card: dict) -> dict[str, str]:
            "epochs": f"{card['epochs_done']}/{card.get('epochs_planned', card['epochs_done'])}",
            "status": status_badge(card["status"])}
     eps = card["config"].get("epsilon")
-    if isinstance(eps, (int, float)) and not isinstance(eps, bool):
+    if _number(eps):
         out["ε (train)"] = f"{eps:.4g}"
     # the training-time PGD-20 is an upper bound, never the headline (that is the verdict)
     for key, name in (("test_clean_acc", "clean acc"), ("test_pgd20_acc", "PGD-20 (training, upper bound)")):
         if key in last:
             out[name] = f"{100 * last[key]:.1f} %"
     return {k: printable(v, 80) for k, v in out.items()}
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def metric_columns(metrics: list[dict]) -> dict[str, list]:
@@ -88,18 +88,6 @@ def metrics_frame(metrics: list[dict]):
     import pandas as pd
 
     return pd.DataFrame(metric_columns(metrics))
-
-
-def curves_figure(metrics, columns: list[str], height: int = 220):
-    """Training curves (one line per metric column, per epoch; `metrics`: `metric_columns`) as a
-    small plotly figure: the same chart library as every other page, so the Home page already
-    loads what the Latent explorer draws with."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure([go.Scatter(x=metrics["epoch"], y=metrics[c], mode="lines+markers", name=c) for c in columns])
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="epoch",
-                      legend=dict(orientation="h", y=-0.3))
-    return fig
 
 
 PERCENT_COLUMNS = ("accuracy", "ci_low", "ci_high")
