@@ -165,7 +165,7 @@ def test_start_up_warm_ups_wait_until_no_page_runs(monkeypatch):
 
     monkeypatch.setattr(state, "compute_service", lambda: Service())
     monkeypatch.setattr(state, "settings", lambda: dataclasses.replace(settings(), preload=True, prewarm=False))
-    monkeypatch.setattr(state, "QUIET_BEFORE_IMPORT_S", 0.3)
+    monkeypatch.setattr(state, "START_UP_QUIET_S", 0.3)
     monkeypatch.setattr(state, "PRELOAD", ())
     monkeypatch.setattr(state, "configure_torch", lambda: None)
     monkeypatch.setattr(state.gc, "freeze", lambda: None)

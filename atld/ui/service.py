@@ -586,8 +586,7 @@ class _ProcessWorker:
     """One worker process (`python -m atld.ui.worker FD MODULE...`) and the server thread that feeds it.
 
     Messages (pickled over a pipe): to the worker ("run", id, view name, args, store target),
-    ("cancel", id),
-    ("stop",); from it ("ready", pid), ("progress", id, fraction, text), ("done", id, payload
+    ("cancel", id), ("stop",); from it ("ready", pid), ("progress", id, fraction, text), ("done", id, payload
     bytes), ("error", id, exception), ("cancelled", id)."""
 
     def __init__(self, service: ComputeService, wid: int):

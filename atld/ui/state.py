@@ -253,7 +253,7 @@ def background_start() -> dict:
     their own processes, at a lower CPU priority than the server and the browser, `atld.ui.worker`)
     and, in a daemon thread of low priority, in this order: compute the default views of the
     checkpoint the sidebar picks first (ATLD_PREWARM; background work that yields to every request),
-    then, once no page has run for QUIET_BEFORE_IMPORT_S, have each worker load the default
+    then, once no page has run for START_UP_QUIET_S, have each worker load the default
     checkpoint and UMAP's compiled code (ATLD_UMAP_WARMUP), and after another such quiet moment
     import the heavy modules into the server itself (PRELOAD), which holds the server's GIL for a
     second or two.
@@ -282,9 +282,9 @@ def background_start() -> dict:
             # Loading UMAP's code takes each worker seconds of CPU: on two cores, even at the lowest
             # priority, it slowed every page drawn meanwhile (new tabs 1.4 -> 2.3 s), so it waits
             # for a quiet moment too; a UMAP asked for before then loads it itself.
-            wait_until_quiet(QUIET_BEFORE_IMPORT_S)
+            wait_until_quiet(START_UP_QUIET_S)
             service.warm_workers(lambda wid: worker_warm_ups(current.umap_warmup))
-            wait_until_quiet(QUIET_BEFORE_IMPORT_S)
+            wait_until_quiet(START_UP_QUIET_S)
             for name in PRELOAD:
                 importlib.import_module(name)
             configure_torch()
@@ -304,7 +304,7 @@ def background_start() -> dict:
 
 _SCRIPTS = {"running": 0, "since": time.monotonic()}  # scripts running now; when the last one ended
 _SCRIPTS_LOCK = threading.Lock()
-QUIET_BEFORE_IMPORT_S = 2.0  # the server imports torch only after this long without a page running
+START_UP_QUIET_S = 2.0  # the workers' warm-ups and the server's torch import wait this long without a page
 
 
 @contextlib.contextmanager
@@ -321,9 +321,9 @@ def script_activity():
 
 
 def wait_until_quiet(quiet_s: float) -> None:
-    """Block until no script has run for `quiet_s` seconds: importing torch into the server holds its
-    GIL for a second or two, which a page drawn at that moment (and its messages to the browser)
-    would wait for."""
+    """Block until no script has run for `quiet_s` seconds: heavy start-up work waits for that
+    (importing torch into the server holds its GIL for a second or two, and the workers' warm-ups
+    take the cores a page drawn at that moment would need)."""
     while True:
         with _SCRIPTS_LOCK:
             left = quiet_s - (time.monotonic() - _SCRIPTS["since"]) if _SCRIPTS["running"] == 0 else quiet_s
@@ -333,8 +333,9 @@ def wait_until_quiet(quiet_s: float) -> None:
 
 
 def worker_warm_ups(umap: bool) -> list[tuple]:
-    """What each compute worker loads once it is idle: the default checkpoint and its data (the
-    start-up views loaded them into one worker only), then UMAP's compiled code (ATLD_UMAP_WARMUP)."""
+    """What each compute worker loads at the first quiet moment: the default checkpoint and its data
+    (the start-up views loaded them into one worker only), then UMAP's compiled code
+    (ATLD_UMAP_WARMUP)."""
     from atld.ui import compute as views
     from atld.ui.runs import RunRef
 
