@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from atld.config.vocab import AttackKind, InferenceMode
+from atld.vocab import AttackKind, InferenceMode
 from atld.errors import ATLDError
 from atld.ui import cached, compute, state
 from atld.ui.attack_view import (confidence_note, discriminator_note, epsilon_note, imt_note, outcome_mark,

@@ -10,7 +10,7 @@ import streamlit as st
 
 from atld.attacks.registry import ATTACK_NAMES, DEFAULT_EVAL_ATTACKS
 from atld.config.eval import EvalConfig
-from atld.config.vocab import InferenceMode
+from atld.vocab import InferenceMode
 from atld.errors import ATLDError
 from atld.evaluate import attack_label, evaluate, masking_findings, store_evaluation
 from atld.ui import cached, state

@@ -16,7 +16,7 @@ import numpy as np
 import streamlit as st
 
 from atld.attacks.registry import PERTURBATION_NAMES
-from atld.config.vocab import ColorBy, FitMode, LatentSpace, PointSet, Projection
+from atld.vocab import ColorBy, FitMode, LatentSpace, PointSet, Projection
 from atld.data.registry import get_spec
 from atld.errors import ATLDError, CheckpointError
 from atld.ui import cached, state
@@ -181,7 +181,7 @@ st.download_button("Embedding and scores (CSV)", lambda: cached.map_csv(
 
 def show_attack_path() -> None:
     """The attack's path, step by step, as a plotly animation (inside its expander)."""
-    from atld.ui.trajectory_view import path_figure
+    from atld.latent.path_figure import path_figure
 
     path_n = st.slider("Images to follow", 2, min(40, n_test), min(D.path_images, n_test), key="lat_path_n",
                        help="the first test images; each PGD step is one frame, then IMT's step back (with D)")

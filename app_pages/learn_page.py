@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from atld.config.vocab import AttackKind, ColorBy, FitMode, InferenceMode, LatentSpace, Projection
+from atld.vocab import AttackKind, ColorBy, FitMode, InferenceMode, LatentSpace, Projection
 from atld.errors import ATLDError
 from atld.latent.maps import points_frame
 from atld.ui import cached, state
@@ -17,7 +17,7 @@ from atld.ui.learn import (STEPS, adaptive_statement, cast, clouds_statement, co
                            discriminator_statement, fooled_statement, imt_statement, path_statement, pick_fooled,
                            robust_statements, step_from_query)
 from atld.ui.runs import discover_runs
-from atld.ui.trajectory_view import path_figure
+from atld.latent.path_figure import path_figure
 from atld.ui.views import magnify, md, to_display
 
 st.title("Learn the manifold argument")

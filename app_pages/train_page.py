@@ -13,7 +13,7 @@ import streamlit as st
 from atld.config.fields import from_widget_values, widgets
 from atld.config.train import MAX_EPOCHS, TrainConfig
 from atld.errors import ATLDError, DataError
-from atld.methods import METHOD_NAMES
+from atld.vocab import METHOD_NAMES
 from atld.runs.card import default_run_name
 from atld.ui import state
 from atld.ui.datasets import full_data_needed

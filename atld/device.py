@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from atld.config.vocab import device_name
+from atld.vocab import device_name
 from atld.errors import ConfigError
 
 

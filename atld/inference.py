@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atld.config.vocab import InferenceMode, parse
+from atld.vocab import InferenceMode, parse
 from atld.errors import ConfigError, check_finite_range, require, shown
 from atld.models.common import eval_mode
 

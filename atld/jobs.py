@@ -31,7 +31,7 @@ from pathlib import Path
 
 from atld.config.settings import settings
 from atld.config.train import TrainConfig
-from atld.config.vocab import RunStatus
+from atld.vocab import RunStatus
 from atld.errors import ATLDError, CheckpointError, ConfigError, TrainingCollapsed, TrainingDiverged
 from atld.priority import lower_thread_priority
 from atld.runs.card import read_card, safe_run_name

@@ -310,7 +310,7 @@ def test_stop_really_stops_and_the_cap_refuses_a_second_job(app_env):
 
 
 def test_evaluate_page_table_quick_run_and_curve(app_env, app_checkpoints, tmp_path, monkeypatch):
-    from atld.config.vocab import Protocol
+    from atld.vocab import Protocol
     from atld.evaluate import EvalReport, make_row, store_evaluation
 
     shipped = tmp_path / "shipped"

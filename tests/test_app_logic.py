@@ -19,7 +19,7 @@ import torch
 
 from atld.attacks.gradient import AttackConfig
 from atld.config.fields import from_widget_values, widgets
-from atld.config.vocab import ColorBy
+from atld.vocab import ColorBy
 from atld.config.train import TrainConfig
 from atld.data.loaders import as_float01
 from atld.errors import ConfigError
@@ -152,7 +152,7 @@ def test_app_start_path_imports_no_torch():
 
     code = ("import sys, atld.ui.state, atld.ui.runs, atld.ui.exports, atld.ui.views, atld.ui.evaluate_view, "
             "atld.evaluate.verdict, atld.evaluate.report, atld.attacks.registry, atld.runs.card, "
-            "atld.runs.rundir, atld.config.settings, atld.config.vocab; print('torch' in sys.modules)")
+            "atld.runs.rundir, atld.config.settings, atld.vocab; print('torch' in sys.modules)")
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == "False"

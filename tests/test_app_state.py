@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from atld.config.vocab import PointSet
+from atld.vocab import PointSet
 from atld.ui.latent_view import axis_titles, page_of, selection_order
 from streamlit.testing.v1 import AppTest
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from atld.data import DATASETS, as_float01, augment_batch, get_spec, load_dataset
-from atld.data.registry import attack_step
+from atld.attacks.step import attack_step
 from atld.errors import ConfigError, DataError
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atld.data.availability import all_availability, has_full_data, shipped_checkpoints
+from atld.data.availability import all_availability, has_full_data
+from atld.runs.card import shipped_checkpoints
 from atld.data.loaders import load_for_app, load_sample
 from atld.data.registry import get_spec
 from atld.data.samples import MAX_SAMPLE_IMAGES, read_sample, sample_path

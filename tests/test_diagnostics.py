@@ -10,7 +10,7 @@ from torch import nn
 
 from atld.cli import main
 from atld.config.eval import EvalConfig
-from atld.config.vocab import InferenceMode, Protocol
+from atld.vocab import InferenceMode, Protocol
 from atld.evaluate import make_row, masking_diagnostics, masking_findings
 from atld.evaluate.diagnostics import diagnostic_attacks
 

@@ -11,7 +11,7 @@ import pytest
 
 from atld.attacks.registry import ATTACK_NAMES
 from atld.config.eval import EvalConfig
-from atld.config.vocab import Protocol
+from atld.vocab import Protocol
 from atld.errors import CheckpointError, ConfigError
 from atld.evaluate import (EvalReport, evaluate, robust_accuracy_curve,
                            store_evaluation, wilson_interval)

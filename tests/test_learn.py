@@ -1,6 +1,6 @@
 """The Learn page's lesson (atld/ui/learn.py): every statement follows the numbers given, including
 numbers that contradict the story; the attack's path (atld/latent/trajectories.py) and its
-animation (atld/ui/trajectory_view.py)."""
+animation (atld/latent/path_figure.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from atld.attacks.gradient import AttackConfig
 from atld.data.loaders import as_float01
 from atld.latent.trajectories import attack_path, embed_path, path_map, path_rows
 from atld.ui import learn
-from atld.ui.trajectory_view import IMT_FRAME, path_figure, trajectory_figure
+from atld.latent.path_figure import IMT_FRAME, path_figure, trajectory_figure
 
 NATURAL = {"two_sample_accuracy": 0.678, "mmd2": 0.0445, "knn_mixing": 0.317}
 PGD_AT = {"two_sample_accuracy": 0.553, "mmd2": 0.0062, "knn_mixing": 0.328}

@@ -26,7 +26,7 @@ from atld.config.eval import EvalConfig
 from atld.config.fields import from_widget_values
 from atld.config.latent import LatentConfig
 from atld.config.train import TrainConfig
-from atld.config.vocab import AttackKind
+from atld.vocab import AttackKind
 from atld.data.loaders import load_dataset
 from atld.data.registry import DATASET_NAMES
 from atld.errors import ATLDError, ConfigError, DataError

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from atld.config.train import TrainConfig
-from atld.config.vocab import LrSchedule, Optimizer
+from atld.vocab import LrSchedule, Optimizer
 from atld.errors import ConfigError
 from atld.methods import METHODS
 from atld.runs.store import load_checkpoint

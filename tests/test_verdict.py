@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from atld.config.vocab import Protocol, VerdictKind
+from atld.vocab import Protocol, VerdictKind
 from atld.evaluate import EvalReport, make_row, verdicts
 from atld.evaluate.report import table_cells
 from atld.evaluate.verdict import attack_label

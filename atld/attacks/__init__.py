@@ -15,6 +15,7 @@ _EXPORTS = {
     "atld.attacks.library": ("apgd", "autoattack", "square", "standard_evaluation"),
     "atld.attacks.standard": ("APGD_STEPS", "AUTOATTACK_STANDARD", "SQUARE_QUERIES"),
     "atld.attacks.progress": ("BatchEvent", "BatchProgress"),
+    "atld.attacks.step": ("STEP_FRACTION", "attack_step"),
     "atld.attacks.registry": ("ATTACK_NAMES", "ATTACKS", "DEFAULT_EVAL_ATTACKS", "PERTURBATION_NAMES", "PRESET_NAMES",
                               "AttackBudget", "NamedAttack", "Strength", "Target", "attack_from_name"),
 }

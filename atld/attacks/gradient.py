@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from atld.attacks.progress import BatchProgress, batch_count, notify
-from atld.config.vocab import AttackKind, parse
-from atld.data.registry import attack_step
+from atld.vocab import AttackKind, parse
+from atld.attacks.step import attack_step
 from atld.errors import check_finite_range, check_int_in, require
 
 CW_KAPPA = 50.0  # CW-k confidence κ, logit units (docs/method.md §5)

@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from atld.attacks.standard import APGD_STEPS, SQUARE_QUERIES
-from atld.config.vocab import AttackKind
+from atld.vocab import AttackKind
 from atld.errors import check_choice
 
 if TYPE_CHECKING:

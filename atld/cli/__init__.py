@@ -14,7 +14,7 @@ import sys
 from atld.config.settings import settings
 from atld.errors import ATLDError
 from atld.fileio import os_error_line, printable
-from atld.methods import METHOD_NAMES
+from atld.vocab import METHOD_NAMES
 
 COMMANDS = {
     "train": ("atld.cli.train", f"train a classifier ({', '.join(METHOD_NAMES)}) and save a run directory"),

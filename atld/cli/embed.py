@@ -131,7 +131,7 @@ def _trajectories(args, config: LatentConfig, run_, x, y) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(args.out, text.encode())
     if args.html is not None:
-        from atld.ui.trajectory_view import path_figure
+        from atld.latent.path_figure import path_figure
 
         fig = path_figure(pm.path, pm.coords, pm.imt_coords, pm.background, pm.background_labels, names,
                           indices=pm.indices, title=f"{run_.name}: {attack.label} at ε = {attack.epsilon:.3g}")

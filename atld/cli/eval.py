@@ -13,7 +13,7 @@ from pathlib import Path
 
 from atld.config.eval import EvalConfig
 from atld.config.fields import add_flags, from_flags
-from atld.config.vocab import OutputFormat
+from atld.vocab import OutputFormat
 from atld.errors import ConfigError
 
 

@@ -9,7 +9,7 @@ import torch
 from atld.attacks.standard import APGD_STEPS, SQUARE_QUERIES
 from atld.attacks.registry import ATTACK_NAMES, DEFAULT_EVAL_ATTACKS, AttackBudget
 from atld.config.fields import setting
-from atld.config.vocab import DeviceChoice, InferenceMode, device_name, parse
+from atld.vocab import DeviceChoice, InferenceMode, device_name, parse
 from atld.errors import (check_choice, check_finite_range, check_int_at_least, check_int_in, check_seed, require,
                          shown)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from atld.attacks.registry import PERTURBATION_NAMES
 from atld.config.fields import setting
-from atld.config.vocab import DeviceChoice, FitMode, LatentSpace, Projection, Split, device_name, parse
+from atld.vocab import DeviceChoice, FitMode, LatentSpace, Projection, Split, device_name, parse
 from atld.errors import check_choice, check_finite_range, check_int_in, check_seed, require
 
 # The point table of a map (`atld.latent.maps.points_frame`; the CSV export and the `embed`

@@ -11,11 +11,11 @@ import dataclasses
 from dataclasses import dataclass
 
 from atld.config.fields import build, setting
-from atld.config.vocab import Amp, DeviceChoice, LrSchedule, Optimizer, Variant, device_name, parse
-from atld.data.registry import DATASET_NAMES, LEGACY_TRAINING, DatasetSpec, Recipe, attack_step, get_spec
+from atld.vocab import METHOD_NAMES, Amp, DeviceChoice, LrSchedule, Method, Optimizer, Variant, device_name, parse
+from atld.attacks.step import attack_step
+from atld.data.registry import DATASET_NAMES, LEGACY_TRAINING, DatasetSpec, Recipe, get_spec
 from atld.errors import (ConfigError, check_choice, check_finite_range, check_int_at_least, check_int_in, check_seed,
                          require, shown)
-from atld.methods import METHOD_NAMES, METHODS, MethodSpec, methods_help
 from atld.models.discriminator import DiscriminatorSpec
 from atld.models.registry import check_arch, default_discriminator_spec, model_params
 
@@ -26,7 +26,7 @@ MAX_BATCH = 1_000_000
 @dataclass(frozen=True)
 class TrainConfig:
     dataset: str = setting("digits", "dataset name", choices=DATASET_NAMES, main=True)
-    method: str = setting("atld", f"training method ({methods_help()})", choices=METHOD_NAMES, main=True)
+    method: str = setting("atld", f"training method ({Method.help_line()})", choices=METHOD_NAMES, main=True)
     arch: str | None = setting(None, "classifier: small-cnn | small-cnn-nobn | fast-cnn | fast-cnn-2x | fast-cnn-bn | "
                                      "convnet-<width> | preact-resnet18 | wrn-<depth>-<widen>; default per dataset")
     epochs: int = setting(30, "number of passes over the training set", main=True, app_default=5)
@@ -86,6 +86,7 @@ class TrainConfig:
     def __post_init__(self):
         check_choice("dataset", self.dataset, DATASET_NAMES)
         check_choice("method", self.method, METHOD_NAMES)
+        object.__setattr__(self, "method", Method(self.method))
         # Cards come from strangers: check types before any string method is called on them.
         require(self.arch is None or isinstance(self.arch, str), f"arch must be a string, got {shown(self.arch)}")
         object.__setattr__(self, "device", device_name(self.device))
@@ -103,8 +104,8 @@ class TrainConfig:
         check_int_in("epochs", self.epochs, 1, MAX_EPOCHS)
         if self.batch_size is not None:
             check_int_in("batch size", self.batch_size, 1, MAX_BATCH)
-        require(self.resolved_batch_size >= self.method_spec.min_batch_size,
-                f"batch size must be >= {self.method_spec.min_batch_size} for {self.method} (its discriminator's "
+        require(self.resolved_batch_size >= self.method.min_batch_size,
+                f"batch size must be >= {self.method.min_batch_size} for {self.method} (its discriminator's "
                 "BatchNorm needs two latents per batch)")
         if self.lr is not None:
             check_finite_range("lr", self.lr, 0.0, 10.0)
@@ -149,10 +150,6 @@ class TrainConfig:
     @property
     def spec(self) -> DatasetSpec:
         return get_spec(self.dataset)
-
-    @property
-    def method_spec(self) -> MethodSpec:
-        return METHODS[self.method]
 
     @property
     def recipe(self) -> Recipe:
@@ -205,7 +202,7 @@ class TrainConfig:
 
     @property
     def uses_discriminator(self) -> bool:
-        return self.method_spec.discriminator
+        return self.method.discriminator
 
     def check_budget(self, with_discriminator: bool, dspec: DiscriminatorSpec | None = None) -> int:
         """The parameters of the classifier (and the discriminator) this config describes, from the

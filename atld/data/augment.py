@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from atld.config.vocab import Augmentation, parse
+from atld.vocab import Augmentation, parse
 
 CROP_PADDING = 4  # pixels, CIFAR's random crop 32 -> pad 4 -> crop 32
 

@@ -40,20 +40,6 @@ class Availability:
         return " · ".join(parts)
 
 
-def shipped_checkpoints(directory: str | os.PathLike) -> dict[str, str]:
-    """{run name: its dataset} of the runs in `directory` whose card passes the schema."""
-    from atld.errors import CheckpointError
-    from atld.runs.card import list_runs, read_card
-
-    out = {}
-    for path in list_runs(directory):
-        try:
-            out[path.name] = read_card(path)["dataset"]
-        except CheckpointError:
-            continue
-    return out
-
-
 def full_data_dir(dataset: str, root: str | os.PathLike | None) -> Path | None:
     """The folder holding every file `dataset`'s loader reads: `root` itself (torchvision's
     layout, e.g. ROOT/MNIST/raw) or `root/<dataset>` (one folder per dataset, e.g.
@@ -77,7 +63,7 @@ def has_full_data(dataset: str, root: str | os.PathLike | None) -> bool:
 def availability(dataset: str, *, data_root: str | os.PathLike | None, samples_dir: str | os.PathLike,
                  checkpoints: dict[str, str] | None = None) -> Availability:
     """What is there of `dataset`. `checkpoints`: shipped run name -> its dataset
-    (`shipped_checkpoints`; the app passes its cached listing)."""
+    (`atld.runs.card.shipped_checkpoints`; the app passes its cached listing)."""
     spec = get_spec(dataset)
     path = sample_path(dataset, samples_dir)
     return Availability(dataset, tuple(sorted(n for n, d in (checkpoints or {}).items() if d == dataset)),

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from atld.config.vocab import Split, parse
+from atld.vocab import Split, parse
 from atld.data.availability import full_data_dir, has_full_data
 from atld.data.idx import read_idx
 from atld.data.registry import IDX_NAMES, DatasetSpec, get_spec

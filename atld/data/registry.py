@@ -4,11 +4,8 @@ and budgets (torch-free).
 Units: every image is a float tensor in [0, 1]; every ε and step is in those same [0, 1] pixel
 units (CIFAR ε = 8/255 means 8 grey levels out of 255). Normalization lives inside the model.
 
-Step rule (one rule for every dataset, `attack_step`): the PGD / CW step is ε/4. PGD-10
-(training) then covers 10·ε/4 = 2.5 ε of path, enough to cross the ε-ball corner to corner and
-back once, and the evaluation attacks PGD-20 / CW-20 cover 5 ε. For CIFAR/SVHN this gives the
-paper's 2/255 at ε = 8/255. ATLD's own training perturbation is one signed step of size ε from a
-random start (docs/method.md §2) and IMT's step is ε (docs/method.md §4).
+The attacks' step rule (one rule for every dataset, ε/4) lives with the attacks:
+`atld.attacks.step.attack_step`.
 
 ε per dataset: CIFAR-10/100 and SVHN 8/255 (the paper); MNIST 0.3 and Fashion-MNIST 0.1 (the
 customary values); digits 0.2, because at 0.1 a naturally trained small CNN still keeps about
@@ -34,16 +31,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from atld.config.vocab import Augmentation, LrSchedule, Optimizer
+from atld.vocab import Augmentation, LrSchedule, Optimizer
 from atld.errors import check_choice
-
-STEP_FRACTION = 0.25  # PGD / CW step = ε/4 (see the module docstring)
-
-
-def attack_step(epsilon: float) -> float:
-    """The PGD / CW step size for radius ε, both in [0, 1] pixel units: ε/4."""
-    return epsilon * STEP_FRACTION
-
 
 @dataclass(frozen=True, kw_only=True)
 class Recipe:

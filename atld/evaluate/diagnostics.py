@@ -15,7 +15,7 @@ import torch
 
 from atld.attacks.gradient import AttackConfig, attack_batched
 from atld.config.eval import EvalConfig
-from atld.config.vocab import AttackKind, InferenceMode
+from atld.vocab import AttackKind, InferenceMode
 from atld.device import resolve_device
 from atld.errors import check_int_in, require
 from atld.evaluate.findings import masking_findings

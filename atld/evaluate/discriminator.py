@@ -21,7 +21,7 @@ import torch
 
 from atld.attacks.gradient import AttackConfig, attack_batched
 from atld.attacks.progress import BatchProgress, batch_count, notify
-from atld.config.vocab import AttackKind
+from atld.vocab import AttackKind
 from atld.inference import imt_step
 from atld.methods.atld import atld_perturbation
 from atld.models.common import eval_mode

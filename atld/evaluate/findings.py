@@ -23,7 +23,7 @@ point is the comparison across protocols. A finding is {"check", "inference", "f
 
 from __future__ import annotations
 
-from atld.config.vocab import InferenceMode, Protocol
+from atld.vocab import InferenceMode, Protocol
 from atld.evaluate.stats import wilson_interval
 from atld.evaluate.verdict import ORDER, attack_label, percent
 

@@ -9,7 +9,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from atld.config.vocab import InferenceMode, Protocol, parse
+from atld.vocab import InferenceMode, Protocol, parse
 from atld.errors import CheckpointError
 from atld.evaluate.findings import masking_findings
 from atld.evaluate.stats import wilson_interval

@@ -21,7 +21,7 @@ import torch
 
 from atld.attacks.registry import ATTACKS, NamedAttack, Target
 from atld.config.eval import EvalConfig
-from atld.config.vocab import InferenceMode, Protocol
+from atld.vocab import InferenceMode, Protocol
 from atld.data.loaders import ImageData, as_float01, load_dataset
 from atld.device import resolve_device
 from atld.errors import ConfigError, DataError

@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from atld.attacks.registry import ATTACKS, Strength
-from atld.config.vocab import InferenceMode, Protocol, VerdictKind
+from atld.vocab import InferenceMode, Protocol, VerdictKind
 
 INFERENCE_TITLES = {
     InferenceMode.BARE: "the bare classifier",

@@ -7,6 +7,8 @@ maps of the two clouds, and numbers for the gap between them (computed in latent
 - `trajectories` (trajectories.py): latents of chosen points over several ε; `attack_path` /
   `path_map`: the path of one attack, iterate by iterate, and the IMT step back.
 - `LatentCache` (cache.py): disk cache keyed by checkpoint hash, data, attack and parameters.
+- `path_figure` (path_figure.py): the attack's path as one animated plotly figure (the Learn page,
+  the Latent explorer and `embed --trajectories --html` draw it).
 - `latent_map` (maps.py): the one pipeline of the `embed` command and the Latent explorer, and
   the one table / CSV schema of its points.
 """

@@ -43,7 +43,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from atld.config.settings import settings
-from atld.config.vocab import FitMode, Projection, parse
+from atld.vocab import FitMode, Projection, parse
 from atld.errors import ConfigError, DataError, check_int_at_least, check_int_in, require
 from atld.latent.gap import as_2d
 from atld.progress import report, stage

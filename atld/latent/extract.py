@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from atld.attacks.gradient import AttackConfig, run_attack
-from atld.config.vocab import LatentSpace, parse
+from atld.vocab import LatentSpace, parse
 from atld.data.loaders import as_float01
 from atld.data.registry import DatasetSpec
 from atld.errors import ConfigError, DataError, check_int_at_least, require

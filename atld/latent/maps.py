@@ -25,7 +25,7 @@ import torch
 from atld.attacks.gradient import AttackConfig
 from atld.attacks.registry import attack_from_name
 from atld.config.latent import POINT_COLUMNS, LatentConfig
-from atld.config.vocab import PointSet, Projection
+from atld.vocab import PointSet, Projection
 from atld.latent.cache import LatentCache
 from atld.latent.embed import Embedder
 from atld.latent.extract import LatentSet

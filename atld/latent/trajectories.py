@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from atld.attacks.gradient import AttackConfig, run_attack
-from atld.config.vocab import AttackKind, LatentSpace, parse
+from atld.vocab import AttackKind, LatentSpace, parse
 from atld.errors import DataError, check_finite_range, check_int_at_least, require
 from atld.latent.embed import Embedder
 from atld.latent.extract import extract_latents

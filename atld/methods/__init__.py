@@ -1,6 +1,8 @@
-"""Training methods: one step function each, and the table that names them with their traits.
+"""Training methods: one step function each, in the table `METHODS` (the method names, traits and
+titles are the closed vocabulary `atld.vocab.Method`).
 
-Adding a method is its module (a `step(ctx, x, y) -> StepOutput`) and one row in `METHODS`.
+Adding a method is a `Method` member with its traits, its module (a `step(ctx, x, y) -> StepOutput`)
+and one row in `METHODS`.
 """
 
 from atld.methods.atld import atld_perturbation, atld_start, atld_step
@@ -8,27 +10,15 @@ from atld.methods.base import MethodSpec, StepContext, StepOutput, descend
 from atld.methods.feature_scatter import feature_scatter_step
 from atld.methods.natural import natural_step
 from atld.methods.pgd_at import pgd_at_step
+from atld.vocab import METHOD_NAMES, Method
 
 METHODS: dict[str, MethodSpec] = {m.name: m for m in (
-    MethodSpec("natural", natural_step, "clean cross-entropy", title="Natural (no defence)",
-               pick_when="Plain training on clean images: the fast baseline, and the model attacks fool."),
-    MethodSpec("pgd-at", pgd_at_step, "Madry's PGD adversarial training", title="PGD adversarial training",
-               pick_when="Trains on PGD attacks with labels: the standard robust baseline, about k+1 times slower."),
-    MethodSpec("feature-scatter", feature_scatter_step,
-               "Feature Scattering, label-free optimal-transport perturbations", title="Feature Scattering",
-               pick_when="Label-free perturbations that scatter the batch's features: ATLD's closest relative."),
-    MethodSpec("atld", atld_step, "ATLD, label-free perturbations against a latent discriminator", discriminator=True,
-               title="ATLD (latent discriminator)",
-               pick_when="Label-free perturbations against a discriminator on the logits; the only method "
-                         "whose model has D, so IMT (atld / atld+) can correct inputs at test time."),
+    MethodSpec(Method.NATURAL, natural_step),
+    MethodSpec(Method.PGD_AT, pgd_at_step),
+    MethodSpec(Method.FEATURE_SCATTER, feature_scatter_step),
+    MethodSpec(Method.ATLD, atld_step),
 )}
-METHOD_NAMES = tuple(METHODS)
-
-
-def methods_help() -> str:
-    """One line naming every method and what it does (the config's help text)."""
-    return "; ".join(f"{m.name} = {m.help}" for m in METHODS.values())
-
+assert set(METHODS) == set(METHOD_NAMES), "every Method has one step function"
 
 __all__ = ["METHODS", "METHOD_NAMES", "MethodSpec", "StepContext", "StepOutput", "atld_perturbation", "atld_start",
-           "atld_step", "descend", "feature_scatter_step", "methods_help", "natural_step", "pgd_at_step"]
+           "atld_step", "descend", "feature_scatter_step", "natural_step", "pgd_at_step"]

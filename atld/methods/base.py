@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-if TYPE_CHECKING:  # the config validates against the method table, so it sits above this module
+from atld.vocab import Method
+
+if TYPE_CHECKING:
     from atld.config.train import TrainConfig
 
 
@@ -55,15 +57,14 @@ def descend(optimizer: torch.optim.Optimizer, loss: torch.Tensor, inputs: list[t
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One row of the method table (`atld.methods.METHODS`)."""
-    name: str
+    """One row of the method table (`atld.methods.METHODS`): a method and its step function."""
+    method: Method
     step: Callable[[StepContext, torch.Tensor, torch.Tensor], StepOutput]
-    help: str  # one line, shown by `--help` and the app
-    discriminator: bool = False  # trains ATLD's discriminator D (and so allows IMT inference)
-    title: str = ""  # the app's plain name for it
-    pick_when: str = ""  # one line for the app: what it is for, when to pick it
 
     @property
-    def min_batch_size(self) -> int:
-        """D's BatchNorm needs at least two latents per batch in training mode."""
-        return 2 if self.discriminator else 1
+    def name(self) -> str:
+        return self.method.value
+
+    @property
+    def discriminator(self) -> bool:
+        return self.method.discriminator

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from atld.config.settings import settings
-from atld.config.vocab import InferenceMode, Protocol, RunStatus
+from atld.vocab import InferenceMode, Protocol, RunStatus
 from atld.errors import CheckpointError, ConfigError
 from atld.fileio import atomic_write, open_regular, printable, read_regular
 
@@ -214,6 +214,17 @@ def list_runs(root: str | os.PathLike) -> list[Path]:
         return []
     return [p for p in sorted(root.iterdir())
             if p.is_dir() and not p.is_symlink() and (p / CARD).is_file() and not (p / CARD).is_symlink()]
+
+
+def shipped_checkpoints(directory: str | os.PathLike) -> dict[str, str]:
+    """{run name: its dataset} of the runs in `directory` whose card passes the schema."""
+    out = {}
+    for path in list_runs(directory):
+        try:
+            out[path.name] = read_card(path)["dataset"]
+        except CheckpointError:
+            continue
+    return out
 
 
 # ----------------------------------------------------------------------------- names and places

@@ -36,7 +36,7 @@ from atld.fileio import atomic_write, open_regular, os_error_line, printable, sh
 from atld.models.registry import build_classifier, build_discriminator
 from atld.runs.card import CARD, FORMAT, FORMAT_VERSION, MAX_TENSOR_FILE_BYTES, read_card, read_safetensors_header
 from atld.runs.rundir import RunWriter
-from atld.train.optim import EPOCHS_KEY, train_state_layout
+from atld.runs.train_state import EPOCHS_KEY, train_state_layout
 
 READ_ATTEMPTS = 3  # a reader retries when a concurrent save replaced the files it was about to open
 ST_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",

@@ -12,7 +12,7 @@ from torch import nn
 
 from atld.attacks.gradient import AttackConfig, attack_batched
 from atld.config.train import TrainConfig
-from atld.config.vocab import AttackKind
+from atld.vocab import AttackKind
 from atld.data.loaders import ImageData, as_float01
 from atld.train import distributed as ddp_utils
 

@@ -1,14 +1,12 @@
 """The optimizers of a run, the learning-rate schedule, and the training state they save: built here,
-turned into flat tensors
-for `train_state-*.safetensors` here, and validated here, tensor by tensor, before anything is
-loaded into them.
+turned into flat tensors for `train_state-*.safetensors` here, and validated here, tensor by
+tensor, before anything is loaded into them. The file's layout (its names, shapes and dtypes) is
+part of the run format: `atld.runs.train_state`.
 
-Saved names: "optim.classifier.<i>.<buffer>" and "optim.discriminator.<i>.<buffer>" (i the
-parameter's index in `module.parameters()`), "rng.generator" (the trainer's generator state,
-uint8) and "epochs_done" (int64 [1]). A file from a stranger can claim anything: a buffer of the
-wrong shape or dtype given to the fused SGD kernel writes past its end (a crash, or a silently
-corrupted heap), so every key, shape, dtype and value is compared with the optimizer it is meant
-for first (`check_state`), and the RNG state with the generator.
+A file from a stranger can claim anything: a buffer of the wrong shape or dtype given to the fused
+SGD kernel writes past its end (a crash, or a silently corrupted heap), so every key, shape, dtype
+and value is compared with the optimizer it is meant for first (`check_state`), and the RNG state
+with the generator.
 """
 
 from __future__ import annotations
@@ -18,12 +16,10 @@ import math
 import torch
 
 from atld.config.train import TrainConfig
-from atld.config.vocab import LrSchedule, Optimizer
 from atld.errors import CheckpointError, name_mismatch
+from atld.runs.train_state import EPOCHS_KEY, RNG_KEY, RNG_STATE_SIZES, state_layout
+from atld.vocab import LrSchedule, Optimizer
 
-RNG_KEY = "rng.generator"
-EPOCHS_KEY = "epochs_done"
-RNG_STATE_SIZES = {"cpu": 5056, "cuda": 16}  # bytes of a torch.Generator state, per device type
 
 
 def make_sgd(params, device: torch.device, **hyper) -> torch.optim.SGD:
@@ -69,21 +65,6 @@ def learning_rate(config: TrainConfig, epoch: float) -> float:
 def per_step_schedule(config: TrainConfig) -> bool:
     """Whether lr changes at every optimizer step (else once per epoch)."""
     return config.resolved_lr_schedule in (LrSchedule.COSINE, LrSchedule.ONE_CYCLE)
-
-
-def optimizer_buffers(kind: Optimizer, momentum: float) -> dict[str, bool]:
-    """The per-parameter state an optimizer keeps: buffer name -> shaped like its parameter (True)
-    or a 0-dim float32 counter (False, Adam's fused `step`)."""
-    if kind == Optimizer.ADAM:
-        return {"step": False, "exp_avg": True, "exp_avg_sq": True}
-    return {"momentum_buffer": True} if momentum != 0 else {}
-
-
-def state_layout(prefix: str, params: list[torch.Tensor], momentum: float,
-                 kind: Optimizer = Optimizer.SGD) -> dict[str, tuple[tuple, torch.dtype]]:
-    """name -> (shape, dtype) of the tensors a trained optimizer of `kind` over `params` saves."""
-    return {f"{prefix}.{i}.{buffer}": ((tuple(p.shape), p.dtype) if shaped else ((), torch.float32))
-            for i, p in enumerate(params) for buffer, shaped in optimizer_buffers(kind, momentum).items()}
 
 
 def optimizer_tensors(prefix: str, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -156,16 +137,3 @@ def train_state(optimizer, d_optimizer, generator: torch.Generator, epochs_done:
     if d_optimizer is not None:
         state.update(optimizer_tensors("optim.discriminator", d_optimizer))
     return state
-
-
-def train_state_layout(classifier_params, discriminator_params, config: TrainConfig
-                       ) -> dict[str, tuple[tuple[tuple, ...], torch.dtype]]:
-    """name -> (allowed shapes, dtype) of a training state file of `config`, before any of it is read."""
-    layout = {RNG_KEY: (tuple((n,) for n in RNG_STATE_SIZES.values()), torch.uint8),
-              EPOCHS_KEY: (((1,),), torch.int64)}
-    for prefix, params, m, kind in (
-            ("optim.classifier", classifier_params, config.momentum, config.resolved_optimizer),
-            ("optim.discriminator", discriminator_params, config.d_momentum, Optimizer.SGD)):
-        if params is not None:
-            layout.update({k: ((shape,), dtype) for k, (shape, dtype) in state_layout(prefix, params, m, kind).items()})
-    return layout

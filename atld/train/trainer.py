@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from atld.config.train import TrainConfig
-from atld.config.vocab import Amp, RunStatus
+from atld.vocab import Amp, RunStatus
 from atld.data.augment import augment_batch
 from atld.data.loaders import ImageData, as_float01, load_dataset
 from atld.device import resolve_device

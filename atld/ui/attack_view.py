@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import torch
 
     from atld.attacks.gradient import AttackConfig
-from atld.config.vocab import AttackKind, InferenceMode
+from atld.vocab import AttackKind, InferenceMode
 from atld.errors import require
 
 

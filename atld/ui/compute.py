@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from atld.config.settings import settings
-from atld.config.vocab import ColorBy, FitMode, Projection
+from atld.vocab import ColorBy, FitMode, Projection
 from atld.errors import CheckpointError
 from atld.ui.latent_view import MAP_VIEW_CODEC
 from atld.ui.result_store import JSON

@@ -5,7 +5,7 @@ Rows are `atld.evaluate` rows (accuracy and interval as fractions, ε in [0, 1] 
 
 from __future__ import annotations
 
-from atld.config.vocab import VerdictKind
+from atld.vocab import VerdictKind
 from atld.evaluate.report import TABLE_COLUMNS, table_cells
 from atld.evaluate.verdict import verdicts
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from atld.config.vocab import ColorBy, FitMode, LatentSpace, PointSet, Projection
+from atld.vocab import ColorBy, FitMode, LatentSpace, PointSet, Projection
 
 COLOR_MODES = tuple(ColorBy)
 KINDS = tuple(PointSet)

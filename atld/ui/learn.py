@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from atld.ui.runs import RunEntry
+from atld.vocab import METHOD_NAMES, Method
 
 STEPS = (
     ("1 · Natural clouds", "A classifier maps each image to a point in its latent space (its logits). Natural "
@@ -29,15 +30,13 @@ STEPS = (
      "An adaptive attacker attacks the whole defense, IMT included. Same images, both attacks, side by side."),
 )
 
-ROBUST_METHODS = ("pgd-at", "atld", "feature-scatter")  # methods that train on perturbed images
-METHOD_NAMES = {"natural": "the natural model", "pgd-at": "PGD-AT", "atld": "ATLD", "feature-scatter":
-                "Feature Scattering"}
+ROBUST_METHODS = ("pgd-at", "atld", "feature-scatter")  # methods that train on perturbed images, in lesson order
 CLEAR_GAP = 0.6  # two-sample accuracy above which the perturbed latents are clearly off the natural ones
 AUC_CHANCE = 0.55  # D's AUC below which it does no better than chance, in words
 
 
 def method_name(method: str) -> str:
-    return METHOD_NAMES.get(method, method)
+    return Method(method).traits.short if method in METHOD_NAMES else method
 
 
 def pct(x: float) -> str:

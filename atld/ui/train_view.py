@@ -4,6 +4,7 @@ for the form), the method's plain description, the live curves' figures and the 
 from __future__ import annotations
 
 from atld.config.fields import field_specs
+from atld.vocab import METHOD_NAMES, Method
 
 # Presets: field -> value, applied over the form (fields not named keep what the form holds).
 # "Quick demo": an ATLD model in about a minute on a laptop CPU (digits), enough to see D and IMT.
@@ -31,19 +32,17 @@ def preset_values(name: str, cls) -> dict:
 
 def method_line(name: str) -> str:
     """'**ATLD (latent discriminator)**: what it is, when to pick it' for the form's caption."""
-    from atld.methods import METHODS
-
-    m = METHODS.get(name)
-    if m is None:
-        return ""
-    return f"**{m.title or m.name}**: {m.pick_when or m.help}"
+    m = _method(name)
+    return "" if m is None else f"**{m.title}**: {m.traits.pick_when}"
 
 
 def method_title(name: str) -> str:
-    from atld.methods import METHODS
+    m = _method(name)
+    return name if m is None else f"{m.title} ({m.value})"
 
-    m = METHODS.get(name)
-    return f"{m.title} ({name})" if m is not None and m.title else name
+
+def _method(name: str) -> Method | None:
+    return Method(name) if name in METHOD_NAMES else None
 
 
 def progress_line(epochs_done: int, epochs: int, step: int, steps: int, n_train: int | None,

@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from atld.config.vocab import RunStatus
+from atld.vocab import RunStatus
 from atld.fileio import printable
 
 # Statuses that mean a run did not end as planned get a mark wherever a status is shown.

@@ -5,14 +5,17 @@ it, and is written to JSON as it, so cards, CSV files and flags keep plain strin
 code gets a closed set. `parse(EnumClass, value, what)` turns user or file input into a member
 or a one-line `ConfigError`.
 
-Open-ended vocabularies are the keys of their registries, each defined once beside what it
-names: datasets (`atld.data.registry.DATASETS`), architectures (`atld.models.registry`),
-training methods (`atld.methods.METHODS`) and named attacks (`atld.attacks.registry.ATTACKS`).
+The training methods are a closed vocabulary too (`Method`, with their traits and the titles
+the app shows); their step functions are the table `atld.methods.METHODS`. Open-ended
+vocabularies are the keys of their registries, each defined once beside what it names: datasets
+(`atld.data.registry.DATASETS`), architectures (`atld.models.registry`) and named attacks
+(`atld.attacks.registry.ATTACKS`).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
@@ -129,6 +132,68 @@ class RunStatus(StrEnum):
     DIVERGED = "diverged"  # a loss became NaN or infinite; the last good epoch is kept
     FAILED = "failed"  # an error (e.g. a save that could not be written); the last good epoch is kept
     COLLAPSED = "collapsed"  # predictions or loss collapsed to one class / chance; the last good epoch is kept
+
+
+@dataclass(frozen=True)
+class MethodTraits:
+    help: str  # one line, shown by `--help` and the app
+    title: str  # the app's plain name for it
+    short: str  # its name inside a sentence ("PGD-AT shrinks the gap ...")
+    pick_when: str  # one line for the app: what it is for, when to pick it
+    discriminator: bool = False  # trains ATLD's discriminator D (and so allows IMT inference)
+    robust: bool = True  # trains on perturbed images
+
+
+class Method(StrEnum):
+    """The training methods (docs/method.md); each one's step function is in `atld.methods.METHODS`."""
+    NATURAL = "natural"
+    PGD_AT = "pgd-at"
+    FEATURE_SCATTER = "feature-scatter"
+    ATLD = "atld"
+
+    @property
+    def traits(self) -> MethodTraits:
+        return _METHOD_TRAITS[self]
+
+    @property
+    def help(self) -> str:
+        return self.traits.help
+
+    @property
+    def title(self) -> str:
+        return self.traits.title
+
+    @property
+    def discriminator(self) -> bool:
+        return self.traits.discriminator
+
+    @property
+    def min_batch_size(self) -> int:
+        """D's BatchNorm needs at least two latents per batch in training mode."""
+        return 2 if self.discriminator else 1
+
+    @classmethod
+    def help_line(cls) -> str:
+        """One line naming every method and what it does (the config's help text)."""
+        return "; ".join(f"{m.value} = {m.help}" for m in cls)
+
+
+_METHOD_TRAITS = {
+    Method.NATURAL: MethodTraits(
+        "clean cross-entropy", "Natural (no defence)", "the natural model",
+        "Plain training on clean images: the fast baseline, and the model attacks fool.", robust=False),
+    Method.PGD_AT: MethodTraits(
+        "Madry's PGD adversarial training", "PGD adversarial training", "PGD-AT",
+        "Trains on PGD attacks with labels: the standard robust baseline, about k+1 times slower."),
+    Method.FEATURE_SCATTER: MethodTraits(
+        "Feature Scattering, label-free optimal-transport perturbations", "Feature Scattering", "Feature Scattering",
+        "Label-free perturbations that scatter the batch's features: ATLD's closest relative."),
+    Method.ATLD: MethodTraits(
+        "ATLD, label-free perturbations against a latent discriminator", "ATLD (latent discriminator)", "ATLD",
+        "Label-free perturbations against a discriminator on the logits; the only method whose model has D, so "
+        "IMT (atld / atld+) can correct inputs at test time.", discriminator=True),
+}
+METHOD_NAMES = tuple(m.value for m in Method)
 
 
 class OutputFormat(StrEnum):
