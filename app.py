@@ -1,17 +1,19 @@
 """ATLD lab — the Streamlit app. Run with `streamlit run app.py`.
 
 The entry script draws the sidebar (checkpoint, dataset, seed: chosen once, kept across pages)
-and hands over to the page chosen in the navigation. Pages live in app_pages/ and stay thin: every
-computation is a call into the `atld` package. The Home page and the sidebar import no torch; the
-compute workers start after the first page (`state.background_start`), and the server imports
-torch only after they have computed the first views. The Latent explorer's first views come from
-the on-disk result store without a worker (`atld.ui.result_store`)."""
+and hands over to the page chosen in the navigation. Pages live in app_pages/ and stay thin: they
+read a checkpoint's facts from its card and show every computation as a view of the compute
+service (`atld.ui.session.show`), never loading a model or a dataset in the server. The Home page
+and the sidebar import no torch; the compute workers start after the first page
+(`server.background_start`), and the server imports torch only after they have computed the first
+views. The Latent explorer's first views come from the on-disk result store without a worker
+(`atld.ui.result_store`)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from atld.ui import state
+from atld.ui import server, session
 
 # Emoji, not Material icon names: a Material icon is a web font (fetched by the browser) and
 # its name is read aloud as text by screen readers ("home Home"); emoji need no asset at all.
@@ -30,10 +32,10 @@ PAGES = [
     st.Page("app_pages/learn_page.py", title="Learn", icon="🎓", url_path="learn"),
 ]
 
-with state.script_activity():
-    state.sidebar()
+with server.script_activity():
+    session.sidebar()
     page = st.navigation(PAGES)
     try:
         page.run()
     finally:  # once per server, after the first page (also one that stopped early): workers, first views
-        state.background_start()
+        server.background_start()

@@ -8,54 +8,58 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from atld.vocab import AttackKind, InferenceMode
+from atld.data.registry import get_spec
 from atld.errors import ATLDError
-from atld.ui import cached, compute, state
+from atld.ui import compute
+from atld.ui import session
 from atld.ui.attack_view import (confidence_note, discriminator_note, epsilon_note, imt_note, outcome_mark,
                                  probability_bars, summary_rows)
-from atld.ui.evaluate_view import D_CHECK_IMAGES
+from atld.ui.runs import card_of
 from atld.ui.views import faded, md, perturbation_rgb, to_display
+from atld.vocab import AttackKind, InferenceMode
 
 st.title("Attack")
-sel = state.selection()
-run = state.require_run(sel)
-spec = run.spec
-data = state.data_or_stop(spec.name)
-n_test = len(data.y_test)
+sel = session.selection()
+run = session.require_entry(sel)  # the card's facts (torch-free); the workers load the checkpoint
+ref = session.ref_or_stop(run)
+trained = (card_of(run.path) or {}).get("config", {})
+spec = get_spec(run.dataset)
+n_test = session.facts_or_stop(spec.name)["n_test"]
 names = spec.labels()
 
 c1, c2, c3, c4 = st.columns([1, 1, 1.4, 1])
 kinds = tuple(k.value for k in AttackKind)
-state.url_setting("atk_kind", kinds[1], state.choice(kinds))
+session.url_setting("atk_kind", kinds[1], session.choice(kinds))
 kind = c1.radio("Attack", kinds, key="atk_kind", horizontal=True,
                 format_func=str.upper,
                 help="FGSM: one step of size ε from a random start; PGD: k steps of ε/4 on cross-entropy; "
                      "CW: k steps of ε/4 on the Carlini-Wagner margin (κ = 50)")
-state.url_setting("atk_steps", 20, state.bounded(int, 1, 100))
+session.url_setting("atk_steps", 20, session.bounded(int, 1, 100))
 steps = c2.slider("Steps", 1, 100, key="atk_steps", disabled=kind == AttackKind.FGSM,
                   help="number of signed steps (FGSM always takes 1)")
-eps_max = round(max(2 * spec.epsilon, run.config.resolved_epsilon), 4)
-state.url_setting("atk_eps", float(spec.epsilon), state.bounded(float, 0.0, eps_max), param="eps")
+eps_max = round(max(2 * spec.epsilon, spec.epsilon_or_default(trained.get("epsilon"))), 4)
+session.url_setting("atk_eps", float(spec.epsilon), session.bounded(float, 0.0, eps_max), param="eps")
 epsilon = c3.slider("ε ([0, 1] pixel units)", 0.0, eps_max, step=round(spec.epsilon / 20, 5),
                     format="%.4f", key="atk_eps",
                     help=f"ℓ∞ radius of the attack; the dataset's ε is {spec.epsilon:.4g} "
                          f"(= {spec.epsilon * 255:.1f}/255)")
 imt_mode = c4.radio("IMT mode", (InferenceMode.IMT.value, InferenceMode.IMT_PLUS.value), key="atk_imt", horizontal=True,
-                    disabled=run.discriminator is None,
+                    disabled=not run.has_discriminator,
                     help="ATLD: one IMT step of the run's training ε; ATLD+: half a step where D is unsure")
 c5, c6 = st.columns(2)
-state.url_setting("atk_start", 0, state.bounded(int, 0, n_test - 1))
+session.url_setting("atk_start", 0, session.bounded(int, 0, n_test - 1))
 start = c5.number_input("First test image", 0, n_test - 1, key="atk_start",
                         help=f"index into the {n_test} test images")
-state.url_setting("atk_count", 6, state.bounded(int, 1, 8))
+session.url_setting("atk_count", 6, session.bounded(int, 1, 8))
 count = c6.slider("Number of images", 1, 8, key="atk_count")
 indices = tuple(int(i) % n_test for i in range(start, start + count))
 
-request = (str(run.path), run.model_hash, indices, kind, float(epsilon), int(steps), sel.seed, imt_mode)
+request = compute.AttackRequest(ref, indices, AttackKind(kind), float(epsilon), int(steps), sel.seed,
+                                InferenceMode(imt_mode))
 note = epsilon_note(float(epsilon), spec.epsilon)
 if note is not None:
     getattr(st, note[0])(md(note[1]))
-IMAGE_SCALE = max(1, 192 // data.x_test.shape[-1])  # nearest-neighbour: about 192 px a side
+IMAGE_SCALE = max(1, 192 // spec.input_shape[-1])  # nearest-neighbour: about 192 px a side
 IMAGE_WIDTH = 176  # pixels on screen: large, and four still fit a 1280 px projector
 
 
@@ -71,7 +75,7 @@ def draw_stale(slot, view, shown_request) -> None:
     """Earlier results, faded, as one element (replaced whole when the new ones arrive)."""
     columns = [a for a in images(view, fade=True) if a is not None]
     pictures = [col[i] for i in range(len(view.labels)) for col in columns]
-    what = f"updating… (shown: ε = {shown_request[4]:.4g}, {shown_request[3].upper()})"
+    what = f"updating… (shown: ε = {shown_request.epsilon:.4g}, {shown_request.kind.upper()})"
     slot.image(pictures, caption=[what] * len(pictures), width=IMAGE_WIDTH // 2)
 
 
@@ -96,10 +100,10 @@ def draw(view, shown_request) -> None:
         label = int(view.labels[i])
         with st.container(border=True):
             cols = st.columns(n_cols)
-            cols[0].image(nat[i], caption=f"natural · test image #{shown_request[2][i]} · label {names[label]}",
+            cols[0].image(nat[i], caption=f"natural · test image #{shown_request.indices[i]} · label {names[label]}",
                           width=IMAGE_WIDTH)
             cols[0].markdown(outcome_mark(label, int(view.pred_nat[i]), names, attacked=False) + d_text(view.d_nat, i))
-            cols[1].image(adv[i], caption=f"adversarial ({shown_request[3].upper()}, ε = {view.epsilon:.4g})",
+            cols[1].image(adv[i], caption=f"adversarial ({shown_request.kind.upper()}, ε = {view.epsilon:.4g})",
                           width=IMAGE_WIDTH)
             cols[1].markdown(outcome_mark(label, int(view.pred_adv[i]), names) + d_text(view.d_adv, i))
             cols[2].image(pert[i], caption=f"perturbation δ = adversarial − natural: blue −ε, grey 0, red +ε; "
@@ -120,13 +124,13 @@ def d_text(d, i) -> str:
 
 shown = st.session_state.get("atk_shown")  # (request, view) last drawn in this session
 stale_slot = st.empty()
-ready = state.compute_service().cached(*compute.attack_request(*request[:1], *request[2:]))
-if shown is not None and shown[0] != request and shown[0][0] == request[0] and not ready:
+ready = session.ready(compute.attack, request)
+if shown is not None and shown[0] != request and shown[0].run == request.run and not ready:
     draw_stale(stale_slot, shown[1], shown[0])
 # One slot per session: a newer ε (another arrow-key press) supersedes this request in the compute
 # service, which drops it if it has not started, so only the latest value is computed.
 try:
-    view = cached.attack(*request)
+    view = session.show(compute.attack, request)
 except ATLDError as exc:
     stale_slot.empty()
     st.error(md(exc))
@@ -135,13 +139,13 @@ stale_slot.empty()
 st.session_state["atk_shown"] = (request, view)
 draw(view, request)
 
-st.caption(md(confidence_note(run.config.label_smoothing, len(names), run.config.method)))
-d_check = None
-if run.discriminator is not None:
-    d_check = cached.discriminator_check(str(run.path), run.model_hash, D_CHECK_IMAGES, sel.seed)
+st.caption(md(confidence_note(trained.get("label_smoothing"), len(names), run.method)))
+if run.has_discriminator:
+    d_check = session.show(compute.discriminator_check, compute.CheckRequest(ref, sel.seed),
+                         slot=f"discriminator_check:{run.path}")
     st.caption(md(discriminator_note(d_check)))
 with st.expander("All numbers as a table"):
     st.dataframe(pd.DataFrame(summary_rows(view, names)), hide_index=True, width="stretch")
 st.caption("The attack targets the bare classifier; IMT is applied afterwards (the official, non-adaptive "
            "protocol). The Evaluate page shows what an adaptive attack through IMT does.")
-state.show_discriminator_check(sel.run, sel.seed)
+session.show_discriminator_check(run, sel.seed)

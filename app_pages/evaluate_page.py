@@ -10,23 +10,24 @@ import streamlit as st
 
 from atld.attacks.registry import ATTACK_NAMES, DEFAULT_EVAL_ATTACKS
 from atld.config.eval import EvalConfig
-from atld.vocab import InferenceMode
+from atld.data.registry import get_spec
 from atld.errors import ATLDError
-from atld.evaluate import attack_label, evaluate, masking_findings, store_evaluation
-from atld.ui import cached, state
+from atld.evaluate import attack_label, masking_findings, store_evaluation
+from atld.ui import compute, session
 from atld.ui.evaluate_view import (HONEST_ROBUSTNESS, curve_epsilons, curve_figure, describe_range,
                                    discriminator_messages, evaluation_table, verdict_messages)
 from atld.ui.exports import export_name
 from atld.ui.runs import card_of, discover_runs, is_own_run
 from atld.ui.views import evaluation_frame, md
+from atld.vocab import InferenceMode
 
 st.title("Evaluate")
-sel = state.selection()
-run = state.require_run(sel)
-spec = run.spec
+sel = session.selection()
+run = session.require_entry(sel)  # the card's facts (torch-free); the workers load the checkpoint
+spec = get_spec(run.dataset)
 
 st.subheader("Stored evaluation")
-card = card_of(run.path) or run.card
+card = card_of(run.path) or {}
 stored = (card.get("evaluations") or {}).get("rows") or []
 if stored:
     st.caption("accuracy % (95 % Wilson interval); ATLD- is the bare classifier, ATLD / ATLD+ add IMT. "
@@ -45,34 +46,28 @@ with st.expander("How to read these numbers: upper bounds, AutoAttack, the adapt
     st.markdown(HONEST_ROBUSTNESS)
 
 st.subheader("Evaluate now (a quick look on a few test images)")
-data = state.data_or_stop(spec.name)
+n_test = session.facts_or_stop(spec.name)["n_test"]
 
 with st.form("eval_form"):
     c1, c2 = st.columns([3, 1])
-    state.url_setting("ev_attacks", [a for a in ("natural", "fgsm", "pgd20", "cw20") if a in DEFAULT_EVAL_ATTACKS],
-                      state.several(ATTACK_NAMES), param="attacks", show=state.joined)
+    session.url_setting("ev_attacks", [a for a in ("natural", "fgsm", "pgd20", "cw20") if a in DEFAULT_EVAL_ATTACKS],
+                      session.several(ATTACK_NAMES), param="attacks", show=session.joined)
     attacks = c1.multiselect("Attacks", ATTACK_NAMES, key="ev_attacks",
                              help="autoattack and adaptive are much slower; keep the image count small")
-    n_test = len(data.y_test)
-    state.url_setting("ev_limit", min(100, n_test), state.bounded(int, 10, n_test), param="limit")
+    session.url_setting("ev_limit", min(100, n_test), session.bounded(int, 10, n_test), param="limit")
     limit = c2.number_input("Test images", 10, n_test, step=10, key="ev_limit")
     go = st.form_submit_button("Evaluate", type="primary", key="ev_go")
 quick_settings = f"{', '.join(attacks) or 'natural'} on {int(limit)} test images, seed {sel.seed}"
 if go:
-    bar = st.progress(0.0, text="starting…")
-
-    def progress(event) -> None:  # the same events as the CLI's progress bar
-        bar.progress(min(event.fraction, 1.0), text=md(event.text()))
-
-    try:
-        report = evaluate(run, EvalConfig(attacks=tuple(attacks) or ("natural",), limit=int(limit), seed=sel.seed,
-                                          device="cpu"), data=data, progress=progress)
+    try:  # in a compute worker, with its progress and a Cancel button (the same events as the CLI's bar)
+        config = EvalConfig(attacks=tuple(attacks) or ("natural",), limit=int(limit), seed=sel.seed, device="cpu")
+        report = session.show(compute.evaluation, compute.EvalRequest(session.ref_or_stop(run), config),
+                              slot=f"evaluation:{run.path}")
     except ATLDError as exc:
         st.error(md(exc))
     else:
         st.session_state["ev_report"] = (str(run.path), report.rows, report.meta.get("discriminator"), quick_settings,
                                          report)
-    bar.empty()
 
 
 def store_quick(report) -> None:
@@ -92,7 +87,7 @@ if note is not None:
     getattr(st, note[0])(md(note[1]))
 if result is not None and result[0] == str(run.path):
     rows = result[1]
-    with state.result_box("ev_quick_result", result[3], quick_settings):
+    with session.result_box("ev_quick_result", result[3], quick_settings):
         for level, text in verdict_messages(rows):
             getattr(st, level)(md(text))
         st.dataframe(evaluation_table(rows), hide_index=True, width="stretch")
@@ -116,18 +111,18 @@ CURVE_ATTACKS = tuple(a for a in ATTACK_NAMES if a != "natural")
 MODES = tuple(m.value for m in InferenceMode)
 with st.form("curve_form"):
     c1, c2 = st.columns([3, 1])
-    state.url_setting("ev_curve_runs", labels[:3], state.several(labels), param="curve_runs", show=state.joined)
+    session.url_setting("ev_curve_runs", labels[:3], session.several(labels), param="curve_runs", show=session.joined)
     chosen = c1.multiselect("Checkpoints", labels, key="ev_curve_runs")
-    state.url_setting("ev_curve_limit", 100, state.bounded(int, 10, 1000), param="curve_limit")
+    session.url_setting("ev_curve_limit", 100, session.bounded(int, 10, 1000), param="curve_limit")
     curve_limit = c2.number_input("Test images", 10, 1000, step=10, key="ev_curve_limit")
     c3, c4 = st.columns(2)
-    state.url_setting("ev_curve_attacks", [a for a in ("pgd20", "autoattack") if a in CURVE_ATTACKS],
-                      state.several(CURVE_ATTACKS), param="curve_attacks", show=state.joined)
+    session.url_setting("ev_curve_attacks", [a for a in ("pgd20", "autoattack") if a in CURVE_ATTACKS],
+                      session.several(CURVE_ATTACKS), param="curve_attacks", show=session.joined)
     curve_attacks = c3.multiselect(
         "Attacks", CURVE_ATTACKS, key="ev_curve_attacks",
         help="autoattack (drawn as points at the dataset's ε) and adaptive (through IMT) give numbers to trust; "
              "pgd/cw/fgsm only upper bounds. The strong attacks are much slower: keep the image count small")
-    state.url_setting("ev_curve_modes", list(MODES), state.several(MODES), param="curve_modes", show=state.joined)
+    session.url_setting("ev_curve_modes", list(MODES), session.several(MODES), param="curve_modes", show=session.joined)
     modes = c4.multiselect("Inference", MODES, key="ev_curve_modes",
                            help="atld- = the bare classifier; atld / atld+ apply IMT (checkpoints without a "
                                 "discriminator are drawn as atld- only)")
@@ -148,8 +143,9 @@ if request is not None:
             for mode in usable:
                 name = f"{label} · {attack_label(attack_name, mode)} / {mode}"
                 grid = curve_epsilons(attack_name, spec.epsilon)
-                rows = cached.accuracy_curve(str(entry.path), entry.model_hash, grid, attack_name, mode, request[3],
-                                             sel.seed)
+                curve = compute.CurveRequest(session.ref_or_stop(entry), grid, attack_name, InferenceMode(mode),
+                                             request[3], sel.seed)
+                rows = session.show(compute.accuracy_curve, curve, slot=f"curve:{name}")
                 if rows:
                     curves[name] = rows
     if curves:

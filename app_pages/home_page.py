@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from atld.ui import state
+from atld.ui import server, session
 from atld.ui.datasets import availability_rows
 from atld.ui.evaluate_view import NO_VERDICT, headline, verdict_messages
 from atld.ui.exports import checkpoint_zip, config_json, export_name
@@ -47,11 +47,11 @@ def datasets_panel(polling: bool) -> None:
     Redrawn every second while a download runs (`polling`; the download itself runs in a server
     thread, so nothing here waits for it); a start or an end reruns the whole page (the picker then
     shows the new data)."""
-    table = state.dataset_availability()
+    table = server.dataset_availability()
     st.markdown(markdown_table(availability_rows(table)))
     running = False
     for name, avail in table.items():
-        job = state.current_download(name)
+        job = server.current_download(name)
         if avail.downloadable and (not avail.full_data or job is not None):
             if job is not None and job.running:
                 running = True
@@ -61,19 +61,19 @@ def datasets_panel(polling: bool) -> None:
             elif job is not None and job.finished:
                 st.success(md(job.text()))
             if not avail.full_data and (job is None or not job.running):
-                st.button(f"Download {name}", key=f"dl_data_{name}", on_click=state.start_download, args=(name,),
-                          help=md(f"into {state.checked_settings().app_data_root} (ATLD_DATA_ROOT, else the cache)"))
+                st.button(f"Download {name}", key=f"dl_data_{name}", on_click=server.start_download, args=(name,),
+                          help=md(f"into {session.checked_settings().app_data_root} (ATLD_DATA_ROOT, else the cache)"))
     st.caption("Without the full data the app uses the shipped sample of real test images; training needs the "
                "full data. cifar10-exact cannot be downloaded: start the app with ATLD_DATA_ROOT pointing at it.")
     if running != polling:
         st.rerun()
 
 
-downloading = state.any_download_running()
+downloading = server.any_download_running()
 with st.expander("Datasets: what this server has, and downloads", expanded=downloading):
     st.fragment(datasets_panel, run_every=1.0 if downloading else None)(downloading)
 
-sel = state.selection()
+sel = session.selection()
 st.subheader("Current checkpoint")
 if sel.run is None:
     st.info("No checkpoint for this dataset yet: train one on the Train page.")

@@ -4,7 +4,7 @@ point shows its image; box/lasso selection lists the selected images, misclassif
 points first, page by page; a test index can be looked up; a point opens in the Attack page; gap
 numbers beside the plot; a second checkpoint side by side on one shared projection where that
 means something, with a table of both models' gap numbers; CSV export (as `python -m atld embed`).
-Every setting lives in the page's address (`state.url_setting`).
+Every setting lives in the page's address (`session.url_setting`).
 
 The page imports no torch: what it draws comes from the compute service as plain data (the map
 as a `MapView`, the figure as plotly JSON), so its first view on a fresh server never waits for
@@ -16,23 +16,24 @@ import numpy as np
 import streamlit as st
 
 from atld.attacks.registry import PERTURBATION_NAMES
-from atld.vocab import ColorBy, FitMode, LatentSpace, PointSet, Projection
 from atld.data.registry import get_spec
 from atld.errors import ATLDError, CheckpointError
-from atld.ui import cached, state
+from atld.ui import compute, server, session
 from atld.ui.hover import hover_thumbnails
 from atld.ui.latent_view import (COLOR_MODES, LATENT_DEFAULTS, color_note, gap_summary, gap_table, page_of,
                                  selected_ids, selection_order)
 from atld.ui.exports import export_name
 from atld.ui.runs import comparison_run, discover_runs
 from atld.ui.views import figure_from_json, md, to_display
+from atld.vocab import ColorBy, FitMode, LatentSpace, PointSet, Projection
 
 st.title("Latent explorer")
-sel = state.selection()
-run = state.require_entry(sel)  # the card's facts (torch-free); the workers load the checkpoint
+sel = session.selection()
+run = session.require_entry(sel)  # the card's facts (torch-free); the workers load the checkpoint
+ref = session.ref_or_stop(run)
 spec = get_spec(run.dataset)
 names = spec.labels()
-facts = state.data_facts_or_stop(spec.name)
+facts = session.facts_or_stop(spec.name)
 n_test = facts["n_test"]
 hover_thumbnails()
 
@@ -43,27 +44,27 @@ spaces, colors = tuple(s.value for s in LatentSpace), tuple(c.value for c in COL
 fits, projections = (FitMode.JOINT.value, FitMode.NATURAL.value), (Projection.PCA.value, Projection.UMAP.value)
 
 c1, c2, c3, c4 = st.columns(4)
-state.url_setting("lat_attack", D.attack, state.choice(attacks))
+session.url_setting("lat_attack", D.attack, session.choice(attacks))
 attack_name = c1.selectbox("Attack", attacks, key="lat_attack",
                            help=f"at the dataset's ε = {spec.epsilon:.4g}, step ε/4")
-state.url_setting("lat_n", min(D.n, n_test), state.choice(sizes))
+session.url_setting("lat_n", min(D.n, n_test), session.choice(sizes))
 n = c2.select_slider("Test images", sizes, key="lat_n", help="the first N test images (2N points)")
-state.url_setting("lat_space", str(D.space), state.choice(spaces))
+session.url_setting("lat_space", str(D.space), session.choice(spaces))
 space = c3.radio("Latent", spaces, key="lat_space", horizontal=True,
                  help="logits: what ATLD's D sees; features: the penultimate layer")
-state.url_setting("lat_color", str(D.color_by), state.choice(colors))
+session.url_setting("lat_color", str(D.color_by), session.choice(colors))
 color_by = c4.selectbox("Colour by", colors, key="lat_color",
                         help="class: the true class; predicted class: what the model says; D score needs a "
                              "checkpoint with a discriminator")
 c5, c6, c7 = st.columns([2, 2, 1])
-state.url_setting("lat_fit", str(D.fit_on), state.choice(fits))
+session.url_setting("lat_fit", str(D.fit_on), session.choice(fits))
 fit_on = c5.radio("Map", fits, key="lat_fit", horizontal=True,
                   format_func={FitMode.JOINT: "joint fit (both clouds)",
                                FitMode.NATURAL: "natural map (perturbed projected onto it)"}.get)
-state.url_setting("lat_method", str(D.projection), state.choice(projections))
+session.url_setting("lat_method", str(D.projection), session.choice(projections))
 method = c6.radio("Projection", projections, key="lat_method", horizontal=True,
                   format_func={Projection.PCA: "PCA (instant)", Projection.UMAP: "UMAP (on request)"}.get)
-state.url_setting("lat_find", -1, state.bounded(int, -1, n - 1))
+session.url_setting("lat_find", -1, session.bounded(int, -1, n - 1))
 find = c7.number_input("Find test image #", -1, n - 1, key="lat_find",
                        help=f"a test index below {n} (−1: none); its natural and perturbed points are ringed")
 
@@ -73,9 +74,15 @@ if note:
     color_by = ColorBy.CLASS.value
 
 umap_key = ("umap", str(run.path), n, attack_name, space, fit_on, sel.seed)
-key = (str(run.path), run.model_hash, int(n), attack_name, float(spec.epsilon), sel.seed, space)
+
+
+def map_request(projection: str) -> compute.MapRequest:
+    return compute.MapRequest(ref, compute.page_latent(n, attack_name, spec.epsilon, sel.seed, space, projection,
+                                                       fit_on))
+
+
 if method == Projection.UMAP and st.session_state.get("lat_umap_ok") != umap_key \
-        and not cached.map_ready(*key, method, fit_on):
+        and not session.ready(compute.map_view, map_request(method)):
     st.info("UMAP takes a few seconds (its compiled code is loaded when the server starts; a map that "
             "places points onto a fitted map compiles more the first time). It runs on PCA-reduced latents, "
             "fitted on at most 5,000 points, shows its progress and can be cancelled.")
@@ -91,10 +98,13 @@ def forget_umap() -> None:
 
 
 try:
-    m = cached.map_view(*key, method, fit_on, on_cancel=forget_umap)
-    figure = cached.latent_plot(*key, method, fit_on, color_by)
-except CheckpointError as exc:  # the worker could not load it: the same line as require_run's
-    st.error(state.cannot_load(run, exc))
+    request = map_request(method)
+    m = session.show(compute.map_view, request, slot="latent_map", interrupt=method != Projection.PCA,
+                     on_cancel=forget_umap)
+    figure = figure_from_json(session.show(compute.latent_plot, compute.PlotRequest(request, color_by),
+                                           slot="latent_plot"))
+except CheckpointError as exc:  # the worker could not load it: say so in one line
+    st.error(session.cannot_load(run, exc))
     st.stop()
 except ATLDError as exc:
     st.error(md(exc))
@@ -121,7 +131,7 @@ with right:
     for name, value, meaning in gap_summary(m.gap):
         st.metric(name, value, help=meaning)
         st.caption(meaning)
-state.show_discriminator_check(run, sel.seed)
+session.show_discriminator_check(run, sel.seed)
 
 ATTACK_PAGE = "app_pages/attack_page.py"
 
@@ -145,7 +155,7 @@ else:
     pages = -(-len(ids) // 24)
     number = 1
     if pages > 1:
-        state.url_setting("lat_page", 1, state.bounded(int, 1, pages))
+        session.url_setting("lat_page", 1, session.bounded(int, 1, pages))
         number = st.number_input(f"Page (of {pages})", 1, pages, key="lat_page")
     shown_ids, number, pages = page_of(ids, number)
     shown = table.loc[shown_ids]
@@ -172,9 +182,9 @@ else:
 
 csv_meta = {"checkpoint": str(run.path), "model_sha256": run.model_hash, "method_trained": run.method,
             "dataset": spec.name, "split": "test"}
-st.download_button("Embedding and scores (CSV)", lambda: cached.map_csv(
-                       str(run.path), int(n), attack_name, float(spec.epsilon), sel.seed, space, method, fit_on,
-                       csv_meta).encode(), on_click="ignore",
+csv_request = compute.CsvRequest(map_request(method), tuple((k, str(v)) for k, v in csv_meta.items()))
+st.download_button("Embedding and scores (CSV)", lambda: server.wait_for(compute.map_csv, csv_request).encode(),
+                   on_click="ignore",
                    file_name=export_name(f"{run.path.name}-{attack_name}-{space}-{method}", "csv"), mime="text/csv",
                    key="lat_csv")
 
@@ -186,8 +196,8 @@ def show_attack_path() -> None:
     path_n = st.slider("Images to follow", 2, min(40, n_test), min(D.path_images, n_test), key="lat_path_n",
                        help="the first test images; each PGD step is one frame, then IMT's step back (with D)")
     try:
-        pm = cached.attack_path(str(run.path), run.model_hash, tuple(range(path_n)),
-                                attack_name, float(spec.epsilon), sel.seed)
+        pm = session.show(compute.attack_path, compute.PathRequest(ref, tuple(range(path_n)), attack_name,
+                                                                   float(spec.epsilon), sel.seed))
         st.plotly_chart(path_figure(pm.path, pm.coords, pm.imt_coords, pm.background, pm.background_labels, names,
                                     indices=pm.indices), key="lat_path", width="stretch")
         st.caption(md(f"{pm.path.attack.label} at ε = {spec.epsilon:.3g} on a PCA map of natural logits. "
@@ -212,12 +222,12 @@ if not others:
     st.caption("Train or add a second checkpoint of this dataset to compare.")
 else:
     labels = [r.label for r in others]
-    state.url_setting("lat_other", comparison_run(others + [sel.run], sel.run).label, state.choice(labels))
+    session.url_setting("lat_other", comparison_run(others + [sel.run], sel.run).label, session.choice(labels))
     other_label = st.selectbox("Compare with", labels, key="lat_other")
     other = others[labels.index(other_label)]
     try:
-        pair = cached.compare_plots((str(run.path), str(other.path)), (sel.run.label, other.label), int(n),
-                                    attack_name, float(spec.epsilon), sel.seed, space, D.compare_height)
+        pair = session.show(compute.compare_plots, compute.CompareRequest(
+            (ref, session.ref_or_stop(other)), (sel.run.label, other.label), map_request(Projection.PCA).latent))
     except ATLDError as exc:
         st.error(md(exc))
         st.stop()

@@ -7,11 +7,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from atld.vocab import AttackKind, ColorBy, FitMode, InferenceMode, LatentSpace, Projection
+from atld.data.registry import get_spec
 from atld.errors import ATLDError
 from atld.latent.maps import points_frame
-from atld.ui import cached, state
-from atld.ui.evaluate_view import D_CHECK_IMAGES
+from atld.ui import compute, session
 from atld.ui.latent_view import latent_figure
 from atld.ui.learn import (STEPS, adaptive_statement, cast, clouds_statement, comparison_rows, d_histogram,
                            discriminator_statement, fooled_statement, imt_statement, path_statement, pick_fooled,
@@ -19,21 +18,22 @@ from atld.ui.learn import (STEPS, adaptive_statement, cast, clouds_statement, co
 from atld.ui.runs import discover_runs
 from atld.latent.path_figure import path_figure
 from atld.ui.views import magnify, md, to_display
+from atld.vocab import AttackKind, ColorBy, FitMode, InferenceMode, LatentSpace, Projection
 
 st.title("Learn the manifold argument")
-sel = state.selection()
-run = state.require_run(sel)
-spec = run.spec
+sel = session.selection()
+run = session.require_entry(sel)  # the card's facts (torch-free); the workers load the checkpoints
+spec = get_spec(run.dataset)
 names = spec.labels()
 EPS = float(spec.epsilon)
-N = min(300, len(state.data_or_stop(spec.name).y_test))
+N = min(300, session.facts_or_stop(spec.name)["n_test"])
 ATTACK = "pgd20"
 SEARCH = min(64, N)  # test images searched for fooled examples
 SHOWN = 4  # fooled examples shown
 PATH_IMAGES = min(12, N)
 ADAPTIVE_IMAGES = min(16, N)
 PIXELS = 192  # side of an enlarged image
-NATURAL_MAP = (Projection.PCA.value, FitMode.NATURAL.value)
+NATURAL_MAP = compute.page_latent(N, ATTACK, EPS, sel.seed, LatentSpace.LOGITS, Projection.PCA, FitMode.NATURAL)
 
 lesson = cast(discover_runs(), spec.name, sel.run)
 natural = lesson.natural or sel.run
@@ -53,8 +53,15 @@ st.info(STEPS[i][1])
 
 
 def map_of(entry):
-    return cached.latent_map(str(entry.path), entry.model_hash, N, ATTACK, EPS, sel.seed, LatentSpace.LOGITS.value,
-                             *NATURAL_MAP)
+    return session.show(compute.latent_map, compute.MapRequest(session.ref_or_stop(entry), NATURAL_MAP),
+                        slot=f"learn_map:{entry.path}")
+
+
+def attacked(entry, count: int):
+    """PGD-20 at the dataset's ε on the first `count` test images, then IMT (an `AttackView`)."""
+    request = compute.AttackRequest(session.ref_or_stop(entry), tuple(range(count)), AttackKind.PGD, EPS, 20,
+                                    sel.seed, InferenceMode.IMT)
+    return session.show(compute.attack, request, slot=f"learn_attack:{entry.path}")
 
 
 def large(images):
@@ -94,8 +101,7 @@ try:
         st.success(md(clouds_statement(m.gap, m.latents.accuracy_nat, m.latents.accuracy_pert, N)))
     elif i == 1:
         model_line(natural, "Model")
-        view = cached.attack(str(natural.path), natural.model_hash, tuple(range(SEARCH)), AttackKind.PGD.value, EPS,
-                             20, sel.seed, InferenceMode.IMT.value)
+        view = attacked(natural, SEARCH)
         st.success(md(fooled_statement(view.labels, view.pred_nat, view.pred_adv, EPS, 16 if spec.name == "digits"
                                        else 256)))
         chosen = pick_fooled(view.labels, view.pred_nat, view.pred_adv, SHOWN)
@@ -112,7 +118,9 @@ try:
         label = st.radio("Model", list(options), key="learn_path_model", horizontal=True,
                          help="a model with a discriminator also shows IMT's step back (the last frame)")
         entry = options[label]
-        pm = cached.attack_path(str(entry.path), entry.model_hash, tuple(range(PATH_IMAGES)), ATTACK, EPS, sel.seed)
+        pm = session.show(compute.attack_path, compute.PathRequest(session.ref_or_stop(entry),
+                                                                   tuple(range(PATH_IMAGES)), ATTACK, EPS, sel.seed),
+                          slot=f"learn_path:{entry.path}")
         st.plotly_chart(path_figure(pm.path, pm.coords, pm.imt_coords, pm.background, pm.background_labels, names,
                                     indices=pm.indices), key="learn_path", width="stretch")
         st.caption(md(f"The first {PATH_IMAGES} test images under PGD-20 (ε = {EPS:.3g}, step ε/4) against "
@@ -138,15 +146,16 @@ try:
                           + " No checkpoint with a discriminator exists for this dataset; train an ATLD one."))
         else:
             model_line(entry, "Model")
-            check = cached.discriminator_check(str(entry.path), entry.model_hash, D_CHECK_IMAGES, sel.seed)
+            check = session.show(compute.discriminator_check, compute.CheckRequest(session.ref_or_stop(entry),
+                                                                                   sel.seed),
+                                 slot=f"discriminator_check:{entry.path}")
             st.success(md(discriminator_statement(check, entry.label)))
             m = map_of(entry)
             st.plotly_chart(d_histogram(m.latents.d_nat.numpy(), m.latents.d_pert.numpy()), key="learn_hist",
                             width="stretch")
             st.caption(md(f"D's P(natural) on {N} natural test images and their PGD-20 copies. Overlapping "
                           "histograms: D cannot tell them apart."))
-            view = cached.attack(str(entry.path), entry.model_hash, tuple(range(ADAPTIVE_IMAGES)),
-                                 AttackKind.PGD.value, EPS, 20, sel.seed, InferenceMode.IMT.value)
+            view = attacked(entry, ADAPTIVE_IMAGES)
             st.markdown(md(imt_statement(view.labels, view.pred_adv, view.pred_imt)))
     else:
         entry = lesson.with_d
@@ -154,8 +163,10 @@ try:
             st.warning("The adaptive-attack lesson needs a checkpoint with a discriminator (ATLD) for this dataset.")
         else:
             model_line(entry, "Model")
-            a = cached.adaptive_lesson(str(entry.path), entry.model_hash, tuple(range(ADAPTIVE_IMAGES)), EPS,
-                                       sel.seed)
+            a = session.show(compute.adaptive_lesson, compute.LessonRequest(session.ref_or_stop(entry),
+                                                                            tuple(range(ADAPTIVE_IMAGES)), EPS,
+                                                                            sel.seed),
+                             slot=f"adaptive_lesson:{entry.path}")
             n, clean, non, ada = a.counts()
             c1, c2, c3 = st.columns(3)
             c1.metric("clean, after IMT", f"{clean}/{n}")

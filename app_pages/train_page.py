@@ -15,7 +15,7 @@ from atld.config.train import MAX_EPOCHS, TrainConfig
 from atld.errors import ATLDError, DataError
 from atld.vocab import METHOD_NAMES
 from atld.runs.card import default_run_name
-from atld.ui import state
+from atld.ui import server, session
 from atld.ui.datasets import full_data_needed
 from atld.ui.evaluate_view import D_TRAINING_METRIC
 from atld.ui.runs import discover_runs, own_runs
@@ -24,9 +24,9 @@ from atld.ui.train_view import (PRESETS, curves_figure, method_line, method_titl
 from atld.ui.views import md, metrics_frame, status_badge
 
 st.title("Train")
-sel = state.selection()
-manager = state.current_job_manager()
-owner = state.owner_id()
+sel = session.selection()
+manager = server.current_job_manager()
+owner = session.owner_id()
 
 
 SAVED_KEY = "train_saved"  # the form's last submitted values: the form keeps them after a run
@@ -57,7 +57,7 @@ def apply_preset(name: str) -> None:
 
 def training_data(dataset: str):
     """The dataset's full data for training (the shipped sample is only for attacks and maps)."""
-    data = state.get_data(dataset)
+    data = server.training_data(dataset)
     if data.sample:
         raise DataError(full_data_needed(dataset, len(data.y_test)))
     return data
@@ -70,9 +70,9 @@ def delete_run(name: str) -> None:
         st.session_state["train_notice"] = ("error", f"not deleted: {exc}")
     else:
         st.session_state["train_notice"] = ("success", f"Deleted run `{name}` and its files.")
-        remembered = st.session_state.get(state.JOB_KEY)
+        remembered = st.session_state.get(session.JOB_KEY)
         if remembered and remembered[0] == name:  # the panel of a deleted run's job goes too
-            st.session_state.pop(state.JOB_KEY)
+            st.session_state.pop(session.JOB_KEY)
             for param in ("run", "key"):
                 st.query_params.pop(param, None)
     st.session_state.pop("train_confirm_delete", None)
@@ -86,7 +86,7 @@ def live_panel(job) -> None:
                 + (f" · epoch {min(job.epochs_done + 1, job.config.epochs)}/{job.config.epochs}" if running else ""))
     if running:
         frac = (job.epochs_done + (job.step / job.steps if job.steps else 0)) / job.config.epochs
-        n_train = None if job.steps else len(state.get_data(job.config.dataset).y_train)
+        n_train = None if job.steps else len(server.training_data(job.config.dataset).y_train)
         st.progress(min(frac, 1.0), text=progress_line(job.epochs_done, job.config.epochs, job.step, job.steps,
                                                        n_train, job.config.resolved_batch_size))
         if st.button("Stop", key="train_stop", type="primary",
@@ -122,7 +122,7 @@ def live_panel(job) -> None:
         st.rerun(scope="app")
 
 
-job = state.attached_job(manager)
+job = session.attached_job(manager)
 if job is not None:
     st.subheader("Your run")
     st.fragment(live_panel, run_every=1.0 if job.running else None)(job)
@@ -136,7 +136,7 @@ if others:
 
 if job is None or not job.running:
     st.subheader("New run")
-    avail = state.dataset_availability().get(sel.dataset)
+    avail = server.dataset_availability().get(sel.dataset)
     if avail is not None and not avail.full_data:
         st.info(md(full_data_needed(sel.dataset)))
     saved = st.session_state.get(SAVED_KEY) or {}
@@ -171,7 +171,7 @@ if job is None or not job.running:
         try:
             config = from_widget_values(TrainConfig, values)
             name = run_name.strip() or default_run_name(config.dataset, config.method, time.strftime("%Y%m%d-%H%M%S"))
-            state.remember_job(manager.start(owner, config, name, data=training_data(config.dataset)))
+            session.remember_job(manager.start(owner, config, name, data=training_data(config.dataset)))
         except ATLDError as exc:
             st.error(md(exc))
         else:
@@ -202,7 +202,7 @@ if mine:
     if c2.button("Resume", key="train_resume", disabled=busy or (job is not None and job.running),
                  help="one run per browser session at a time"):
         try:
-            state.remember_job(manager.resume(owner, picked, int(more), data=training_data(entry.dataset)))
+            session.remember_job(manager.resume(owner, picked, int(more), data=training_data(entry.dataset)))
         except ATLDError as exc:
             st.error(md(f"not resumed: {exc}"))
         else:

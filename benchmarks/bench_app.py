@@ -418,9 +418,9 @@ from atld.ui.runs import default_run, discover_runs
 runs = discover_runs()
 t = time.perf_counter()
 service = compute.app_service(workers=1, kind="thread").start()  # the server's keys and result store
-facts = service.submit(*compute.facts_request(default_run(runs).dataset)).result()
-for v, args in compute.default_requests(runs, facts["n_test"]):
-    service.submit(v, args).result()
+facts = service.submit(compute.data_facts, (compute.DataFacts.of(default_run(runs).dataset),)).result()
+for v, request in compute.default_requests(runs, facts["n_test"]):
+    service.submit(v, (request,)).result()
 service.close()
 print("defaults", time.perf_counter() - t)
 if {data_root is not None}:
@@ -428,9 +428,9 @@ if {data_root is not None}:
     if mnist:
         t = time.perf_counter()
         from atld.data.registry import get_spec
-        v, args = compute.latent_request(mnist[0].path, 2000, "fgsm", get_spec("mnist").epsilon, 0, "logits", "pca",
-                                         "joint")
-        v.fn(*args)
+        from atld.ui.runs import RunRef
+        latent = compute.page_latent(2000, "fgsm", get_spec("mnist").epsilon, 0, "logits", "pca", "joint")
+        compute.latent_map.fn(compute.MapRequest(RunRef.of(mnist[0].path), latent))
         print("mnist", time.perf_counter() - t)
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,

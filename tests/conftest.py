@@ -34,9 +34,7 @@ from atld.runs.card import CARD
 from atld.runs.store import LoadedRun, load_checkpoint, save_checkpoint
 from atld.train.trainer import train
 
-REPO = Path(__file__).resolve().parents[1]
-# the shipped checkpoints; ATLD_TEST_CHECKPOINTS points elsewhere (e.g. to try other trained runs)
-SHIPPED = Path(os.environ.get("ATLD_TEST_CHECKPOINTS", REPO / "checkpoints"))
+from tests.support import COLLAPSE_CLASS, REPO, SHIPPED  # noqa: F401 - COLLAPSE_CLASS: the collapse fixture's
 
 
 @pytest.fixture(autouse=True)
@@ -255,7 +253,6 @@ def app_env(app_checkpoints, tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- collapse
 
-COLLAPSE_CLASS = 3  # the class a collapsing run ends up predicting everywhere
 COLLAPSE_FROM = 2  # the epoch (1-based) from which it does
 
 

@@ -17,27 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from atld.config.train import TrainConfig
 from atld.runs.card import read_card
-
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-TIMEOUT = 120  # seconds per script run: torch work on a busy 2-core machine
-
-
-def start_app() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def open_page(at: AppTest, page: str) -> AppTest:
-    at.switch_page(f"app_pages/{page}_page.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    return at
-
-
-def metric(at: AppTest, label: str) -> str:
-    return next(m.value for m in at.metric if m.label == label)
-
+from tests.support import APP, TIMEOUT, metric, open_page, start_app
 
 def test_home_shows_the_picker_and_the_current_card(app_env):
     at = start_app()
@@ -543,8 +523,8 @@ def test_home_downloads_a_dataset_with_progress_and_then_uses_it(app_env, monkey
         at = start_app()
         at.button(key="dl_data_mnist").click().run()
         assert not at.exception
-        from atld.ui import state
-        job = state.current_download("mnist")
+        from atld.ui import server
+        job = server.current_download("mnist")
         assert job is not None and job.wait(60) and job.finished, job.error
         at.run()
         assert any("downloaded (4 files)" in s.value for s in at.success)

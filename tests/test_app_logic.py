@@ -150,7 +150,7 @@ def test_app_start_path_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, atld.ui.state, atld.ui.runs, atld.ui.exports, atld.ui.views, atld.ui.evaluate_view, "
+    code = ("import sys, atld.ui.session, atld.ui.runs, atld.ui.exports, atld.ui.views, atld.ui.evaluate_view, "
             "atld.evaluate.verdict, atld.evaluate.report, atld.attacks.registry, atld.runs.card, "
             "atld.runs.rundir, atld.config.settings, atld.vocab; print('torch' in sys.modules)")
     root = Path(__file__).resolve().parents[1]
@@ -209,7 +209,7 @@ def test_home_draws_a_shipped_card_without_pandas(app_checkpoints):
     card = app_checkpoints / "digits-atld"
     code = f"""
 import sys
-import atld.ui.datasets, atld.ui.evaluate_view, atld.ui.exports, atld.ui.runs, atld.ui.state
+import atld.ui.datasets, atld.ui.evaluate_view, atld.ui.exports, atld.ui.runs, atld.ui.session
 from atld.ui.runs import card_of
 from atld.ui.train_view import curves_figure
 from atld.ui.views import card_summary, evaluation_rows, markdown_table, metric_columns

@@ -1,8 +1,8 @@
-"""Settings in the address (`atld.ui.state.url_setting`) and the Latent explorer's views, under
+"""Settings in the address (`atld.ui.session.url_setting`) and the Latent explorer's views, under
 AppTest: each page's settings survive a reload (the address) and a page switch (the session),
 hostile addresses fall back to defaults, the selection lists misclassified perturbed points
 first, colour by D on a model without D says so, and PCA axes carry their explained variance;
-and the start-up work that waits until no page runs (`atld.ui.state.background_start`)."""
+and the start-up work that waits until no page runs (`atld.ui.server.background_start`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from atld.vocab import PointSet
 from atld.ui.latent_view import axis_titles, page_of, selection_order
 from streamlit.testing.v1 import AppTest
 
-from tests.test_app import APP, TIMEOUT, open_page, start_app
+from tests.support import APP, TIMEOUT, open_page, start_app
 
 
 def params(at) -> dict:
@@ -155,7 +155,7 @@ def test_start_up_warm_ups_wait_until_no_page_runs(monkeypatch):
     import time
 
     from atld.config.settings import settings
-    from atld.ui import state
+    from atld.ui import server
 
     warmed = []
 
@@ -163,20 +163,20 @@ def test_start_up_warm_ups_wait_until_no_page_runs(monkeypatch):
         def warm_workers(self, requests):
             warmed.append(time.monotonic())
 
-    monkeypatch.setattr(state, "compute_service", lambda: Service())
-    monkeypatch.setattr(state, "settings", lambda: dataclasses.replace(settings(), preload=True, prewarm=False))
-    monkeypatch.setattr(state, "START_UP_QUIET_S", 0.3)
-    monkeypatch.setattr(state, "PRELOAD", ())
-    monkeypatch.setattr(state, "configure_torch", lambda: None)
-    monkeypatch.setattr(state.gc, "freeze", lambda: None)
-    state.background_start.clear()  # once per process (st.cache_resource): an earlier test may have run it
+    monkeypatch.setattr(server, "compute_service", lambda: Service())
+    monkeypatch.setattr(server, "settings", lambda: dataclasses.replace(settings(), preload=True, prewarm=False))
+    monkeypatch.setattr(server, "START_UP_QUIET_S", 0.3)
+    monkeypatch.setattr(server, "PRELOAD", ())
+    monkeypatch.setattr(server, "configure_torch", lambda: None)
+    monkeypatch.setattr(server.gc, "freeze", lambda: None)
+    server.background_start.clear()  # once per process (st.cache_resource): an earlier test may have run it
     try:
-        with state.script_activity():  # a page is running
-            status = state.background_start()
+        with server.script_activity():  # a page is running
+            status = server.background_start()
             time.sleep(0.8)
             assert warmed == [] and not status["preloaded"].is_set()
         ended = time.monotonic()
         assert status["preloaded"].wait(10) and status["error"] is None
         assert len(warmed) == 1 and warmed[0] - ended >= 0.25  # after the quiet moment, not before
     finally:
-        state.background_start.clear()
+        server.background_start.clear()

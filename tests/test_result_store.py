@@ -109,8 +109,8 @@ def test_a_stored_map_is_read_without_torch(tmp_path):
     ResultStore(tmp_path).save(KEY, MAP_VIEW_CODEC, small_map())
     code = f"""
 import sys
-import atld.ui.attack_view, atld.ui.cached, atld.ui.compute, atld.ui.evaluate_view, atld.ui.hover
-import atld.ui.latent_view, atld.ui.service, atld.ui.state
+import atld.ui.attack_view, atld.ui.compute, atld.ui.evaluate_view, atld.ui.hover
+import atld.ui.latent_view, atld.ui.server, atld.ui.service, atld.ui.session
 from atld.ui.result_store import ResultStore
 from atld.ui.latent_view import MAP_VIEW_CODEC
 assert len(ResultStore({str(tmp_path)!r}).load({KEY!r}, MAP_VIEW_CODEC)) == 3

@@ -28,6 +28,10 @@ from atld.ui.service import BACKGROUND, ComputeFailed, ComputeService, State, Su
 TESTS = str(Path(__file__).resolve().parent)
 
 
+def _attack(ref, epsilon=0.2, steps=20):
+    return compute.AttackRequest(ref, (0, 1), "pgd", epsilon, steps, 0, "atld")
+
+
 @pytest.fixture
 def threads():
     service = ComputeService(workers=2, kind="thread", modules=("service_views",)).start()
@@ -48,14 +52,14 @@ def _gate(name: str) -> threading.Event:
 
 def test_a_checkpoint_counts_by_its_content_not_its_folder(atld_run, tmp_path):
     copy = shutil.copytree(atld_run.path, tmp_path / "copy")
-    key = request_key(compute.attack, (RunRef.of(atld_run.path), (0, 1), "pgd", 0.2, 20, 0, "atld"))
-    assert request_key(compute.attack, (RunRef.of(copy), (0, 1), "pgd", 0.2, 20, 0, "atld")) == key
+    key = request_key(compute.attack, (_attack(RunRef.of(atld_run.path)),))
+    assert request_key(compute.attack, (_attack(RunRef.of(copy)),)) == key
 
 
 def test_a_changed_checkpoint_or_setting_is_a_miss(latent_runs, tmp_path):
     run = copy.deepcopy(latent_runs[True])
     path = save_checkpoint(tmp_path / "run", dict(run.card), run.classifier, run.discriminator)
-    args = lambda ref, eps=0.2: (ref, (0, 1), "pgd", eps, 20, 0, "atld")
+    args = lambda ref, eps=0.2: (_attack(ref, eps),)
     before = request_key(compute.attack, args(RunRef.of(path)))
     assert request_key(compute.attack, args(RunRef.of(path), 0.1)) != before  # a setting
     assert request_key(compute.attack, args(RunRef.of(path))) == before
@@ -78,7 +82,7 @@ def test_a_model_file_changed_behind_its_card_is_an_error_never_a_stale_result(l
     data[-1] ^= 1
     run_file(path).write_bytes(bytes(data))
     with pytest.raises(CheckpointError):
-        compute.attack(ref, (0, 1), "pgd", 0.2, 5, 0, "atld")
+        compute.attack(_attack(ref, steps=5))
 
 
 def test_a_worker_refuses_a_run_that_changed_since_the_page_read_it(latent_runs, tmp_path):
@@ -204,7 +208,8 @@ def test_the_result_cache_is_bounded(threads):
 # ----------------------------------------------------------------------------- the app's views and disk cache
 
 def _latent_args(run, projection="pca"):
-    return (RunRef.of(run.path), 40, "fgsm", 0.2, 0, "logits", projection, "joint")
+    return (compute.MapRequest(RunRef.of(run.path), compute.page_latent(40, "fgsm", 0.2, 0, "logits", projection,
+                                                                        "joint")),)
 
 
 def test_a_corrupt_disk_cache_entry_is_a_miss_never_an_error(latent_runs, tmp_path, monkeypatch):
@@ -225,19 +230,21 @@ def test_the_start_up_requests_are_the_ones_the_pages_make(app_checkpoints, monk
     monkeypatch.setenv("ATLD_CHECKPOINTS_DIR", str(app_checkpoints))
     runs = [r for r in discover_runs() if r.source == "shipped"]
     requests = compute.default_requests(runs, n_test=450)
-    keys = {request_key(v, args) for v, args in requests}
+    keys = {request_key(v, (request,)) for v, request in requests}
     atld = next(r for r in runs if r.method == "atld")
     other = comparison_run(runs, atld)  # the Latent page's default "Compare with"
-    page = [compute.attack_request(atld.path, range(6), "pgd", 0.2, 20, 0, "atld"),
-            compute.latent_request(atld.path, 300, "pgd20", 0.2, 0, "logits", "pca", "joint", of=compute.map_view),
-            compute.latent_request(atld.path, 300, "pgd20", 0.2, 0, "logits", "umap", "joint", of=compute.map_view),
-            compute.check_request(atld.path, 200, 0),
-            compute.path_request(atld.path, range(12), "pgd20", 0.2, 0),
-            compute.plot_request(atld.path, 300, "pgd20", 0.2, 0, "logits", "pca", "joint",
-                                 "class × natural/perturbed", "", 520),
-            compute.compare_request((atld.path, other.path), (atld.label, other.label), 300, "pgd20", 0.2, 0,
-                                    "logits", 420)]
-    assert {request_key(v, args) for v, args in page} <= keys
+    ref = RunRef.of(atld.path)
+    # as the pages build them, from the widgets' plain values
+    pca = compute.MapRequest(ref, compute.page_latent(300, "pgd20", 0.2, 0, "logits", "pca", "joint"))
+    umap = compute.MapRequest(ref, compute.page_latent(300, "pgd20", 0.2, 0, "logits", "umap", "joint"))
+    page = [(compute.attack, compute.AttackRequest(ref, tuple(range(6)), "pgd", 0.2, 20, 0, "atld")),
+            (compute.map_view, pca), (compute.map_view, umap),
+            (compute.discriminator_check, compute.CheckRequest(ref, 0)),
+            (compute.attack_path, compute.PathRequest(ref, tuple(range(12)), "pgd20", 0.2, 0)),
+            (compute.latent_plot, compute.PlotRequest(pca, "class × natural/perturbed")),
+            (compute.compare_plots, compute.CompareRequest((ref, RunRef.of(other.path)), (atld.label, other.label),
+                                                           pca.latent))]
+    assert {request_key(v, (request,)) for v, request in page} <= keys
 
 
 def test_a_stored_result_is_served_by_a_later_server_without_a_worker(tmp_path):
@@ -279,7 +286,7 @@ def test_a_rewritten_model_file_is_another_key_even_under_the_same_card(latent_r
     os.utime(model, ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))  # the same claim in the card, a new file
     after = RunRef.of(path)
     assert after.cache_key == before.cache_key and after.stamp != before.stamp
-    args = lambda ref: (ref, 300, "pgd20", 0.2, 0, "logits", "pca", "joint")
+    args = lambda ref: (compute.MapRequest(ref, compute.page_latent(300, "pgd20", 0.2, 0, "logits")),)
     assert request_key(compute.map_view, args(after)) != request_key(compute.map_view, args(before))
 
 

@@ -16,7 +16,7 @@ from atld.runs.store import load_checkpoint
 from atld.train.metrics import collapse_message
 from atld.train.trainer import train
 from atld.ui.views import collapse_note, status_badge
-from tests.conftest import COLLAPSE_CLASS
+from tests.support import COLLAPSE_CLASS
 
 
 def _config(**changes) -> TrainConfig:

@@ -16,7 +16,7 @@ from atld.methods import METHODS
 from atld.runs.store import load_checkpoint
 from atld.train.optim import learning_rate
 from atld.train.trainer import train, training_epsilon
-from tests.conftest import SHIPPED
+from tests.support import SHIPPED
 
 
 def test_digits_keeps_the_settings_its_shipped_models_were_trained_with():

@@ -3,14 +3,18 @@
 An attack over many images runs in parts (PGD-20 is one part; AutoAttack's are APGD-CE, APGD-T,
 FAB-T and Square) and each part in batches. The attack calls `progress(BatchEvent(...))` once
 when a part starts (batch 0) and after every batch; the evaluation turns these events into an
-overall fraction and a time estimate (`atld.evaluate.progress`), the CLI into a tqdm bar, the
-app into its progress bar.
+overall fraction and a time estimate (`atld.evaluate.progress`), the CLI into a tqdm bar.
+An attack given no callback reports to `atld.progress` instead (the part's fraction and name), so
+an attack run by the app's compute service shows its progress and stops at a Cancel like every
+other computation there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from atld.progress import report
 
 
 @dataclass(frozen=True)
@@ -32,3 +36,5 @@ def batch_count(n: int, batch_size: int) -> int:
 def notify(progress: BatchProgress | None, part: str, batch: int, batches: int, images: int) -> None:
     if progress is not None:
         progress(BatchEvent(part, batch, batches, images))
+    else:
+        report(batch / max(batches, 1), f"{part}: batch {batch}/{batches}")

@@ -1,11 +1,18 @@
-"""The app's cached computations ("views"), each one short function run by a compute worker
-(`atld.ui.service`): the service keys it by its arguments (a checkpoint by its content) and
-shares its result with every session. Adding a view is one `@view()` function here and, for a
-page, one line in `atld.ui.cached`.
+"""The app's views: every computation a page shows, run by a compute worker (`atld.ui.service`).
 
-Each worker process keeps its own small caches of loaded checkpoints and datasets; latents,
-projections and gap numbers also go to the on-disk `LatentCache` (keyed by content), so a map
-computed once on a machine is read back by every later server.
+A view is written once: one frozen request (a dataclass: what to compute) and one function of
+it, registered with `@view(...)`. A page builds the request and calls `atld.ui.session.show(view,
+request)`, which asks the server's compute service and draws progress and a Cancel button while
+it waits; the start-up pre-computation (`default_requests`) builds the same requests, so both
+hit the same cache entries. The service keys a request by its fields (a checkpoint, `RunRef`, by
+its content, never by its path) and shares its result with every session.
+
+Every view reports progress and stops at a Cancel through `atld.progress` (attacks through
+`atld.attacks.progress.notify`, evaluations through their progress events).
+
+Each worker process keeps its own small caches of loaded checkpoints and datasets (`load_run`,
+`dataset`); latents, projections and gap numbers also go to the on-disk `LatentCache` (keyed by
+content), so a map computed once on a machine is read back by every later server.
 
 This module imports no torch: the server imports it to build requests, and a page whose views
 return plain data (numbers, NumPy arrays, tables, plotly JSON) draws without torch in the server.
@@ -13,31 +20,35 @@ return plain data (numbers, NumPy arrays, tables, plotly JSON) draws without tor
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from atld.config.eval import EvalConfig
+from atld.config.latent import LatentConfig
 from atld.config.settings import settings
-from atld.vocab import ColorBy, FitMode, Projection
 from atld.errors import CheckpointError
-from atld.ui.latent_view import MAP_VIEW_CODEC
+from atld.progress import report
+from atld.ui.evaluate_view import D_CHECK_IMAGES
+from atld.ui.latent_view import LATENT_DEFAULTS, MAP_VIEW_CODEC
 from atld.ui.result_store import JSON
 from atld.ui.runs import RunRef, content_key
 from atld.ui.service import view
+from atld.vocab import AttackKind, ColorBy, FitMode, InferenceMode, Projection
 
 if TYPE_CHECKING:
     import torch
-
-LATENT_PERMUTATIONS = 100  # the page's MMD permutation test (the embed command's default is 200)
 
 
 def app_service(workers: int | None = None, kind: str | None = None):
     """The app's compute service as the settings say (ATLD_WORKERS, ATLD_WORKER_KIND,
     ATLD_RESULT_CACHE_MB; results keyed by the data folder, stored under $ATLD_CACHE/views), not
-    started. The server makes one (`atld.ui.state.compute_service`); benchmarks fill a machine's
+    started. The server makes one (`atld.ui.server.compute_service`); benchmarks fill a machine's
     store with another."""
     from atld.ui.service import ComputeService
 
@@ -57,6 +68,8 @@ def configure_process() -> None:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
+
+# ---------------------------------------------------------------------- the worker's own caches
 
 @functools.lru_cache(maxsize=8)
 def _loaded(path: str, key: str):
@@ -100,80 +113,123 @@ def test_images(name: str, indices: tuple[int, ...]) -> tuple[torch.Tensor, torc
     return as_float01(data.x_test[idx]), data.y_test[idx]
 
 
-@view()
-def attack(ref: RunRef, indices: tuple[int, ...], kind: str, epsilon: float, steps: int, seed: int,
-           imt_mode: str):
-    """atld.ui.attack_view.attack_view on test images `indices`."""
+def first_images(name: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `n` test images (at most the test set) of dataset `name`, as `test_images`."""
+    return test_images(name, tuple(range(min(int(n), len(dataset(name).y_test)))))
+
+
+# ---------------------------------------------------------------------- the views
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What a page says about dataset `name` before it computes anything. `full`: whether the full
+    data is on this server (part of the key: a download changes it); `DataFacts.of(name)` fills it."""
+    dataset: str
+    full: bool
+
+    @classmethod
+    def of(cls, name: str) -> DataFacts:
+        from atld.data.availability import has_full_data
+
+        return cls(str(name), bool(has_full_data(name, settings().app_data_root)))
+
+
+@view(DataFacts, version=2, persist=JSON, label="Loading the dataset…")
+def data_facts(r: DataFacts) -> dict:
+    """{"n_test": test images, "n_train": training images, "note": the line of a page computed on the
+    shipped sample, or None} (`atld.ui.datasets`)."""
+    from atld.ui.datasets import sample_note
+
+    data = dataset(r.dataset)
+    return {"n_test": len(data.y_test), "n_train": len(data.y_train), "note": sample_note(data)}
+
+
+@dataclass(frozen=True)
+class AttackRequest:
+    """A gradient attack on test images `indices`, then IMT (`imt_mode`) where the run has D."""
+    run: RunRef
+    indices: tuple[int, ...]
+    kind: AttackKind
+    epsilon: float
+    steps: int
+    seed: int
+    imt_mode: InferenceMode
+
+
+@view(AttackRequest, label="Attacking…")
+def attack(r: AttackRequest):
+    """atld.ui.attack_view.attack_view (an `AttackView`)."""
     from atld.attacks.gradient import AttackConfig
     from atld.ui.attack_view import attack_view
 
-    run = load_run(ref)
-    x, y = test_images(run.config.dataset, indices)
-    return attack_view(run, x, y, AttackConfig(kind, epsilon, steps=steps), seed=seed, imt_mode=imt_mode)
+    run = load_run(r.run)
+    x, y = test_images(run.config.dataset, r.indices)
+    return attack_view(run, x, y, AttackConfig(r.kind, r.epsilon, steps=r.steps), seed=r.seed, imt_mode=r.imt_mode)
+
+
+@dataclass(frozen=True)
+class MapRequest:
+    """A latent map of the first `latent.limit` test images (at most the test set)."""
+    run: RunRef
+    latent: LatentConfig
 
 
 _MAPS: OrderedDict = OrderedDict()  # this process's latest maps, for the figures drawn from them
 _MAPS_LOCK = threading.Lock()
 
 
-@view()
-def latent_map(ref: RunRef, n: int, attack_name: str, epsilon: float, seed: int, space: str, projection: str,
-               fit_on: str):
-    """atld.latent.latent_map on the first `n` test images: latents, the 2-D map and the gap numbers
-    (the `embed` command's pipeline; its disk cache serves a map computed before)."""
-    from atld.config.latent import LatentConfig
+def _map(r: MapRequest):
+    """atld.latent.latent_map (the `embed` command's pipeline; its disk cache serves a map computed
+    before), kept for the next figure drawn from it."""
     from atld.latent import LatentCache
     from atld.latent import latent_map as compute_map
 
-    args = (ref, n, attack_name, epsilon, seed, space, projection, fit_on)
     with _MAPS_LOCK:
-        if args in _MAPS:
-            return _MAPS[args]
-    run = load_run(ref)
+        if r in _MAPS:
+            return _MAPS[r]
+    run = load_run(r.run)
     data = dataset(run.config.dataset)
-    n = min(n, len(data.y_test))
-    config = LatentConfig(attack=attack_name, epsilon=epsilon, projection=projection, fit_on=fit_on, space=space,
-                          limit=max(n, 2), seed=seed, permutations=LATENT_PERMUTATIONS)
-    m = compute_map(run, data.x_test[:n], data.y_test[:n], config, LatentCache())
+    n = min(r.latent.limit, len(data.y_test))
+    m = compute_map(run, data.x_test[:n], data.y_test[:n], dataclasses.replace(r.latent, limit=max(n, 2)),
+                    LatentCache())
     with _MAPS_LOCK:
-        _MAPS[args] = m
+        _MAPS[r] = m
         while len(_MAPS) > 8:
             _MAPS.popitem(last=False)
     return m
 
 
-@view(persist=MAP_VIEW_CODEC)
-def map_view(ref: RunRef, n: int, attack_name: str, epsilon: float, seed: int, space: str, projection: str,
-             fit_on: str):
+@view(MapRequest, label="Computing latents and the map…")
+def latent_map(r: MapRequest):
+    """The map itself (an `atld.latent.LatentMap`: latents, 2-D coordinates, gap numbers)."""
+    return _map(r)
+
+
+@view(MapRequest, persist=MAP_VIEW_CODEC, label="Computing latents and the map…")
+def map_view(r: MapRequest):
     """That map as the Latent explorer draws it (`atld.ui.latent_view.MapView`: plain data)."""
     from atld.latent.maps import points_frame
     from atld.ui.latent_view import MapView
 
-    m = latent_map.fn(ref, n, attack_name, epsilon, seed, space, projection, fit_on)
+    m = _map(r)
     lat = m.latents
-    return MapView(points_frame(m.coords, lat, load_run(ref).spec.labels()), float(lat.accuracy_nat),
+    return MapView(points_frame(m.coords, lat, load_run(r.run).spec.labels()), float(lat.accuracy_nat),
                    float(lat.accuracy_pert), m.gap, lat.images_nat.numpy(), lat.images_pert.numpy())
 
 
-@view()
-def map_csv(ref: RunRef, n: int, attack_name: str, epsilon: float, seed: int, space: str, projection: str,
-            fit_on: str, meta: tuple[tuple[str, str], ...]) -> str:
-    """That map as CSV (`atld.latent.maps.map_csv`, the `embed` command's format) with `meta` first."""
+@dataclass(frozen=True)
+class CsvRequest:
+    """A map as CSV with `meta` (name, value pairs) first."""
+    map: MapRequest
+    meta: tuple[tuple[str, str], ...]
+
+
+@view(CsvRequest, label="Writing the CSV…")
+def map_csv(r: CsvRequest) -> str:
+    """`atld.latent.maps.map_csv`: the `embed` command's format."""
     from atld.latent.maps import map_csv as csv_text
 
-    m = latent_map.fn(ref, n, attack_name, epsilon, seed, space, projection, fit_on)
-    return csv_text(m, dict(meta), load_run(ref).spec.labels())
-
-
-@view(persist=JSON)
-def data_facts(name: str, full: bool) -> dict:
-    """What a page says about dataset `name` before it computes anything: {"n_test": test images,
-    "note": the line of a page computed on the shipped sample, or None} (`atld.ui.datasets`).
-    `full`: whether the full data is on this server (part of the key: a download changes it)."""
-    from atld.ui.datasets import sample_note
-
-    data = dataset(name)
-    return {"n_test": len(data.y_test), "note": sample_note(data)}
+    return csv_text(_map(r.map), dict(r.meta), load_run(r.map.run).spec.labels())
 
 
 def _figure_parts(m, projection: str, fit_on: str, space: str):
@@ -185,27 +241,43 @@ def _figure_parts(m, projection: str, fit_on: str, space: str):
     return axis_titles(projection, explained), thumbnails(m.latents.images_nat)
 
 
-@view(version=2, persist=JSON)
-def latent_plot(ref: RunRef, n: int, attack_name: str, epsilon: float, seed: int, space: str, projection: str,
-                fit_on: str, color_by: str, title: str, height: int) -> str:
-    """The Latent explorer's figure of that map, as plotly JSON (`atld.ui.views.figure_from_json`
-    turns it back into a figure without re-validating it): axis titles with the variance each
-    PCA axis keeps, a thumbnail per image in the points' customdata for the hover."""
+@dataclass(frozen=True)
+class PlotRequest:
+    """The Latent explorer's figure of a map."""
+    map: MapRequest
+    color_by: ColorBy = LATENT_DEFAULTS.color_by
+    title: str = ""
+    height: int = LATENT_DEFAULTS.height
+
+
+@view(PlotRequest, version=3, persist=JSON, label="Drawing the map…")
+def latent_plot(r: PlotRequest) -> str:
+    """The figure as plotly JSON (`atld.ui.views.figure_from_json` turns it back into a figure
+    without re-validating it): axis titles with the variance each PCA axis keeps, a thumbnail per
+    image in the points' customdata for the hover."""
     import plotly.io
 
     from atld.latent.maps import points_frame
     from atld.ui.latent_view import latent_figure
 
-    m = latent_map.fn(ref, n, attack_name, epsilon, seed, space, projection, fit_on)
-    table = points_frame(m.coords, m.latents, load_run(ref).spec.labels())
-    axes, images = _figure_parts(m, projection, fit_on, space)
-    return plotly.io.to_json(latent_figure(table, color_by, title=title, height=height, axes=axes, images=images),
-                             validate=False)
+    m, latent = _map(r.map), r.map.latent
+    table = points_frame(m.coords, m.latents, load_run(r.map.run).spec.labels())
+    axes, images = _figure_parts(m, latent.projection, latent.fit_on, latent.space)
+    return plotly.io.to_json(latent_figure(table, r.color_by, title=r.title, height=r.height, axes=axes,
+                                           images=images), validate=False)
 
 
-@view(version=2, persist=JSON)
-def compare_plots(refs: tuple[RunRef, RunRef], titles: tuple[str, str], n: int, attack_name: str, epsilon: float,
-                  seed: int, space: str, height: int) -> dict:
+@dataclass(frozen=True)
+class CompareRequest:
+    """Two checkpoints' PCA maps of natural latents (`latent`'s projection and fit are ignored)."""
+    runs: tuple[RunRef, RunRef]
+    titles: tuple[str, str]
+    latent: LatentConfig
+    height: int = LATENT_DEFAULTS.compare_height
+
+
+@view(CompareRequest, version=3, persist=JSON, label="Drawing the two maps…")
+def compare_plots(r: CompareRequest) -> dict:
     """Two checkpoints side by side. Where their latents share axes (logits of the same width),
     one PCA is fitted on both models' natural points and both are drawn on it with the same axis
     ranges, so a place means the same in both maps; otherwise each model is on its own natural
@@ -216,7 +288,9 @@ def compare_plots(refs: tuple[RunRef, RunRef], titles: tuple[str, str], n: int, 
     from atld.latent.maps import points_frame, shared_pca
     from atld.ui.latent_view import axis_titles, latent_figure, shared_map_reason, thumbnails
 
-    maps = [latent_map.fn(ref, n, attack_name, epsilon, seed, space, Projection.PCA, FitMode.NATURAL) for ref in refs]
+    latent = dataclasses.replace(r.latent, projection=Projection.PCA, fit_on=FitMode.NATURAL)
+    space = latent.space
+    maps = [_map(MapRequest(ref, latent)) for ref in r.runs]
     zs = [np.concatenate(m.latents.latents(space)) for m in maps]
     note = shared_map_reason(space, (zs[0].shape[1], zs[1].shape[1]))
     if note is None:
@@ -226,9 +300,9 @@ def compare_plots(refs: tuple[RunRef, RunRef], titles: tuple[str, str], n: int, 
         coords = [m.coords for m in maps]
         axes = [_figure_parts(m, Projection.PCA, FitMode.NATURAL, space)[0] for m in maps]
     figures = []
-    for ref, m, xy, ax, title in zip(refs, maps, coords, axes, titles):
+    for ref, m, xy, ax, title in zip(r.runs, maps, coords, axes, r.titles):
         table = points_frame(xy, m.latents, load_run(ref).spec.labels())
-        figures.append(latent_figure(table, ColorBy.CLASS, title=title, height=height, axes=ax,
+        figures.append(latent_figure(table, ColorBy.CLASS, title=title, height=r.height, axes=ax,
                                      images=thumbnails(m.latents.images_nat)))
     if note is None:  # linked: the same ranges in both
         both = np.concatenate(coords)
@@ -240,62 +314,120 @@ def compare_plots(refs: tuple[RunRef, RunRef], titles: tuple[str, str], n: int, 
             "note": note, "gaps": [m.gap for m in maps]}
 
 
-@view()
-def accuracy_curve(ref: RunRef, epsilons: tuple[float, ...], attack_name: str, inference: str, limit: int,
-                   seed: int) -> list[dict]:
+def _events_to_progress(event) -> None:
+    """An evaluation's progress events (`atld.evaluate.progress`) as the view's progress."""
+    report(event.fraction, event.text())
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """An evaluation (`EvalConfig`: attacks × inference modes on the first `limit` test images)."""
+    run: RunRef
+    config: EvalConfig
+
+
+@view(EvalRequest, label="Evaluating…")
+def evaluation(r: EvalRequest):
+    """atld.evaluate.evaluate (an `EvalReport`: rows, and D's check in its meta)."""
+    from atld.evaluate import evaluate
+
+    run = load_run(r.run)
+    return evaluate(run, r.config, data=dataset(run.config.dataset), progress=_events_to_progress)
+
+
+@dataclass(frozen=True)
+class CurveRequest:
+    """Robust accuracy at each of `epsilons` under one attack and inference mode."""
+    run: RunRef
+    epsilons: tuple[float, ...]
+    attack: str
+    inference: InferenceMode
+    limit: int
+    seed: int
+
+
+@view(CurveRequest, label="Computing robust accuracy vs ε…")
+def accuracy_curve(r: CurveRequest) -> list[dict]:
     """atld.evaluate.robust_accuracy_curve (rows as EvalReport.rows)."""
     from atld.evaluate import robust_accuracy_curve
 
-    run = load_run(ref)
-    return robust_accuracy_curve(run, list(epsilons), attack=attack_name, inference=inference, limit=limit,
-                                 data=dataset(run.config.dataset), seed=seed, device="cpu")
+    run = load_run(r.run)
+    return robust_accuracy_curve(run, list(r.epsilons), attack=r.attack, inference=r.inference, limit=r.limit,
+                                 data=dataset(run.config.dataset), seed=r.seed, device="cpu",
+                                 progress=_events_to_progress)
 
 
-@view(persist=JSON)
-def discriminator_check(ref: RunRef, n: int, seed: int) -> dict:
-    """atld.evaluate.discriminator_check on the first `n` test images at the dataset's ε (a dict)."""
+@dataclass(frozen=True)
+class CheckRequest:
+    """D's eval-mode check on the first `n` test images at the dataset's ε."""
+    run: RunRef
+    seed: int
+    n: int = D_CHECK_IMAGES
+
+
+@view(CheckRequest, persist=JSON, label="Checking the discriminator…")
+def discriminator_check(r: CheckRequest) -> dict:
+    """atld.evaluate.discriminator_check (as a dict)."""
     from atld.evaluate.discriminator import discriminator_check as check
 
-    run = load_run(ref)
-    x, y = test_images(run.config.dataset, tuple(range(min(int(n), len(dataset(run.config.dataset).y_test)))))
-    return check(run, x, y, run.spec.epsilon, seed=seed).to_dict()
+    run = load_run(r.run)
+    x, y = first_images(run.config.dataset, r.n)
+    return check(run, x, y, run.spec.epsilon, seed=r.seed).to_dict()
 
 
-@view()
-def attack_path(ref: RunRef, indices: tuple[int, ...], attack_name: str, epsilon: float, seed: int,
-                background_n: int):
-    """atld.latent.path_map: the path of test images `indices` along the attack's iterations (and
-    the IMT step back for a run with D), on a PCA map of the first `background_n` natural test images."""
+@dataclass(frozen=True)
+class PathRequest:
+    """The path of test images `indices` along a named attack's iterations."""
+    run: RunRef
+    indices: tuple[int, ...]
+    attack: str
+    epsilon: float
+    seed: int
+    background_n: int = LATENT_DEFAULTS.path_background
+
+
+@view(PathRequest, label="Following the attack step by step…")
+def attack_path(r: PathRequest):
+    """atld.latent.path_map: the path (and the IMT step back for a run with D) on a PCA map of the
+    first `background_n` natural test images (an `atld.latent.PathMap`)."""
     from atld.attacks.registry import attack_from_name
-    from atld.data.loaders import as_float01
     from atld.latent.trajectories import path_map
 
-    run = load_run(ref)
-    x, y = test_images(run.config.dataset, indices)
-    data = dataset(run.config.dataset)
-    b = min(int(background_n), len(data.y_test))
-    attack = attack_from_name(attack_name, epsilon)
-    return path_map(run, x, y, attack, indices, seed, as_float01(data.x_test[:b]), data.y_test[:b])
+    run = load_run(r.run)
+    x, y = test_images(run.config.dataset, r.indices)
+    background_x, background_y = first_images(run.config.dataset, r.background_n)
+    return path_map(run, x, y, attack_from_name(r.attack, r.epsilon), r.indices, r.seed, background_x, background_y)
 
 
-@view()
-def adaptive_lesson(ref: RunRef, indices: tuple[int, ...], epsilon: float, seed: int, mode: str, apgd_steps: int):
-    """atld.ui.learn.adaptive_lesson on test images `indices`."""
+@dataclass(frozen=True)
+class LessonRequest:
+    """The adaptive attack through IMT beside the non-adaptive one, on test images `indices`."""
+    run: RunRef
+    indices: tuple[int, ...]
+    epsilon: float
+    seed: int
+    mode: InferenceMode = InferenceMode.IMT
+    apgd_steps: int = 100
+
+
+@view(LessonRequest, label="Attacking through IMT (adaptive) and the bare classifier (non-adaptive)…")
+def adaptive_lesson(r: LessonRequest):
+    """atld.ui.learn.adaptive_lesson (an `AdaptiveLesson`)."""
     from atld.ui.learn import adaptive_lesson as compute_lesson
 
-    run = load_run(ref)
-    x, y = test_images(run.config.dataset, indices)
-    return compute_lesson(run, x, y, epsilon, mode=mode, seed=seed, apgd_steps=apgd_steps)
+    run = load_run(r.run)
+    x, y = test_images(run.config.dataset, r.indices)
+    return compute_lesson(run, x, y, r.epsilon, mode=r.mode, seed=r.seed, apgd_steps=r.apgd_steps)
 
 
-@view()
+@view(RunRef, label="Loading the checkpoint…")
 def prepare(ref: RunRef) -> int:
     """Load checkpoint `ref` and its dataset into this worker's caches (each worker keeps its own),
     so that a first request on any worker does not pay for loading them; returns the test size."""
     return len(dataset(load_run(ref).config.dataset).y_test)
 
 
-@view()
+@view(bool, label="Loading UMAP…")
 def warm_up(transform: bool = False) -> float:
     """Load UMAP's compiled code into this worker (`atld.latent.warm_up_umap`), at the lowest CPU
     priority (it ran beside the first attacks people make and slowed them 2x); seconds spent."""
@@ -305,84 +437,42 @@ def warm_up(transform: bool = False) -> float:
     return at_lowest_priority(warm_up_umap, transform)
 
 
-# ---------------------------------------------------------------------- requests as the pages make them
-# The pages (through atld.ui.cached) and the start-up pre-computation build their requests here,
-# so that both produce the same keys.
+# ---------------------------------------------------------------------- what a first visitor sees
 
-def attack_request(run_dir, indices, kind, epsilon, steps, seed, imt_mode) -> tuple:
-    return attack, (RunRef.of(run_dir), tuple(int(i) for i in indices), str(kind), float(epsilon), int(steps),
-                    int(seed), str(imt_mode))
-
-
-def latent_request(run_dir, n, attack_name, epsilon, seed, space, projection, fit_on, of=None) -> tuple:
-    """The map's request: `of` is the view computed from it (default `latent_map`: the LatentMap
-    itself; `map_view`: what the Latent explorer draws)."""
-    return of or latent_map, (RunRef.of(run_dir), int(n), str(attack_name), float(epsilon), int(seed), str(space),
-                              str(projection), str(fit_on))
-
-
-def csv_request(run_dir, n, attack_name, epsilon, seed, space, projection, fit_on, meta: dict) -> tuple:
-    _, args = latent_request(run_dir, n, attack_name, epsilon, seed, space, projection, fit_on)
-    return map_csv, (*args, tuple((str(k), str(v)) for k, v in meta.items()))
-
-
-def facts_request(dataset_name) -> tuple:
-    from atld.data.availability import has_full_data
-
-    return data_facts, (str(dataset_name), bool(has_full_data(dataset_name, settings().app_data_root)))
-
-
-def check_request(run_dir, n, seed) -> tuple:
-    return discriminator_check, (RunRef.of(run_dir), int(n), int(seed))
-
-
-def path_request(run_dir, indices, attack_name, epsilon, seed, background_n: int | None = None) -> tuple:
-    from atld.ui.latent_view import LATENT_DEFAULTS
-
-    background_n = LATENT_DEFAULTS.path_background if background_n is None else background_n
-    return attack_path, (RunRef.of(run_dir), tuple(int(i) for i in indices), str(attack_name), float(epsilon),
-                         int(seed), int(background_n))
-
-
-def plot_request(run_dir, n, attack_name, epsilon, seed, space, projection, fit_on, color_by, title: str = "",
-                 height: int = 520) -> tuple:
-    _, args = latent_request(run_dir, n, attack_name, epsilon, seed, space, projection, fit_on)
-    return latent_plot, (*args, str(color_by), str(title), int(height))
-
-
-def compare_request(run_dirs, titles, n, attack_name, epsilon, seed, space, height: int) -> tuple:
-    return compare_plots, (tuple(RunRef.of(d) for d in run_dirs), tuple(str(t) for t in titles), int(n),
-                           str(attack_name), float(epsilon), int(seed), str(space), int(height))
+def page_latent(limit: int, attack: str, epsilon: float, seed: int, space, projection=LATENT_DEFAULTS.projection,
+                fit_on=LATENT_DEFAULTS.fit_on) -> LatentConfig:
+    """The `LatentConfig` of the app's maps (`LATENT_DEFAULTS.permutations` for the MMD test)."""
+    return LatentConfig(attack=attack, epsilon=float(epsilon), projection=projection, fit_on=fit_on, space=space,
+                        limit=max(int(limit), 2), seed=int(seed), permutations=LATENT_DEFAULTS.permutations)
 
 
 def default_requests(runs, n_test: int, seed: int = 0) -> list[tuple]:
-    """The requests of the first views a visitor sees, for the checkpoint the sidebar picks first,
-    in the order they are computed: the Latent explorer's PCA map and figure (the slowest page to
-    draw), the Attack page, D's check (both pages show it), the two maps side by side, the attack's
-    path, then the UMAP map (the Learn page's maps are the same natural maps). `n_test`: the
-    dataset's test set size. Computed at start-up, so the first visit of each page is served from
-    memory."""
+    """(view, request) of the first views a visitor sees, for the checkpoint the sidebar picks
+    first, in the order they are computed: the Latent explorer's PCA map and figure (the slowest
+    page to draw), the Attack page, D's check (both pages show it), the two maps side by side, the
+    attack's path, then the UMAP map (the Learn page's maps are the same natural maps). `n_test`:
+    the dataset's test set size. Computed at start-up, so the first visit of each page is served
+    from memory."""
     from atld.data.registry import get_spec
     from atld.ui.attack_view import ATTACK_DEFAULTS as A
-    from atld.ui.evaluate_view import D_CHECK_IMAGES
-    from atld.ui.latent_view import LATENT_DEFAULTS as L
     from atld.ui.runs import comparison_run, default_run
 
+    L = LATENT_DEFAULTS
     run = default_run(runs)
     if run is None:
         return []
+    ref = RunRef.of(run.path)
     eps = get_spec(run.dataset).epsilon
-    n = min(L.n, n_test)
+    pca = MapRequest(ref, page_latent(min(L.n, n_test), L.attack, eps, seed, L.space))
+    umap = MapRequest(ref, dataclasses.replace(pca.latent, projection=Projection.UMAP))
     indices = tuple(i % n_test for i in range(A.first, A.first + A.count))
-    common = (L.attack, eps, seed, L.space)
-    out = [latent_request(run.path, n, *common, L.projection, L.fit_on, of=map_view),
-           plot_request(run.path, n, *common, L.projection, L.fit_on, L.color_by, "", L.height),
-           attack_request(run.path, indices, A.kind, eps, A.steps, seed, A.imt_mode)]
+    out = [(map_view, pca), (latent_plot, PlotRequest(pca)),
+           (attack, AttackRequest(ref, indices, A.kind, eps, A.steps, seed, A.imt_mode))]
     if run.has_discriminator:
-        out.append(check_request(run.path, D_CHECK_IMAGES, seed))
+        out.append((discriminator_check, CheckRequest(ref, seed)))
     other = comparison_run(runs, run)
     if other is not None:
-        out.append(compare_request((run.path, other.path), (run.label, other.label), n, *common, L.compare_height))
-    out.append(path_request(run.path, tuple(range(min(L.path_images, n_test))), L.attack, eps, seed))
-    return out + [latent_request(run.path, n, *common, Projection.UMAP, L.fit_on, of=map_view),
-                  plot_request(run.path, n, *common, Projection.UMAP, L.fit_on, L.color_by, "", L.height)]
+        out.append((compare_plots, CompareRequest((ref, RunRef.of(other.path)), (run.label, other.label),
+                                                  pca.latent)))
+    out.append((attack_path, PathRequest(ref, tuple(range(min(L.path_images, n_test))), L.attack, eps, seed)))
+    return out + [(map_view, umap), (latent_plot, PlotRequest(umap))]

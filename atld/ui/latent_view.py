@@ -31,6 +31,7 @@ class LatentDefaults:
     compare_height: int = 420  # pixels, each of the two side-by-side maps
     path_images: int = 12  # the attack's path, step by step: the first test images followed
     path_background: int = 300  # natural test images of the path's PCA map
+    permutations: int = 100  # the MMD permutation test's (the embed command's default is 200)
 
 
 LATENT_DEFAULTS = LatentDefaults()

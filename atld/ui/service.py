@@ -1,16 +1,17 @@
 """The app's compute service: heavy work off the Streamlit script threads, computed once for all
 sessions (Streamlit-free, torch-free).
 
-A *view* is one function that computes what a page shows (`@view`, see `atld.ui.compute`).
-`ComputeService.submit(view, args, slot)` returns a `Ticket` at once; the work runs in a bounded
-pool of workers:
+A *view* is one computation a page shows: one frozen request (a dataclass) and one function of
+it, registered with `@view(Request)` (the app's views are in `atld.ui.compute`).
+`ComputeService.submit(view, (request,), slot)` returns a `Ticket` at once; the work runs in a
+bounded pool of workers:
 - kind "process" (the app's default): worker processes (`python -m atld.ui.worker`), so torch's
   and numba's Python-level work never holds the server's GIL and its event loop keeps answering;
   a computation that will not stop is ended by stopping its process (a new one takes its place);
   they start one after another, at a lower CPU priority than the server;
 - kind "thread": worker threads in this process (tests, platforms without fd passing).
 
-Keys and sharing: a request is keyed by the view's name and version and its arguments, where a
+Keys and sharing: a request is keyed by the view's name and version and its fields, where a
 checkpoint (`RunRef`) counts by its content (the model file's hash and the run's config), never
 by its path. A finished result is kept in memory (LRU, bounded in entries and bytes) and served to
 every session; a request whose key is being computed joins that computation.
@@ -19,12 +20,13 @@ Slots and superseded requests: every request comes from a slot (one per browser 
 page purpose, e.g. the Attack page's view). A slot wants only its latest request: a queued
 request that no slot wants any more is dropped before it starts, and a slot's next request waits
 until its previous one has finished, so of several quick ε changes only the first (already
-running) and the last are computed. A running request of an `interrupt` view (UMAP) that nobody
+running) and the last are computed. A running request asked with `interrupt` (UMAP) that nobody
 wants any more is cancelled; other running requests finish and their results are kept.
 
-Cancellation is cooperative (the computation stops at its next `atld.progress.report`); a worker
-process that has not stopped `CANCEL_GRACE_S` seconds later is killed and replaced. Progress
-(fraction, text) reported by the computation is visible on its ticket.
+Progress and cancellation travel one way, `atld.progress`: the computation calls `report`, the
+service keeps (fraction, text) on its ticket, and a cancel makes the next `report` raise (it is
+cooperative); a worker process that has not stopped `CANCEL_GRACE_S` seconds later is killed and
+replaced.
 
 Background requests (priority BACKGROUND: pre-computing the default views, warming up a worker)
 run only when no session's request is waiting and never on the last free worker (one worker
@@ -76,6 +78,8 @@ class View:
     version: int  # bump when the function's result changes meaning (old cached results become misses)
     interrupt: bool  # cancel it when it is running and nobody wants it any more (long views)
     persist: object = None  # an `atld.ui.result_store.Codec`: results also kept on disk, read without a worker
+    request: type | None = None  # the type of its one argument (None: any arguments, the tests' views)
+    label: str = "Computing…"  # what a page's progress bar says while it runs
 
     def __call__(self, *args):
         return self.fn(*args)
@@ -84,13 +88,15 @@ class View:
 VIEWS: dict[str, View] = {}
 
 
-def view(version: int = 1, interrupt: bool = False, persist=None) -> Callable[[Callable], View]:
-    """Register a module-level function as a view (`atld.ui.compute` has the app's views).
-    Its arguments must be hashable values `key_part` knows; its result must pickle and be
-    treated as read-only (one object is handed to every session). `persist`: a codec
-    (`atld.ui.result_store`) that also keeps its results on disk for every later server."""
+def view(request: type | None = None, *, version: int = 1, interrupt: bool = False, persist=None,
+         label: str = "Computing…") -> Callable[[Callable], View]:
+    """Register a module-level function of one `request` (a frozen dataclass) as a view
+    (`atld.ui.compute` has the app's views). Its arguments must be values `key_part` knows; its
+    result must pickle and be treated as read-only (one object is handed to every session).
+    `persist`: a codec (`atld.ui.result_store`) that also keeps its results on disk for every
+    later server; `label`: the progress bar's text."""
     def register(fn: Callable) -> View:
-        v = View(f"{fn.__module__}:{fn.__qualname__}", fn, version, interrupt, persist)
+        v = View(f"{fn.__module__}:{fn.__qualname__}", fn, version, interrupt, persist, request, label)
         VIEWS[v.name] = v
         return v
     return register
@@ -107,9 +113,11 @@ def find_view(name: str) -> View:
 def key_part(value):
     """A JSON-able stand-in for one argument: objects with a `cache_key` (a checkpoint reference)
     by their content key and `stamp` (its model file's size and modification time), enums by
-    value, floats exactly (repr), containers element-wise."""
+    value, floats exactly (repr), containers and dataclasses (requests, configs) element-wise."""
     if hasattr(value, "cache_key"):
         return {"content": value.cache_key, "stamp": getattr(value, "stamp", None)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: key_part(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
         return value.value
     if getattr(value, "shape", None) == () and hasattr(value, "item"):  # a NumPy scalar
