@@ -69,7 +69,8 @@ def test_embed_natural_run_without_d_to_stdout(capsys, latent_runs):
     (["--limit", "1"], "limit must be >= 2"),
     (["--epsilon", "2"], "epsilon must be in [0.0, 1.0]"),
     (["--device", "tpu"], "unknown device"),
-    (["--method", "isomap"], "unknown projection 'isomap'"),
+    (["--projection", "isomap"], "unknown projection 'isomap'"),
+    (["--method", "isomap"], "unknown projection 'isomap'"),  # the older name of the same flag
     (["--seed", str(2**32)], "seed must be an integer in [0, 2^32)"),
 ])
 def test_embed_bad_input_is_one_line_exit_2(argv, message, capsys, latent_runs):

@@ -2,7 +2,7 @@
 the gap numbers (in latent space), the same pipeline and CSV as the app's Latent explorer
 (`atld.latent.maps`: `# key: value` lines with the gap numbers, then one row per point).
 
-Example: python -m atld embed --checkpoint checkpoints/digits-atld --attack pgd20 --method pca \\
+Example: python -m atld embed --checkpoint checkpoints/digits-atld --attack pgd20 --projection pca \\
              --limit 500 --out atld-pgd20.csv
 
 With `--trajectories N` it follows the first N images along the attack's iterations instead

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from atld.attacks.standard import APGD_STEPS, SQUARE_QUERIES
 from atld.attacks.registry import ATTACK_NAMES, DEFAULT_EVAL_ATTACKS, AttackBudget
@@ -12,6 +11,9 @@ from atld.config.fields import setting
 from atld.vocab import DeviceChoice, InferenceMode, device_name, parse
 from atld.errors import (check_choice, check_finite_range, check_int_at_least, check_int_in, check_seed, require,
                          shown)
+
+if TYPE_CHECKING:  # torch-free at import: the app's server builds evaluation requests without torch
+    import torch
 
 
 def _names(value, what: str, check) -> tuple:

@@ -4,7 +4,7 @@ A config is a frozen dataclass whose fields are declared with `setting(default, 
 help text states the unit; `choices` names a closed vocabulary (an enum's values come from the
 annotation); `main` puts the widget at the top of the app's form; `app_default` is the app's
 initial value where the dataclass default suits a long CLI run better; `flag` renames the CLI
-flag. Adding a field to a config is then one edit: `add_flags` (CLI) and `widgets` (app) pick it
+flag and `aliases` adds older names it still accepts. Adding a field to a config is then one edit: `add_flags` (CLI) and `widgets` (app) pick it
 up, and `from_flags` / `from_widget_values` build the validated config back. Values are checked
 by the dataclass itself (`__post_init__`), so every path reports the same one-line error.
 """
@@ -25,9 +25,10 @@ _NO_APP_DEFAULT = object()
 
 
 def setting(default, help: str, *, choices: tuple[str, ...] | None = None, main: bool = False,
-            app_default=_NO_APP_DEFAULT, flag: str | None = None):
+            app_default=_NO_APP_DEFAULT, flag: str | None = None, aliases: tuple[str, ...] = ()):
     """A dataclass field with what the CLI and the app need to offer it (see the module docstring)."""
-    metadata = {"help": help, "choices": choices, "main": main, "app_default": app_default, "flag": flag}
+    metadata = {"help": help, "choices": choices, "main": main, "app_default": app_default, "flag": flag,
+                "aliases": aliases}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -43,6 +44,7 @@ class FieldSpec:
     choices: tuple[str, ...]  # a closed vocabulary, or () for free values
     main: bool
     app_default: Any
+    aliases: tuple[str, ...] = ()  # older flags accepted for the same field, e.g. ("--method",)
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -131,7 +133,8 @@ def field_specs(cls) -> list[FieldSpec]:
         out.append(FieldSpec(name=f.name, flag="--" + (f.metadata.get("flag") or f.name).replace("_", "-"),
                              help=f.metadata.get("help", ""), default=f.default, base=base, optional=optional,
                              choices=tuple(choices or ()), main=bool(f.metadata.get("main")),
-                             app_default=f.metadata.get("app_default", _NO_APP_DEFAULT)))
+                             app_default=f.metadata.get("app_default", _NO_APP_DEFAULT),
+                             aliases=tuple("--" + a.replace("_", "-") for a in f.metadata.get("aliases", ()))))
     return out
 
 
@@ -148,13 +151,15 @@ def add_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) 
         text = spec.help.replace("%", "%%") + "%(default).0s"
         if spec.choices:
             text += f" (one of: {', '.join(spec.choices)}{', comma-separated' if spec.is_tuple else ''})"
+        if spec.aliases:
+            text += f" (also: {', '.join(spec.aliases)})"
         if spec.kind == "bool":
-            group.add_argument(spec.flag, dest=spec.name, action=argparse.BooleanOptionalAction, default=None,
+            group.add_argument(spec.flag, *spec.aliases, dest=spec.name, action=argparse.BooleanOptionalAction, default=None,
                                help=f"{text} (default: {spec.default})")
             continue
         if spec.default is not None:  # a None default is explained by the help text itself
             text += f" (default: {spec.as_text(spec.default).replace(', ', ',')})"
-        group.add_argument(spec.flag, dest=spec.name, type=_flag_parser(spec), default=None,
+        group.add_argument(spec.flag, *spec.aliases, dest=spec.name, type=_flag_parser(spec), default=None,
                            metavar=spec.name.upper(), help=text)
 
 

@@ -20,7 +20,7 @@ class LatentConfig:
     attack: str = setting("pgd20", "perturbation, at the dataset's ε (step ε/4; FGSM one step of ε)",
                           choices=PERTURBATION_NAMES)
     epsilon: float | None = setting(None, "the attack's ε ([0, 1] pixel units); default: the dataset's")
-    projection: Projection = setting(Projection.PCA, "projection to 2-D", flag="method")
+    projection: Projection = setting(Projection.PCA, "projection to 2-D", aliases=("method",))
     fit_on: FitMode = setting(FitMode.JOINT, "fit the map on both clouds, or on natural latents only (understates "
                                              "the gap)")
     space: LatentSpace = setting(LatentSpace.LOGITS, "latent space: logits (what D sees) or penultimate features")
@@ -48,4 +48,4 @@ class LatentConfig:
         check_int_in("neighbors", self.neighbors, 1, 1000)
         check_int_in("folds", self.folds, 2, 100)
         require(not (self.projection is Projection.TSNE and self.fit_on is FitMode.NATURAL),
-                "t-SNE cannot project new points onto a fitted map; use --fit-on joint or --method pca/umap")
+                "t-SNE cannot project new points onto a fitted map; use --fit-on joint or --projection pca/umap")

@@ -1,5 +1,5 @@
 """2-D (or 3-D) maps of natural and perturbed latents, scikit-learn estimator style:
-`Embedder(method=...).fit(z_nat, z_pert)` sets `embedding_` ([N_nat + N_pert, n_components],
+`Embedder(projection=...).fit(z_nat, z_pert)` sets `embedding_` ([N_nat + N_pert, n_components],
 natural rows first).
 
 Modes (`fit_on`):
@@ -82,7 +82,7 @@ class Embedder:
     """Project latents to `n_components` dimensions (see the module docstring).
 
     Parameters (stored as given, scikit-learn style):
-        method: "pca" | "umap" | "tsne".
+        projection: "pca" | "umap" | "tsne".
         fit_on: "joint" | "natural".
         n_components: output dimensions (2 for the maps, 3 allowed).
         random_state: seed (int) for every random choice; None lets UMAP use all cores
@@ -98,23 +98,23 @@ class Embedder:
     reducer_ (the PCA reduction before UMAP, or None), model_ (the fitted estimator).
     """
 
-    def __init__(self, method: str = "pca", fit_on: str = "joint", n_components: int = 2,
+    def __init__(self, projection: str = "pca", fit_on: str = "joint", n_components: int = 2,
                  random_state: int | None = 0, max_fit_points: int | None = None, pca_dims: int = UMAP_PCA_DIMS,
                  **params):
-        method, fit_on = parse(Projection, method, "projection"), parse(FitMode, fit_on, "fit mode")
+        projection, fit_on = parse(Projection, projection, "projection"), parse(FitMode, fit_on, "fit mode")
         check_int_in("n_components", n_components, 1, 3)  # a map: 2-D (or 3-D)
         if max_fit_points is not None:
             check_int_at_least("max fit points", max_fit_points, 3)
         check_int_at_least("pca dims", pca_dims, n_components)
-        require(not (method is Projection.TSNE and fit_on is FitMode.NATURAL),
-                "t-SNE cannot project new points onto a fitted map; use fit_on='joint' or method pca/umap")
-        self.method, self.fit_on, self.n_components = method, fit_on, n_components
+        require(not (projection is Projection.TSNE and fit_on is FitMode.NATURAL),
+                "t-SNE cannot project new points onto a fitted map; use fit_on='joint' or projection pca/umap")
+        self.projection, self.fit_on, self.n_components = projection, fit_on, n_components
         self.random_state, self.max_fit_points, self.pca_dims = random_state, max_fit_points, pca_dims
         self.params = params
 
     def get_params(self) -> dict:
         """Every parameter, for cache keys and run records."""
-        return {"method": self.method, "fit_on": self.fit_on, "n_components": self.n_components,
+        return {"projection": self.projection, "fit_on": self.fit_on, "n_components": self.n_components,
                 "random_state": self.random_state, "max_fit_points": self.max_fit_points,
                 "pca_dims": self.pca_dims, **self.params}
 
@@ -130,15 +130,15 @@ class Embedder:
         z = np.concatenate([z_nat, z_pert])
         groups = self._groups(labels, n, m)
         candidates = np.arange(n) if self.fit_on == "natural" else np.arange(n + m)
-        limit = self.max_fit_points or (UMAP_MAX_FIT_POINTS if self.method == "umap" else len(candidates))
+        limit = self.max_fit_points or (UMAP_MAX_FIT_POINTS if self.projection == "umap" else len(candidates))
         fit_index = candidates[stratified_subsample(groups[candidates], limit, self.random_state)]
         require(len(fit_index) >= max(3, self.n_components + 1),
                 f"need at least {max(3, self.n_components + 1)} points to fit a map, got {len(fit_index)}", DataError)
         rest = np.setdiff1d(np.arange(n + m), fit_index)
         embedding = np.empty((n + m, self.n_components))
-        if self.method == "pca":
+        if self.projection == "pca":
             embedding[fit_index] = self._fit_pca(z[fit_index])
-        elif self.method == "tsne":
+        elif self.projection == "tsne":
             require(len(rest) == 0 and n + m <= TSNE_MAX_POINTS,
                     f"t-SNE is for small sets: {n + m} points given, at most {TSNE_MAX_POINTS} "
                     "(and no max_fit_points below that); use umap or pca", ConfigError)
@@ -154,7 +154,7 @@ class Embedder:
     def transform(self, z: ArrayLike) -> np.ndarray:
         """Place new latents [K, D] on the fitted map -> [K, n_components] (PCA and UMAP)."""
         require(hasattr(self, "model_"), "fit the Embedder before calling transform")
-        require(self.method != "tsne", "t-SNE has no transform; fit jointly instead")
+        require(self.projection != "tsne", "t-SNE has no transform; fit jointly instead")
         z = as_2d("z", z)
         if len(z) == 0:
             return np.zeros((0, self.n_components))
