@@ -25,6 +25,11 @@ st.title("Evaluate")
 sel = session.selection()
 run = session.require_entry(sel)  # the card's facts (torch-free); the workers load the checkpoint
 spec = get_spec(run.dataset)
+try:  # the stored evaluation below comes from the card: first make sure the checkpoint itself loads
+    session.show(compute.prepare, session.ref_or_stop(run), slot="prepare")
+except ATLDError as exc:
+    st.error(md(exc))
+    st.stop()
 
 st.subheader("Stored evaluation")
 card = card_of(run.path) or {}

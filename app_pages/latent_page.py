@@ -17,7 +17,7 @@ import streamlit as st
 
 from atld.attacks.registry import PERTURBATION_NAMES
 from atld.data.registry import get_spec
-from atld.errors import ATLDError, CheckpointError
+from atld.errors import ATLDError
 from atld.ui import compute, server, session
 from atld.ui.hover import hover_thumbnails
 from atld.ui.latent_view import (COLOR_MODES, LATENT_DEFAULTS, color_note, gap_summary, gap_table, page_of,
@@ -103,10 +103,7 @@ try:
                      on_cancel=forget_umap)
     figure = figure_from_json(session.show(compute.latent_plot, compute.PlotRequest(request, color_by),
                                            slot="latent_plot"))
-except CheckpointError as exc:  # the worker could not load it: say so in one line
-    st.error(session.cannot_load(run, exc))
-    st.stop()
-except ATLDError as exc:
+except ATLDError as exc:  # e.g. the worker could not load the checkpoint: one line
     st.error(md(exc))
     st.stop()
 

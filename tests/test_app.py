@@ -523,8 +523,8 @@ def test_home_downloads_a_dataset_with_progress_and_then_uses_it(app_env, monkey
         at = start_app()
         at.button(key="dl_data_mnist").click().run()
         assert not at.exception
-        from atld.ui import server
-        job = server.current_download("mnist")
+        from atld.ui.server import current_download
+        job = current_download("mnist")
         assert job is not None and job.wait(60) and job.finished, job.error
         at.run()
         assert any("downloaded (4 files)" in s.value for s in at.success)

@@ -371,3 +371,44 @@ def test_worker_kind_and_size_are_validated():
         ComputeService(kind="fork")
     with pytest.raises(ValueError):
         ComputeService(workers=0)
+
+
+# ----------------------------------------------------------------------------- every view reports and stops
+
+def _app_views(run) -> dict:
+    """One small request of every long view of the app (`atld.ui.compute`)."""
+    from atld.config.eval import EvalConfig
+
+    ref = RunRef.of(run.path)
+    return {
+        "attack": (compute.attack, compute.AttackRequest(ref, (0, 1), "pgd", 0.2, 20, 0, "atld")),
+        "latent_map": (compute.latent_map,
+                       compute.MapRequest(ref, compute.page_latent(40, "pgd20", 0.2, 0, "logits"))),
+        "evaluation": (compute.evaluation,
+                       compute.EvalRequest(ref, EvalConfig(attacks=("natural", "pgd20"), limit=20, device="cpu"))),
+        "accuracy_curve": (compute.accuracy_curve, compute.CurveRequest(ref, (0.1, 0.2), "pgd20", "atld-", 20, 0)),
+        "discriminator_check": (compute.discriminator_check, compute.CheckRequest(ref, 0, n=20)),
+        "attack_path": (compute.attack_path, compute.PathRequest(ref, (0, 1), "pgd20", 0.2, 0, background_n=20)),
+        "adaptive_lesson": (compute.adaptive_lesson, compute.LessonRequest(ref, (0, 1), 0.2, 0, apgd_steps=5)),
+    }
+
+
+@pytest.mark.parametrize("name", ["attack", "latent_map", "evaluation", "accuracy_curve", "discriminator_check",
+                                  "attack_path", "adaptive_lesson"])
+def test_every_long_view_reports_progress_and_stops_at_a_cancel(latent_runs, name, monkeypatch, tmp_path):
+    """Progress travels one way (`atld.progress`), attacks included: a Cancel (the listener raising)
+    stops every view at its first report."""
+    from atld.progress import reporting
+
+    monkeypatch.setenv("ATLD_CACHE", str(tmp_path))  # a map computed, not read back from an earlier test's cache
+    compute._MAPS.clear()
+    view, request = _app_views(latent_runs[True])[name]
+    reports = []
+
+    def cancel_at_once(fraction: float, text: str) -> None:
+        reports.append((fraction, text))
+        raise Cancelled("cancelled")
+
+    with reporting(cancel_at_once), pytest.raises(Cancelled):
+        view(request)
+    assert len(reports) == 1 and 0.0 <= reports[0][0] <= 1.0 and reports[0][1]

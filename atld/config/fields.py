@@ -4,9 +4,10 @@ A config is a frozen dataclass whose fields are declared with `setting(default, 
 help text states the unit; `choices` names a closed vocabulary (an enum's values come from the
 annotation); `main` puts the widget at the top of the app's form; `app_default` is the app's
 initial value where the dataclass default suits a long CLI run better; `flag` renames the CLI
-flag and `aliases` adds older names it still accepts. Adding a field to a config is then one edit: `add_flags` (CLI) and `widgets` (app) pick it
-up, and `from_flags` / `from_widget_values` build the validated config back. Values are checked
-by the dataclass itself (`__post_init__`), so every path reports the same one-line error.
+flag and `aliases` adds older names it still accepts. Adding a field to a config is then one
+edit: `add_flags` (CLI) and `widgets` (app) pick it up, and `from_flags` / `from_widget_values`
+build the validated config back. Values are checked by the dataclass itself (`__post_init__`),
+so every path reports the same one-line error.
 """
 
 from __future__ import annotations
@@ -154,8 +155,8 @@ def add_flags(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) 
         if spec.aliases:
             text += f" (also: {', '.join(spec.aliases)})"
         if spec.kind == "bool":
-            group.add_argument(spec.flag, *spec.aliases, dest=spec.name, action=argparse.BooleanOptionalAction, default=None,
-                               help=f"{text} (default: {spec.default})")
+            group.add_argument(spec.flag, *spec.aliases, dest=spec.name, action=argparse.BooleanOptionalAction,
+                               default=None, help=f"{text} (default: {spec.default})")
             continue
         if spec.default is not None:  # a None default is explained by the help text itself
             text += f" (default: {spec.as_text(spec.default).replace(', ', ',')})"

@@ -17,6 +17,7 @@ from atld.vocab import AttackKind, LatentSpace, parse
 from atld.errors import DataError, check_finite_range, check_int_at_least, require
 from atld.latent.embed import Embedder
 from atld.latent.extract import extract_latents
+from atld.progress import report
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,11 @@ def attack_path(run, x: torch.Tensor, y: torch.Tensor, attack: AttackConfig, see
     iterates = [x]
     with eval_mode(*([f] if d is None else [f, d])):
         generator = torch.Generator(device=device).manual_seed(seed)
-        last = run_attack(f, x, y, attack, generator, on_step=lambda k, xk: iterates.append(xk))
+        def step(k: int, xk: torch.Tensor) -> None:
+            iterates.append(xk)
+            report(k / attack.num_steps, f"{attack.label}: step {k}/{attack.num_steps}")
+
+        last = run_attack(f, x, y, attack, generator, on_step=step)
         while len(iterates) < attack.num_steps + 1:  # ε = 0: the attack returns at once
             iterates.append(last)
         with torch.no_grad():

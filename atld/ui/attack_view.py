@@ -88,11 +88,14 @@ def attack_view(run, x: torch.Tensor, y: torch.Tensor, config: AttackConfig, see
 
     from atld.attacks.gradient import run_attack
     from atld.inference import apply_inference
+    from atld.progress import report
 
     require(x.dim() == 4 and len(x) == len(y), "attack_view needs images [N, C, H, W] and labels [N]")
     run.classifier.eval()
     generator = torch.Generator().manual_seed(int(seed))
-    x_adv = run_attack(run.classifier, x, y, config, generator=generator)
+    steps = config.num_steps
+    x_adv = run_attack(run.classifier, x, y, config, generator=generator,  # each step may stop at a Cancel
+                       on_step=lambda k, _: report(k / steps, f"{config.label}: step {k}/{steps}"))
     pred_nat, conf_nat, d_nat, probs_nat = _scores(run, x)
     pred_adv, conf_adv, d_adv, probs_adv = _scores(run, x_adv)
     x_imt = pred_imt = conf_imt = d_imt = probs_imt = None

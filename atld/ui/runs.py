@@ -38,7 +38,7 @@ class RunEntry:
     status: str  # the card's status: finished | stopped | running | diverged | failed
     epochs_done: int
     has_discriminator: bool
-    model_hash: str  # SHA-256 of the model file (part of every cache key)
+    model_hash: str  # SHA-256 of the model file (as its card claims it; the CSV export names it)
 
 
 def content_key(card: dict) -> str:

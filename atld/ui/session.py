@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from atld.config.settings import Settings, settings
-from atld.errors import SEED_LIMIT, ATLDError
+from atld.errors import SEED_LIMIT, ATLDError, CheckpointError
 from atld.ui.datasets import picker_label
 from atld.ui.runs import RunEntry, RunRef, datasets_in_order, discover_runs, preferred_run
 from atld.ui.server import compute_service, dataset_availability
@@ -138,6 +138,12 @@ def show(view, request, *, slot: str | None = None, interrupt: bool = False,
     except (Cancelled, Superseded):
         st.caption("Cancelled.")
         st.stop()
+    except CheckpointError as exc:  # a worker could not load it: say which checkpoint, in one line
+        refs = [getattr(request, name) for name in ("run", "map") if hasattr(request, name)]
+        ref = refs[0] if refs else request
+        ref = getattr(ref, "run", ref)
+        label = next((r.label for r in discover_runs() if str(r.path) == getattr(ref, "path", None)), None)
+        raise CheckpointError(f"cannot load {label}: {exc}" if label else str(exc)) from None
 
 
 def ready(view, request) -> bool:
