@@ -12,10 +12,10 @@ from atld.data.registry import get_spec
 from atld.errors import ATLDError
 from atld.ui import compute
 from atld.ui import session
-from atld.ui.attack_view import (confidence_note, discriminator_note, epsilon_note, imt_note, outcome_mark,
+from atld.ui.attack import (confidence_note, discriminator_note, epsilon_note, imt_note, outcome_mark,
                                  probability_bars, summary_rows)
 from atld.ui.runs import card_of
-from atld.ui.views import faded, md, perturbation_rgb, to_display
+from atld.ui.display import faded, md, perturbation_rgb, to_display
 from atld.vocab import AttackKind, InferenceMode
 
 st.title("Attack")
@@ -63,57 +63,59 @@ IMAGE_SCALE = max(1, 192 // spec.input_shape[-1])  # nearest-neighbour: about 19
 IMAGE_WIDTH = 176  # pixels on screen: large, and four still fit a 1280 px projector
 
 
-def images(view, fade: bool = False) -> list:
+def images(result, fade: bool = False) -> list:
     """Per column, the display images [N, ...]: natural, adversarial, perturbation, IMT (or None)."""
-    out = [to_display(view.x, IMAGE_SCALE), to_display(view.x_adv, IMAGE_SCALE),
-           perturbation_rgb(view.delta, max(view.epsilon, 1e-6), IMAGE_SCALE),
-           to_display(view.x_imt, IMAGE_SCALE) if view.x_imt is not None else None]
+    out = [to_display(result.x, IMAGE_SCALE), to_display(result.x_adv, IMAGE_SCALE),
+           perturbation_rgb(result.delta, max(result.epsilon, 1e-6), IMAGE_SCALE),
+           to_display(result.x_imt, IMAGE_SCALE) if result.x_imt is not None else None]
     return [faded(a) if fade and a is not None else a for a in out]
 
 
-def draw_stale(slot, view, shown_request) -> None:
+def draw_stale(slot, result, shown_request) -> None:
     """Earlier results, faded, as one element (replaced whole when the new ones arrive)."""
-    columns = [a for a in images(view, fade=True) if a is not None]
-    pictures = [col[i] for i in range(len(view.labels)) for col in columns]
+    columns = [a for a in images(result, fade=True) if a is not None]
+    pictures = [col[i] for i in range(len(result.labels)) for col in columns]
     what = f"updating… (shown: ε = {shown_request.epsilon:.4g}, {shown_request.kind.upper()})"
     slot.image(pictures, caption=[what] * len(pictures), width=IMAGE_WIDTH // 2)
 
 
-def draw(view, shown_request) -> None:
+def draw(result, shown_request) -> None:
     """The metrics and one row per image: natural, adversarial, perturbation and IMT-corrected,
     each with its caption and marks *under* the image (columns stack on a phone, so nothing
     relies on a column header)."""
-    n = len(view.labels)
-    fooled = int(((view.pred_adv != view.labels) & (view.pred_nat == view.labels)).sum())
+    n = len(result.labels)
+    fooled = int(((result.pred_adv != result.labels) & (result.pred_nat == result.labels)).sum())
     m1, m2, m3 = st.columns(3)
-    m1.metric("correct before", f"{int((view.pred_nat == view.labels).sum())}/{n}")
-    m2.metric("correct after attack", f"{int((view.pred_adv == view.labels).sum())}/{n}",
+    m1.metric("correct before", f"{int((result.pred_nat == result.labels).sum())}/{n}")
+    m2.metric("correct after attack", f"{int((result.pred_adv == result.labels).sum())}/{n}",
               delta=f"{fooled} fooled", delta_color="inverse" if fooled else "off")
-    if view.pred_imt is not None:
-        m3.metric(f"correct after {view.imt_mode.upper()} (IMT)", f"{int((view.pred_imt == view.labels).sum())}/{n}")
-        st.caption(md(imt_note(view)))
+    if result.pred_imt is not None:
+        m3.metric(f"correct after {result.imt_mode.upper()} (IMT)",
+                  f"{int((result.pred_imt == result.labels).sum())}/{n}")
+        st.caption(md(imt_note(result)))
     else:
         m3.caption("This checkpoint has no discriminator, so there is no IMT correction (choose an ATLD run).")
-    nat, adv, pert, imt = images(view)
+    nat, adv, pert, imt = images(result)
     n_cols = 4 if imt is not None else 3
     for i in range(n):
-        label = int(view.labels[i])
+        label = int(result.labels[i])
         with st.container(border=True):
             cols = st.columns(n_cols)
             cols[0].image(nat[i], caption=f"natural · test image #{shown_request.indices[i]} · label {names[label]}",
                           width=IMAGE_WIDTH)
-            cols[0].markdown(outcome_mark(label, int(view.pred_nat[i]), names, attacked=False) + d_text(view.d_nat, i))
-            cols[1].image(adv[i], caption=f"adversarial ({shown_request.kind.upper()}, ε = {view.epsilon:.4g})",
+            cols[0].markdown(outcome_mark(label, int(result.pred_nat[i]), names, attacked=False)
+                             + d_text(result.d_nat, i))
+            cols[1].image(adv[i], caption=f"adversarial ({shown_request.kind.upper()}, ε = {result.epsilon:.4g})",
                           width=IMAGE_WIDTH)
-            cols[1].markdown(outcome_mark(label, int(view.pred_adv[i]), names) + d_text(view.d_adv, i))
+            cols[1].markdown(outcome_mark(label, int(result.pred_adv[i]), names) + d_text(result.d_adv, i))
             cols[2].image(pert[i], caption=f"perturbation δ = adversarial − natural: blue −ε, grey 0, red +ε; "
-                          f"‖δ‖∞ = {view.linf[i]:.3f}", width=IMAGE_WIDTH)
+                          f"‖δ‖∞ = {result.linf[i]:.3f}", width=IMAGE_WIDTH)
             if imt is not None:
-                cols[3].image(imt[i], caption=f"{view.imt_mode.upper()} (IMT) applied to the adversarial image",
+                cols[3].image(imt[i], caption=f"{result.imt_mode.upper()} (IMT) applied to the adversarial image",
                               width=IMAGE_WIDTH)
-                cols[3].markdown(outcome_mark(label, int(view.pred_imt[i]), names) + d_text(view.d_imt, i))
+                cols[3].markdown(outcome_mark(label, int(result.pred_imt[i]), names) + d_text(result.d_imt, i))
             for col, probs in zip((cols[0], cols[1], cols[3] if imt is not None else None),
-                                  (view.probs_nat, view.probs_adv, view.probs_imt)):
+                                  (result.probs_nat, result.probs_adv, result.probs_imt)):
                 if col is not None and probs is not None:
                     col.markdown(probability_bars(probs[i], label, names))
 
@@ -122,7 +124,7 @@ def d_text(d, i) -> str:
     return f"  \nD(natural) {d[i]:.2f}" if d is not None else ""
 
 
-shown = st.session_state.get("atk_shown")  # (request, view) last drawn in this session
+shown = st.session_state.get("atk_shown")  # (request, result) last drawn in this session
 stale_slot = st.empty()
 ready = session.ready(compute.attack, request)
 if shown is not None and shown[0] != request and shown[0].run == request.run and not ready:
@@ -130,14 +132,14 @@ if shown is not None and shown[0] != request and shown[0].run == request.run and
 # One slot per session: a newer ε (another arrow-key press) supersedes this request in the compute
 # service, which drops it if it has not started, so only the latest value is computed.
 try:
-    view = session.show(compute.attack, request)
+    result = session.show(compute.attack, request)
 except ATLDError as exc:
     stale_slot.empty()
     st.error(md(exc))
     st.stop()
 stale_slot.empty()
-st.session_state["atk_shown"] = (request, view)
-draw(view, request)
+st.session_state["atk_shown"] = (request, result)
+draw(result, request)
 
 st.caption(md(confidence_note(trained.get("label_smoothing"), len(names), run.method)))
 if run.has_discriminator:
@@ -145,7 +147,7 @@ if run.has_discriminator:
                          slot=f"discriminator_check:{run.path}")
     st.caption(md(discriminator_note(d_check)))
 with st.expander("All numbers as a table"):
-    st.dataframe(pd.DataFrame(summary_rows(view, names)), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(summary_rows(result, names)), hide_index=True, width="stretch")
 st.caption("The attack targets the bare classifier; IMT is applied afterwards (the official, non-adaptive "
            "protocol). The Evaluate page shows what an adaptive attack through IMT does.")
 session.show_discriminator_check(run, sel.seed)

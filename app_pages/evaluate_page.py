@@ -14,11 +14,11 @@ from atld.data.registry import get_spec
 from atld.errors import ATLDError
 from atld.evaluate import attack_label, masking_findings, store_evaluation
 from atld.ui import compute, session
-from atld.ui.evaluate_view import (HONEST_ROBUSTNESS, curve_epsilons, curve_figure, describe_range,
+from atld.ui.evaluate import (HONEST_ROBUSTNESS, curve_epsilons, curve_figure, describe_range,
                                    discriminator_messages, evaluation_table, verdict_messages)
 from atld.ui.exports import export_name
 from atld.ui.runs import card_of, discover_runs, is_own_run
-from atld.ui.views import evaluation_frame, md
+from atld.ui.display import evaluation_frame, md
 from atld.vocab import InferenceMode
 
 st.title("Evaluate")

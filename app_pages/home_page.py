@@ -7,11 +7,11 @@ import streamlit as st
 
 from atld.ui import server, session
 from atld.ui.datasets import availability_rows
-from atld.ui.evaluate_view import NO_VERDICT, headline, verdict_messages
+from atld.ui.evaluate import NO_VERDICT, headline, verdict_messages
 from atld.ui.exports import checkpoint_zip, config_json, export_name
 from atld.ui.runs import card_of
-from atld.ui.train_view import curves_figure
-from atld.ui.views import card_summary, collapse_note, evaluation_rows, markdown_table, md, metric_columns
+from atld.ui.train import curves_figure
+from atld.ui.display import card_summary, collapse_note, evaluation_rows, markdown_table, md, metric_columns
 
 # What Home shows of each stored evaluation: enough to read it; the Evaluate page has every field.
 HOME_EVALUATION_COLUMNS = {"inference": "inference", "attack": "attack", "protocol": "protocol", "epsilon": "ε",

@@ -7,7 +7,7 @@ means something, with a table of both models' gap numbers; CSV export (as `pytho
 Every setting lives in the page's address (`session.url_setting`).
 
 The page imports no torch: what it draws comes from the compute service as plain data (the map
-as a `MapView`, the figure as plotly JSON), so its first view on a fresh server never waits for
+as a `MapPoints`, the figure as plotly JSON), so its first visit on a fresh server never waits for
 torch to load in the server."""
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from atld.data.registry import get_spec
 from atld.errors import ATLDError
 from atld.ui import compute, server, session
 from atld.ui.hover import hover_thumbnails
-from atld.ui.latent_view import (COLOR_MODES, LATENT_DEFAULTS, color_note, gap_summary, gap_table, page_of,
+from atld.ui.latent import (COLOR_MODES, LATENT_DEFAULTS, color_note, gap_summary, gap_table, page_of,
                                  selected_ids, selection_order)
 from atld.ui.exports import export_name
 from atld.ui.runs import comparison_run, discover_runs
-from atld.ui.views import figure_from_json, md, to_display
+from atld.ui.display import figure_from_json, md, to_display
 from atld.vocab import ColorBy, FitMode, LatentSpace, PointSet, Projection
 
 st.title("Latent explorer")
@@ -82,7 +82,7 @@ def map_request(projection: str) -> compute.MapRequest:
 
 
 if method == Projection.UMAP and st.session_state.get("lat_umap_ok") != umap_key \
-        and not session.ready(compute.map_view, map_request(method)):
+        and not session.ready(compute.map_points, map_request(method)):
     st.info("UMAP takes a few seconds (its compiled code is loaded when the server starts; a map that "
             "places points onto a fitted map compiles more the first time). It runs on PCA-reduced latents, "
             "fitted on at most 5,000 points, shows its progress and can be cancelled.")
@@ -99,7 +99,7 @@ def forget_umap() -> None:
 
 try:
     request = map_request(method)
-    m = session.show(compute.map_view, request, slot="latent_map", interrupt=method != Projection.PCA,
+    m = session.show(compute.map_points, request, slot="latent_map", interrupt=method != Projection.PCA,
                      on_cancel=forget_umap)
     figure = figure_from_json(session.show(compute.latent_plot, compute.PlotRequest(request, color_by),
                                            slot="latent_plot"))
@@ -204,7 +204,7 @@ def show_attack_path() -> None:
 
 
 st.divider()
-# Drawn only while open: an animation nobody opened would cost every first view its drawing.
+# Drawn only while open: an animation nobody opened would cost every first visit its drawing.
 path_box = st.expander("The attack's path, step by step (animation)", key="lat_path_open", on_change="rerun")
 with path_box:
     if path_box.open:

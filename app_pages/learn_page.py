@@ -11,13 +11,13 @@ from atld.data.registry import get_spec
 from atld.errors import ATLDError
 from atld.latent.maps import points_frame
 from atld.ui import compute, session
-from atld.ui.latent_view import latent_figure
+from atld.ui.latent import latent_figure
 from atld.ui.learn import (STEPS, adaptive_statement, cast, clouds_statement, comparison_rows, d_histogram,
                            discriminator_statement, fooled_statement, imt_statement, path_statement, pick_fooled,
                            robust_statements, step_from_query)
 from atld.ui.runs import discover_runs
 from atld.latent.path_figure import path_figure
-from atld.ui.views import magnify, md, to_display
+from atld.ui.display import magnify, md, to_display
 from atld.vocab import AttackKind, ColorBy, FitMode, InferenceMode, LatentSpace, Projection
 
 st.title("Learn the manifold argument")
@@ -58,7 +58,7 @@ def map_of(entry):
 
 
 def attacked(entry, count: int):
-    """PGD-20 at the dataset's ε on the first `count` test images, then IMT (an `AttackView`)."""
+    """PGD-20 at the dataset's ε on the first `count` test images, then IMT (an `AttackResult`)."""
     request = compute.AttackRequest(session.ref_or_stop(entry), tuple(range(count)), AttackKind.PGD, EPS, 20,
                                     sel.seed, InferenceMode.IMT)
     return session.show(compute.attack, request, slot=f"learn_attack:{entry.path}")
@@ -101,17 +101,17 @@ try:
         st.success(md(clouds_statement(m.gap, m.latents.accuracy_nat, m.latents.accuracy_pert, N)))
     elif i == 1:
         model_line(natural, "Model")
-        view = attacked(natural, SEARCH)
-        st.success(md(fooled_statement(view.labels, view.pred_nat, view.pred_adv, EPS, 16 if spec.name == "digits"
+        result = attacked(natural, SEARCH)
+        st.success(md(fooled_statement(result.labels, result.pred_nat, result.pred_adv, EPS, 16 if spec.name == "digits"
                                        else 256)))
-        chosen = pick_fooled(view.labels, view.pred_nat, view.pred_adv, SHOWN)
+        chosen = pick_fooled(result.labels, result.pred_nat, result.pred_adv, SHOWN)
         if len(chosen):
             image_rows(("natural", "perturbation (grey 0, white +ε, black −ε)", "adversarial"), [
-                ((large(view.x[[j]])[0], large(magnify(view.delta[[j]], EPS))[0], large(view.x_adv[[j]])[0]),
-                 (f"test #{j}: true **{md(names[view.labels[j]])}**, "
-                  f"predicted {verdict(view.labels[j], view.pred_nat[j])}",
-                  f"‖δ‖∞ = {view.linf[j]:.3f}",
-                  f"predicted {verdict(view.labels[j], view.pred_adv[j])}"))
+                ((large(result.x[[j]])[0], large(magnify(result.delta[[j]], EPS))[0], large(result.x_adv[[j]])[0]),
+                 (f"test #{j}: true **{md(names[result.labels[j]])}**, "
+                  f"predicted {verdict(result.labels[j], result.pred_nat[j])}",
+                  f"‖δ‖∞ = {result.linf[j]:.3f}",
+                  f"predicted {verdict(result.labels[j], result.pred_adv[j])}"))
                 for j in chosen])
     elif i == 2:
         options = {e.label: e for e in filter(None, (natural, lesson.with_d))}
@@ -155,8 +155,8 @@ try:
                             width="stretch")
             st.caption(md(f"D's P(natural) on {N} natural test images and their PGD-20 copies. Overlapping "
                           "histograms: D cannot tell them apart."))
-            view = attacked(entry, ADAPTIVE_IMAGES)
-            st.markdown(md(imt_statement(view.labels, view.pred_adv, view.pred_imt)))
+            result = attacked(entry, ADAPTIVE_IMAGES)
+            st.markdown(md(imt_statement(result.labels, result.pred_adv, result.pred_imt)))
     else:
         entry = lesson.with_d
         if entry is None:

@@ -17,11 +17,11 @@ from atld.vocab import METHOD_NAMES
 from atld.runs.card import default_run_name
 from atld.ui import server, session
 from atld.ui.datasets import full_data_needed
-from atld.ui.evaluate_view import D_TRAINING_METRIC
+from atld.ui.evaluate import D_TRAINING_METRIC
 from atld.ui.runs import discover_runs, own_runs
-from atld.ui.train_view import (PRESETS, curves_figure, method_line, method_title, own_run_label,
+from atld.ui.train import (PRESETS, curves_figure, method_line, method_title, own_run_label,
                                 preset_values, progress_line)
-from atld.ui.views import md, metrics_frame, status_badge
+from atld.ui.display import md, metrics_frame, status_badge
 
 st.title("Train")
 sel = session.selection()

@@ -26,12 +26,12 @@ from atld.errors import ConfigError
 from atld.runs.card import CARD, MARKER, card_files, read_card
 from atld.runs.store import load_checkpoint
 from atld.ui import runs as ui_runs
-from atld.ui.attack_view import attack_view, summary_rows
+from atld.ui.attack import attack_result, summary_rows
 from atld.ui.exports import checkpoint_zip, config_json
-from atld.ui.latent_view import COLOR_MODES, latent_figure, selected_ids
+from atld.ui.latent import COLOR_MODES, latent_figure, selected_ids
 from atld.ui.runs import discover_runs
-from atld.ui.train_view import curves_figure
-from atld.ui.views import (evaluation_frame, evaluation_rows, magnify, md, metric_columns, metrics_frame,
+from atld.ui.train import curves_figure
+from atld.ui.display import (evaluation_frame, evaluation_rows, magnify, md, metric_columns, metrics_frame,
                            to_display)
 
 MAIN_FIELDS = {"dataset", "method", "epochs", "batch_size", "lr", "epsilon", "seed", "eval_limit"}
@@ -150,7 +150,7 @@ def test_app_start_path_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, atld.ui.session, atld.ui.runs, atld.ui.exports, atld.ui.views, atld.ui.evaluate_view, "
+    code = ("import sys, atld.ui.session, atld.ui.runs, atld.ui.exports, atld.ui.display, atld.ui.evaluate, "
             "atld.evaluate.verdict, atld.evaluate.report, atld.attacks.registry, atld.runs.card, "
             "atld.runs.rundir, atld.config.settings, atld.vocab; print('torch' in sys.modules)")
     root = Path(__file__).resolve().parents[1]
@@ -209,10 +209,10 @@ def test_home_draws_a_shipped_card_without_pandas(app_checkpoints):
     card = app_checkpoints / "digits-atld"
     code = f"""
 import sys
-import atld.ui.datasets, atld.ui.evaluate_view, atld.ui.exports, atld.ui.runs, atld.ui.session
+import atld.ui.datasets, atld.ui.evaluate, atld.ui.exports, atld.ui.runs, atld.ui.session
 from atld.ui.runs import card_of
-from atld.ui.train_view import curves_figure
-from atld.ui.views import card_summary, evaluation_rows, markdown_table, metric_columns
+from atld.ui.train import curves_figure
+from atld.ui.display import card_summary, evaluation_rows, markdown_table, metric_columns
 card = card_of({str(card)!r})
 columns = metric_columns(card["metrics"])
 curves_figure(columns, [c for c in columns if c != "epoch"]).to_plotly_json()
@@ -250,10 +250,10 @@ def test_magnify_maps_minus_eps_zero_plus_eps_to_black_grey_white():
 # ----------------------------------------------------------------------------- the Attack page's numbers
 
 @pytest.mark.parametrize("kind", ["fgsm", "pgd", "cw"])
-def test_attack_view_invariants(app_checkpoints, digits, kind):
+def test_attack_result_invariants(app_checkpoints, digits, kind):
     run = load_checkpoint(app_checkpoints / "digits-atld")
     x, y = as_float01(digits.x_test[:6]), digits.y_test[:6]
-    view = attack_view(run, x, y, AttackConfig(kind, 0.2, steps=5), seed=1)
+    view = attack_result(run, x, y, AttackConfig(kind, 0.2, steps=5), seed=1)
     assert np.abs(view.delta).max() <= 0.2 + 1e-6 and view.x_adv.min() >= 0 and view.x_adv.max() <= 1
     assert view.linf == pytest.approx(np.abs(view.delta).reshape(6, -1).max(1))
     with torch.no_grad():
@@ -270,8 +270,8 @@ def test_attack_view_invariants(app_checkpoints, digits, kind):
 def test_attack_view_lowers_accuracy_and_is_seeded(app_checkpoints, digits):
     run = load_checkpoint(app_checkpoints / "digits-natural")
     x, y = as_float01(digits.x_test[:40]), digits.y_test[:40]
-    a = attack_view(run, x, y, AttackConfig("pgd", 0.2, steps=10), seed=3)
-    b = attack_view(run, x, y, AttackConfig("pgd", 0.2, steps=10), seed=3)
+    a = attack_result(run, x, y, AttackConfig("pgd", 0.2, steps=10), seed=3)
+    b = attack_result(run, x, y, AttackConfig("pgd", 0.2, steps=10), seed=3)
     assert np.array_equal(a.x_adv, b.x_adv)
     assert (a.pred_adv == a.labels).sum() < (a.pred_nat == a.labels).sum()
     assert a.x_imt is None and a.d_nat is None and a.imt_mode is None  # no discriminator, no IMT
@@ -349,7 +349,7 @@ def _row(attack, inference, correct, n=100, eps=0.2):
 
 
 def test_evaluation_table_keeps_the_largest_run_of_each_cell_with_its_protocol():
-    from atld.ui.evaluate_view import evaluation_table, headline
+    from atld.ui.evaluate import evaluation_table, headline
 
     rows = [_row("autoattack", "atld-", 30), _row("natural", "atld-", 95), _row("pgd20", "atld-", 50),
             _row("pgd20", "atld-", 400, n=1000)]  # the larger evaluation of the same cell wins
@@ -362,7 +362,7 @@ def test_evaluation_table_keeps_the_largest_run_of_each_cell_with_its_protocol()
 
 
 def test_curve_figure_and_grid():
-    from atld.ui.evaluate_view import curve_figure, epsilon_grid
+    from atld.ui.evaluate import curve_figure, epsilon_grid
 
     grid = epsilon_grid(0.2)
     assert grid == [0.0, 0.1, 0.2, 0.3, 0.4]
@@ -370,7 +370,7 @@ def test_curve_figure_and_grid():
         for points in (2, 4, 5, 6, 7):
             grid = epsilon_grid(eps, points)
             assert round(eps, 6) in grid and grid == sorted(grid) and grid[0] == 0 and grid[-1] == round(2 * eps, 6)
-    from atld.ui.evaluate_view import curve_epsilons
+    from atld.ui.evaluate import curve_epsilons
     assert curve_epsilons("autoattack", 0.3) == (0.3,) and 0.3 in curve_epsilons("pgd20", 0.3)
     rows = [_row("pgd20", "atld-", c, eps=e) for c, e in zip((90, 50, 10), (0.0, 0.2, 0.4))]
     fig = curve_figure({"a": rows[::-1], "b": rows}, 0.2)
@@ -413,8 +413,8 @@ def test_the_app_fetches_nothing_from_outside():
 def test_attack_view_marks_and_notes():
     import numpy as np
 
-    from atld.ui.attack_view import confidence_note, discriminator_note, epsilon_note, outcome_mark, top_k
-    from atld.ui.views import perturbation_rgb
+    from atld.ui.attack import confidence_note, discriminator_note, epsilon_note, outcome_mark, top_k
+    from atld.ui.display import perturbation_rgb
 
     names = tuple("0123456789")
     assert "fooled" in outcome_mark(3, 8, names) and ":red[" in outcome_mark(3, 8, names)
@@ -433,7 +433,7 @@ def test_attack_view_marks_and_notes():
 
 
 def test_every_train_preset_builds_a_valid_config():
-    from atld.ui.train_view import PRESETS, preset_values
+    from atld.ui.train import PRESETS, preset_values
 
     for name in PRESETS:
         values = {w.name: w.initial for w in widgets(TrainConfig)}
@@ -443,7 +443,7 @@ def test_every_train_preset_builds_a_valid_config():
 
 
 def test_training_progress_counts_steps_from_the_start():
-    from atld.ui.train_view import progress_line
+    from atld.ui.train import progress_line
 
     assert progress_line(0, 5, 0, 0, 1437, 50).endswith("step 0/≈29 of epoch 1")  # before the first step reports
     assert progress_line(1, 5, 12, 28, None, None) == "1 of 5 epochs done · step 12/28 of epoch 2"

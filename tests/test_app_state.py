@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from atld.vocab import PointSet
-from atld.ui.latent_view import axis_titles, page_of, selection_order
+from atld.ui.latent import axis_titles, page_of, selection_order
 from streamlit.testing.v1 import AppTest
 
 from tests.support import APP, TIMEOUT, open_page, start_app

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from atld.evaluate.discriminator import SEPARATION_AUC, WINDOW_SHARE, discriminator_check
-from atld.ui.evaluate_view import discriminator_messages
+from atld.ui.evaluate import discriminator_messages
 
 
 class MemorizingD(nn.Module):

@@ -1,5 +1,5 @@
 """The app's on-disk result store (atld.ui.result_store) and the Latent explorer's stored map
-(atld.ui.latent_view.MapViewCodec): results come back equal; a corrupt, foreign, oversized or
+(atld.ui.latent.MapPointsCodec): results come back equal; a corrupt, foreign, oversized or
 pickled entry is a miss that is removed, never an error; an unwritable folder is skipped."""
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import pytest
 
 import atld.ui.result_store as rs
 from atld.config.latent import POINT_COLUMNS
-from atld.ui.latent_view import MAP_VIEW_CODEC, MapView
+from atld.ui.latent import MAP_POINTS_CODEC, MapPoints
 from atld.ui.result_store import JSON, ResultStore
 
 KEY = "ab" * 32
 
 
-def small_map(n: int = 3) -> MapView:
+def small_map(n: int = 3) -> MapPoints:
     rng = np.random.default_rng(0)
     table = pd.DataFrame({"index": np.tile(np.arange(n), 2), "set": ["natural"] * n + ["perturbed"] * n,
                           "label": np.tile(np.arange(n), 2), "label_name": ["a", "b", "c"][:n] * 2,
@@ -29,7 +29,7 @@ def small_map(n: int = 3) -> MapView:
                           "correct": np.arange(2 * n) % n == 0, "d_natural": [np.nan] * (2 * n),
                           "x": rng.normal(size=2 * n), "y": rng.normal(size=2 * n)}, columns=list(POINT_COLUMNS))
     images = rng.random((n, 1, 4, 4), dtype=np.float32)
-    return MapView(table, 0.5, 0.25, {"mmd2": 0.1, "per_class": [{"label": 0, "auc": float("nan")}]}, images,
+    return MapPoints(table, 0.5, 0.25, {"mmd2": 0.1, "per_class": [{"label": 0, "auc": float("nan")}]}, images,
                    np.clip(images + 0.1, 0, 1))
 
 
@@ -42,8 +42,8 @@ def test_json_results_come_back_equal(tmp_path):
 
 def test_a_map_comes_back_equal(tmp_path):
     store, view = ResultStore(tmp_path), small_map()
-    store.save(KEY, MAP_VIEW_CODEC, view)
-    back = store.load(KEY, MAP_VIEW_CODEC)
+    store.save(KEY, MAP_POINTS_CODEC, view)
+    back = store.load(KEY, MAP_POINTS_CODEC)
     pd.testing.assert_frame_equal(back.table, view.table, check_dtype=False)
     assert (back.images_nat == view.images_nat).all() and (back.images_pert == view.images_pert).all()
     assert (back.accuracy_nat, back.accuracy_pert, len(back)) == (0.5, 0.25, 3)
@@ -58,7 +58,7 @@ def _npz(**arrays) -> bytes:
 
 def _good_arrays() -> dict:
     view = small_map()
-    with np.load(io.BytesIO(MAP_VIEW_CODEC.encode(view))) as z:
+    with np.load(io.BytesIO(MAP_POINTS_CODEC.encode(view))) as z:
         return {k: z[k] for k in z.files}
 
 
@@ -72,9 +72,9 @@ def _good_arrays() -> dict:
 ], ids=["garbage", "empty", "pickle", "shapes", "column", "meta"])
 def test_a_bad_map_entry_is_a_miss_and_is_removed(tmp_path, entry):
     store = ResultStore(tmp_path)
-    path = store.path(KEY, MAP_VIEW_CODEC)
+    path = store.path(KEY, MAP_POINTS_CODEC)
     path.write_bytes(entry)
-    assert store.load(KEY, MAP_VIEW_CODEC) is None
+    assert store.load(KEY, MAP_POINTS_CODEC) is None
     assert not path.exists()
 
 
@@ -106,14 +106,14 @@ def test_an_unwritable_folder_is_skipped(tmp_path):
 def test_a_stored_map_is_read_without_torch(tmp_path):
     """The server draws the Latent explorer from stored results without importing torch: the
     modules the page and the service use, and reading a stored map, must not pull it in."""
-    ResultStore(tmp_path).save(KEY, MAP_VIEW_CODEC, small_map())
+    ResultStore(tmp_path).save(KEY, MAP_POINTS_CODEC, small_map())
     code = f"""
 import sys
-import atld.ui.attack_view, atld.ui.compute, atld.ui.evaluate_view, atld.ui.hover
-import atld.ui.latent_view, atld.ui.server, atld.ui.service, atld.ui.session
+import atld.ui.attack, atld.ui.compute, atld.ui.evaluate, atld.ui.hover
+import atld.ui.latent, atld.ui.server, atld.ui.service, atld.ui.session
 from atld.ui.result_store import ResultStore
-from atld.ui.latent_view import MAP_VIEW_CODEC
-assert len(ResultStore({str(tmp_path)!r}).load({KEY!r}, MAP_VIEW_CODEC)) == 3
+from atld.ui.latent import MAP_POINTS_CODEC
+assert len(ResultStore({str(tmp_path)!r}).load({KEY!r}, MAP_POINTS_CODEC)) == 3
 assert "torch" not in sys.modules, "torch was imported"
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

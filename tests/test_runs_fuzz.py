@@ -32,7 +32,7 @@ from atld.models.discriminator import discriminator_params
 from atld.models.registry import build_classifier, build_discriminator, classifier_params
 from atld.runs.card import CARD
 from atld.ui.runs import card_of
-from atld.ui.views import card_summary, evaluation_frame, metrics_frame
+from atld.ui.display import card_summary, evaluation_frame, metrics_frame
 
 CASE = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 JSON = st.recursive(

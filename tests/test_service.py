@@ -238,7 +238,7 @@ def test_the_start_up_requests_are_the_ones_the_pages_make(app_checkpoints, monk
     pca = compute.MapRequest(ref, compute.page_latent(300, "pgd20", 0.2, 0, "logits", "pca", "joint"))
     umap = compute.MapRequest(ref, compute.page_latent(300, "pgd20", 0.2, 0, "logits", "umap", "joint"))
     page = [(compute.attack, compute.AttackRequest(ref, tuple(range(6)), "pgd", 0.2, 20, 0, "atld")),
-            (compute.map_view, pca), (compute.map_view, umap),
+            (compute.map_points, pca), (compute.map_points, umap),
             (compute.discriminator_check, compute.CheckRequest(ref, 0)),
             (compute.attack_path, compute.PathRequest(ref, tuple(range(12)), "pgd20", 0.2, 0)),
             (compute.latent_plot, compute.PlotRequest(pca, "class × natural/perturbed")),
@@ -287,7 +287,7 @@ def test_a_rewritten_model_file_is_another_key_even_under_the_same_card(latent_r
     after = RunRef.of(path)
     assert after.cache_key == before.cache_key and after.stamp != before.stamp
     args = lambda ref: (compute.MapRequest(ref, compute.page_latent(300, "pgd20", 0.2, 0, "logits")),)
-    assert request_key(compute.map_view, args(after)) != request_key(compute.map_view, args(before))
+    assert request_key(compute.map_points, args(after)) != request_key(compute.map_points, args(before))
 
 
 def test_a_process_result_is_read_once_when_first_used():

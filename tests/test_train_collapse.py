@@ -15,7 +15,7 @@ from atld.runs.card import read_card
 from atld.runs.store import load_checkpoint
 from atld.train.metrics import collapse_message
 from atld.train.trainer import train
-from atld.ui.views import collapse_note, status_badge
+from atld.ui.display import collapse_note, status_badge
 from tests.support import COLLAPSE_CLASS
 
 

@@ -34,8 +34,8 @@ from atld.config.latent import LatentConfig
 from atld.config.settings import settings
 from atld.errors import CheckpointError
 from atld.progress import report
-from atld.ui.evaluate_view import D_CHECK_IMAGES
-from atld.ui.latent_view import LATENT_DEFAULTS, MAP_VIEW_CODEC
+from atld.ui.evaluate import D_CHECK_IMAGES
+from atld.ui.latent import LATENT_DEFAULTS, MAP_POINTS_CODEC
 from atld.ui.result_store import JSON
 from atld.ui.runs import RunRef, content_key
 from atld.ui.service import view
@@ -158,13 +158,13 @@ class AttackRequest:
 
 @view(AttackRequest, label="Attacking…")
 def attack(r: AttackRequest):
-    """atld.ui.attack_view.attack_view (an `AttackView`)."""
+    """atld.ui.attack.attack_result (an `AttackResult`)."""
     from atld.attacks.gradient import AttackConfig
-    from atld.ui.attack_view import attack_view
+    from atld.ui.attack import attack_result
 
     run = load_run(r.run)
     x, y = test_images(run.config.dataset, r.indices)
-    return attack_view(run, x, y, AttackConfig(r.kind, r.epsilon, steps=r.steps), seed=r.seed, imt_mode=r.imt_mode)
+    return attack_result(run, x, y, AttackConfig(r.kind, r.epsilon, steps=r.steps), seed=r.seed, imt_mode=r.imt_mode)
 
 
 @dataclass(frozen=True)
@@ -205,15 +205,15 @@ def latent_map(r: MapRequest):
     return _map(r)
 
 
-@view(MapRequest, persist=MAP_VIEW_CODEC, label="Computing latents and the map…")
-def map_view(r: MapRequest):
-    """That map as the Latent explorer draws it (`atld.ui.latent_view.MapView`: plain data)."""
+@view(MapRequest, persist=MAP_POINTS_CODEC, label="Computing latents and the map…")
+def map_points(r: MapRequest):
+    """That map as the Latent explorer draws it (`atld.ui.latent.MapPoints`: plain data)."""
     from atld.latent.maps import points_frame
-    from atld.ui.latent_view import MapView
+    from atld.ui.latent import MapPoints
 
     m = _map(r)
     lat = m.latents
-    return MapView(points_frame(m.coords, lat, load_run(r.run).spec.labels()), float(lat.accuracy_nat),
+    return MapPoints(points_frame(m.coords, lat, load_run(r.run).spec.labels()), float(lat.accuracy_nat),
                    float(lat.accuracy_pert), m.gap, lat.images_nat.numpy(), lat.images_pert.numpy())
 
 
@@ -235,7 +235,7 @@ def map_csv(r: CsvRequest) -> str:
 def _figure_parts(m, projection: str, fit_on: str, space: str):
     """The axis titles (PCA: each axis's share of the variance) and hover thumbnails of a map."""
     from atld.latent.maps import explained_variance
-    from atld.ui.latent_view import axis_titles, thumbnails
+    from atld.ui.latent import axis_titles, thumbnails
 
     explained = explained_variance(*m.latents.latents(space), fit_on) if projection == Projection.PCA else None
     return axis_titles(projection, explained), thumbnails(m.latents.images_nat)
@@ -252,13 +252,13 @@ class PlotRequest:
 
 @view(PlotRequest, version=3, persist=JSON, label="Drawing the map…")
 def latent_plot(r: PlotRequest) -> str:
-    """The figure as plotly JSON (`atld.ui.views.figure_from_json` turns it back into a figure
+    """The figure as plotly JSON (`atld.ui.display.figure_from_json` turns it back into a figure
     without re-validating it): axis titles with the variance each PCA axis keeps, a thumbnail per
     image in the points' customdata for the hover."""
     import plotly.io
 
     from atld.latent.maps import points_frame
-    from atld.ui.latent_view import latent_figure
+    from atld.ui.latent import latent_figure
 
     m, latent = _map(r.map), r.map.latent
     table = points_frame(m.coords, m.latents, load_run(r.map.run).spec.labels())
@@ -286,7 +286,7 @@ def compare_plots(r: CompareRequest) -> dict:
     import plotly.io
 
     from atld.latent.maps import points_frame, shared_pca
-    from atld.ui.latent_view import axis_titles, latent_figure, shared_map_reason, thumbnails
+    from atld.ui.latent import axis_titles, latent_figure, shared_map_reason, thumbnails
 
     latent = dataclasses.replace(r.latent, projection=Projection.PCA, fit_on=FitMode.NATURAL)
     space = latent.space
@@ -454,7 +454,7 @@ def default_requests(runs, n_test: int, seed: int = 0) -> list[tuple]:
     the dataset's test set size. Computed at start-up, so the first visit of each page is served
     from memory."""
     from atld.data.registry import get_spec
-    from atld.ui.attack_view import ATTACK_DEFAULTS as A
+    from atld.ui.attack import ATTACK_DEFAULTS as A
     from atld.ui.runs import comparison_run, default_run
 
     L = LATENT_DEFAULTS
@@ -466,7 +466,7 @@ def default_requests(runs, n_test: int, seed: int = 0) -> list[tuple]:
     pca = MapRequest(ref, page_latent(min(L.n, n_test), L.attack, eps, seed, L.space))
     umap = MapRequest(ref, dataclasses.replace(pca.latent, projection=Projection.UMAP))
     indices = tuple(i % n_test for i in range(A.first, A.first + A.count))
-    out = [(map_view, pca), (latent_plot, PlotRequest(pca)),
+    out = [(map_points, pca), (latent_plot, PlotRequest(pca)),
            (attack, AttackRequest(ref, indices, A.kind, eps, A.steps, seed, A.imt_mode))]
     if run.has_discriminator:
         out.append((discriminator_check, CheckRequest(ref, seed)))
@@ -475,4 +475,4 @@ def default_requests(runs, n_test: int, seed: int = 0) -> list[tuple]:
         out.append((compare_plots, CompareRequest((ref, RunRef.of(other.path)), (run.label, other.label),
                                                   pca.latent)))
     out.append((attack_path, PathRequest(ref, tuple(range(min(L.path_images, n_test))), L.attack, eps, seed)))
-    return out + [(map_view, umap), (latent_plot, PlotRequest(umap))]
+    return out + [(map_points, umap), (latent_plot, PlotRequest(umap))]

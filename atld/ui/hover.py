@@ -2,7 +2,7 @@
 
 Plotly's hover label shows text only, and Streamlit's plotly chart reports selections, not
 hovers. This small inline component (no build step, no network) hooks the page's plotly charts:
-a point whose `customdata[2]` is an image data URI (`atld.ui.latent_view.thumbnails`) shows that
+a point whose `customdata[2]` is an image data URI (`atld.ui.latent.thumbnails`) shows that
 image, enlarged without smoothing, beside the cursor while it is hovered."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where the app finds checkpoints, and the one validated view of their cards (Streamlit-free).
+"""Where the app finds checkpoints, and their cards, read only through one validated reader (Streamlit-free).
 
 Runs come from the shipped checkpoints (ATLD_CHECKPOINTS_DIR, default `checkpoints/`) and the
 runs directory (ATLD_RUNS_DIR, default `runs/`). Listing is torch-free and cheap on every rerun:
@@ -141,7 +141,7 @@ def is_own_run(entry: RunEntry, runs_dir=None) -> bool:
             and not entry.path.resolve().is_relative_to(shipped) and is_ours(entry.path))
 
 
-# The first view's checkpoint: the first of these shipped runs that exists (real data: MNIST),
+# The checkpoint a first visit opens: the first of these shipped runs that exists (real data: MNIST),
 # else the preferred run of FALLBACK_DATASET (digits: ships with scikit-learn, the fastest demo).
 # The sidebar and the compute service's start-up pre-computation both read `default_run`.
 DEFAULT_CHECKPOINTS = ("mnist-atld", "mnist-pgd-at")
@@ -156,7 +156,7 @@ def default_run(runs: list[RunEntry]) -> RunEntry | None:
 
 
 def datasets_in_order(runs: list[RunEntry], extra: tuple[str, ...] = ()) -> list[str]:
-    """The sidebar's datasets: the first view's, digits, every dataset with a checkpoint, then `extra`
+    """The sidebar's datasets: the first visit's, digits, every dataset with a checkpoint, then `extra`
     (datasets with test images but no checkpoint yet)."""
     first = default_run(runs)
     return list(dict.fromkeys([first.dataset if first else FALLBACK_DATASET, FALLBACK_DATASET,

@@ -20,7 +20,7 @@ from atld.errors import SEED_LIMIT, ATLDError, CheckpointError
 from atld.ui.datasets import picker_label
 from atld.ui.runs import RunEntry, RunRef, datasets_in_order, discover_runs, preferred_run
 from atld.ui.server import compute_service, dataset_availability
-from atld.ui.views import md, status_badge
+from atld.ui.display import md, status_badge
 
 SELECTION_KEY = "atld_selection"
 
@@ -189,7 +189,7 @@ def show_discriminator_check(run: RunEntry, seed: int) -> dict | None:
     if not run.has_discriminator:
         return None
     from atld.ui import compute
-    from atld.ui.evaluate_view import discriminator_messages
+    from atld.ui.evaluate import discriminator_messages
 
     check = show(compute.discriminator_check, compute.CheckRequest(ref_or_stop(run), seed),
                  slot=f"discriminator_check:{run.path}")

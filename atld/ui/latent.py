@@ -19,7 +19,7 @@ KINDS = tuple(PointSet)
 
 @dataclass(frozen=True)
 class LatentDefaults:
-    """What the Latent explorer shows first (the default view, computed ahead at start-up and
+    """What the Latent explorer shows first (its first views, computed ahead at start-up and
     kept on disk); ε is the dataset's, the seed the sidebar's."""
     attack: str = "pgd20"
     n: int = 300  # test images (at most the test set)
@@ -38,11 +38,11 @@ LATENT_DEFAULTS = LatentDefaults()
 
 
 @dataclass(frozen=True)
-class MapView:
+class MapPoints:
     """What the Latent explorer draws of a map, in plain data (no torch: the page draws it without
     importing torch in the server). table: `atld.latent.maps.points_frame`; accuracies of the
     natural and the perturbed images; gap: `gap_numbers`; images_*: float32 [N, C, H, W] in
-    [0, 1], what a selection shows. Stored on disk by `MAP_VIEW_CODEC`."""
+    [0, 1], what a selection shows. Stored on disk by `MAP_POINTS_CODEC`."""
     table: object  # pandas.DataFrame
     accuracy_nat: float
     accuracy_pert: float
@@ -54,24 +54,24 @@ class MapView:
         return len(self.images_nat)
 
 
-class MapViewCodec:
-    """A `MapView` as one compressed `.npz`: the table's columns, both image arrays and a JSON
+class MapPointsCodec:
+    """A `MapPoints` as one compressed `.npz`: the table's columns, both image arrays and a JSON
     string of the accuracies and gap numbers; read back only if every part fits the others."""
     suffix = ".npz"
 
-    def encode(self, view: MapView) -> bytes:
+    def encode(self, points: MapPoints) -> bytes:
         import json
 
         from atld.fileio import npz_bytes
 
-        meta = {"accuracy_nat": view.accuracy_nat, "accuracy_pert": view.accuracy_pert, "gap": view.gap}
+        meta = {"accuracy_nat": points.accuracy_nat, "accuracy_pert": points.accuracy_pert, "gap": points.gap}
         # text columns as fixed-width strings: object arrays would need pickle to read back
         columns = {f"col_{c}": (col.astype(str) if col.dtype == object else col)
-                   for c, col in ((c, view.table[c].to_numpy()) for c in view.table.columns)}
-        return npz_bytes({**columns, "images_nat": view.images_nat, "images_pert": view.images_pert,
+                   for c, col in ((c, points.table[c].to_numpy()) for c in points.table.columns)}
+        return npz_bytes({**columns, "images_nat": points.images_nat, "images_pert": points.images_pert,
                           "meta": np.array(json.dumps(meta, allow_nan=True))})
 
-    def decode(self, data: bytes) -> MapView:
+    def decode(self, data: bytes) -> MapPoints:
         import json
 
         import pandas as pd
@@ -89,11 +89,11 @@ class MapViewCodec:
                 and isinstance(meta.get("gap"), dict)):
             raise ValueError("a stored map whose parts do not fit together")
         table = pd.DataFrame({c: arrays[f"col_{c}"] for c in POINT_COLUMNS}, columns=list(POINT_COLUMNS))
-        return MapView(table, float(meta["accuracy_nat"]), float(meta["accuracy_pert"]), meta["gap"], images_nat,
+        return MapPoints(table, float(meta["accuracy_nat"]), float(meta["accuracy_pert"]), meta["gap"], images_nat,
                        images_pert)
 
 
-MAP_VIEW_CODEC = MapViewCodec()
+MAP_POINTS_CODEC = MapPointsCodec()
 
 SELECTION_PAGE = 24  # thumbnails per page of the selection
 
@@ -106,7 +106,7 @@ def thumbnails(images) -> list[str]:
 
     from PIL import Image
 
-    from atld.ui.views import to_display
+    from atld.ui.display import to_display
 
     out = []
     for pic in to_display(images, scale=1):

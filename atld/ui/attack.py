@@ -3,7 +3,7 @@ predictions, confidences and discriminator scores before and after. Streamlit-fr
 
 The attack targets the bare classifier (as the official evaluation does, docs/method.md §5); IMT is
 then applied to the adversarial image with the run's own training ε (atld.inference). Importing
-this module imports no torch (the page draws an `AttackView`, plain NumPy, in the server)."""
+this module imports no torch (the page draws an `AttackResult`, plain NumPy, in the server)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from atld.errors import require
 
 @dataclass(frozen=True)
 class AttackDefaults:
-    """What the Attack page shows first (the default view, computed ahead at start-up); ε is the
+    """What the Attack page shows first (its first view, computed ahead at start-up); ε is the
     dataset's."""
     kind: AttackKind = AttackKind.PGD
     steps: int = 20
@@ -35,7 +35,7 @@ ATTACK_DEFAULTS = AttackDefaults()
 
 
 @dataclass(frozen=True)
-class AttackView:
+class AttackResult:
     """N images; arrays are NumPy on the CPU (picklable, so `st.cache_data` can keep them).
 
     x, x_adv, x_imt: float32 [N, C, H, W] in [0, 1] (x_imt: IMT applied to x_adv; None without D).
@@ -80,8 +80,8 @@ def _scores(run, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray | 
     return pred.numpy(), conf.numpy(), (d.numpy() if d is not None else None), prob.float().numpy()
 
 
-def attack_view(run, x: torch.Tensor, y: torch.Tensor, config: AttackConfig, seed: int = 0,
-                imt_mode: str = "atld") -> AttackView:
+def attack_result(run, x: torch.Tensor, y: torch.Tensor, config: AttackConfig, seed: int = 0,
+                imt_mode: str = "atld") -> AttackResult:
     """Attack `x` (float [N, C, H, W] in [0, 1], CPU) with labels `y` ([N] int64) against the run's
     classifier, then apply IMT (`imt_mode` "atld" or "atld+") when the run has a discriminator."""
     import torch
@@ -90,7 +90,7 @@ def attack_view(run, x: torch.Tensor, y: torch.Tensor, config: AttackConfig, see
     from atld.inference import apply_inference
     from atld.progress import report
 
-    require(x.dim() == 4 and len(x) == len(y), "attack_view needs images [N, C, H, W] and labels [N]")
+    require(x.dim() == 4 and len(x) == len(y), "attack_result needs images [N, C, H, W] and labels [N]")
     run.classifier.eval()
     generator = torch.Generator().manual_seed(int(seed))
     steps = config.num_steps
@@ -106,25 +106,25 @@ def attack_view(run, x: torch.Tensor, y: torch.Tensor, config: AttackConfig, see
         pred_imt, conf_imt, d_imt, probs_imt = _scores(run, x_imt_t)
         x_imt = x_imt_t.numpy()
     linf = (x_adv - x).abs().flatten(1).amax(1).numpy()
-    return AttackView(x.numpy(), x_adv.numpy(), x_imt, y.numpy(), pred_nat, pred_adv, pred_imt, conf_nat,
+    return AttackResult(x.numpy(), x_adv.numpy(), x_imt, y.numpy(), pred_nat, pred_adv, pred_imt, conf_nat,
                       conf_adv, conf_imt, d_nat, d_adv, d_imt, linf, float(config.epsilon), mode,
                       probs_nat, probs_adv, probs_imt)
 
 
-def summary_rows(view: AttackView, class_names: tuple[str, ...]) -> list[dict]:
+def summary_rows(result: AttackResult, class_names: tuple[str, ...]) -> list[dict]:
     """One row per image for the page's table: label, predictions and D scores before/after."""
     rows = []
-    for i in range(len(view.labels)):
-        row = {"label": class_names[view.labels[i]],
-               "natural → pred": class_names[view.pred_nat[i]], "conf nat": round(float(view.conf_nat[i]), 3),
-               "adversarial → pred": class_names[view.pred_adv[i]], "conf adv": round(float(view.conf_adv[i]), 3),
-               "‖δ‖∞": round(float(view.linf[i]), 4)}
-        if view.d_nat is not None:
-            row["D(nat)"] = round(float(view.d_nat[i]), 3)
-            row["D(adv)"] = round(float(view.d_adv[i]), 3)
-        if view.pred_imt is not None:
-            row[f"{view.imt_mode.upper()} (IMT) → pred"] = class_names[view.pred_imt[i]]
-            row["D(IMT)"] = round(float(view.d_imt[i]), 3)
+    for i in range(len(result.labels)):
+        row = {"label": class_names[result.labels[i]],
+               "natural → pred": class_names[result.pred_nat[i]], "conf nat": round(float(result.conf_nat[i]), 3),
+               "adversarial → pred": class_names[result.pred_adv[i]], "conf adv": round(float(result.conf_adv[i]), 3),
+               "‖δ‖∞": round(float(result.linf[i]), 4)}
+        if result.d_nat is not None:
+            row["D(nat)"] = round(float(result.d_nat[i]), 3)
+            row["D(adv)"] = round(float(result.d_adv[i]), 3)
+        if result.pred_imt is not None:
+            row[f"{result.imt_mode.upper()} (IMT) → pred"] = class_names[result.pred_imt[i]]
+            row["D(IMT)"] = round(float(result.d_imt[i]), 3)
         rows.append(row)
     return rows
 
@@ -217,14 +217,14 @@ def discriminator_note(check: dict | None) -> str | None:
     return text
 
 
-def imt_note(view: AttackView) -> str | None:
+def imt_note(result: AttackResult) -> str | None:
     """A computed sentence on what IMT did to these images (helped, hurt or changed nothing)."""
-    if view.pred_imt is None:
+    if result.pred_imt is None:
         return None
-    adv_ok = view.pred_adv == view.labels
-    imt_ok = view.pred_imt == view.labels
-    fixed, broke, n = int((imt_ok & ~adv_ok).sum()), int((adv_ok & ~imt_ok).sum()), len(view.labels)
-    mode = view.imt_mode.upper()
+    adv_ok = result.pred_adv == result.labels
+    imt_ok = result.pred_imt == result.labels
+    fixed, broke, n = int((imt_ok & ~adv_ok).sum()), int((adv_ok & ~imt_ok).sum()), len(result.labels)
+    mode = result.imt_mode.upper()
     if fixed == broke == 0:
         return f"{mode} (IMT) changed no prediction's correctness on these {n} images."
     text = f"{mode} (IMT) corrected {fixed} of the {int((~adv_ok).sum())} fooled images"

@@ -56,7 +56,7 @@ def progress_line(epochs_done: int, epochs: int, step: int, steps: int, n_train:
 def curves_figure(frame, columns: list[str], title: str = "", height: int = 240):
     """Training curves (the Train page's live ones, Home's of a card): one line with markers per
     column against integer epochs, so one epoch is already a visible point; the legend below the
-    plot, where nothing covers it. `frame`: `atld.ui.views.metric_columns` (plain lists: Home
+    plot, where nothing covers it. `frame`: `atld.ui.display.metric_columns` (plain lists: Home
     draws without pandas) or a DataFrame of the same columns."""
     import plotly.graph_objects as go
 
