@@ -28,7 +28,8 @@ from atld.errors import DataError, check_int_in
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, metavar="DIR", help="run directory (card.json + model)")
     p.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
-    p.add_argument("--data-root", type=Path, help="local folder holding the dataset files (default: the shipped test sample)")
+    p.add_argument("--data-root", type=Path,
+                   help="local folder holding the dataset files (default: the shipped test sample)")
     p.add_argument("--cache-dir", type=Path, help="cache folder (default: $ATLD_CACHE/latent or ~/.cache/atld/latent)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything; write no cache")
     p.add_argument("--trajectories", type=int, nargs="?", const=TRAJECTORY_DEFAULT, metavar="N",

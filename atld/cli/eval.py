@@ -30,7 +30,8 @@ def _floats(text: str) -> tuple[float, ...]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, metavar="DIR",
                    help="run directory (card.json + safetensors files)")
-    p.add_argument("--data-root", type=Path, help="local folder holding the dataset files (default: the shipped test sample; not needed for digits)")
+    p.add_argument("--data-root", type=Path, help="local folder holding the dataset files "
+                                                   "(default: the shipped test sample; not needed for digits)")
     p.add_argument("--format", choices=tuple(OutputFormat), default=OutputFormat.TABLE, help="output format")
     p.add_argument("--out", type=Path, help="write the output to this file instead of stdout")
     p.add_argument("--store", action="store_true", help="also store the results in the checkpoint's card.json")

@@ -151,8 +151,8 @@ def embed_path(path: AttackPath, background: np.ndarray | None = None) -> tuple[
                                                                                  np.ndarray | None]:
     """A PCA map fitted on natural logits only (the path's step 0, plus `background` natural
     logits [B, K] if given; logits without their offset, `atld.latent.axes`), with every step
-    projected onto it: the natural picture stays fixed while the points move. Returns (coords [S+1, N, 2], IMT coords [N, 2] or None, background
-    coords [B, 2] or None)."""
+    projected onto it: the natural picture stays fixed while the points move. Returns (coords
+    [S+1, N, 2], IMT coords [N, 2] or None, background coords [B, 2] or None)."""
     z = path.logits.numpy().astype(np.float64)
     s, n, k = z.shape
     z = drop_logit_offset(z.reshape(-1, k)).reshape(s, n, k)  # the map's axes: atld.latent.axes
