@@ -48,6 +48,51 @@ def test_tracker_fraction_eta_and_part_timings():
     assert clock(3725) == "1:02:05" and clock(12.4) == "0:12"
 
 
+def test_the_estimate_ignores_the_time_before_the_first_batch():
+    """Loading, the natural pass and set-up weigh nothing: extrapolated, a few seconds of them made
+    a 41-second evaluation announce seven minutes."""
+    now, events = FakeClock(), []
+    tracker = ProgressTracker([Task("pgd20", (("PGD-20", 20.0),), 100)], events.append, now)
+    batches = tracker.begin(0)
+    now.t = 5.0  # set-up before the attack's first batch
+    batches(BatchEvent("PGD-20", 0, 4, 100))
+    assert events[-1].eta is None  # nothing measured yet
+    now.t = 6.0
+    batches(BatchEvent("PGD-20", 1, 4, 100))
+    assert events[-1].eta == pytest.approx(3.0)  # three more batches of one second each
+
+
+def test_parts_not_started_are_planned_on_the_images_they_will_attack():
+    now, events = FakeClock(), []
+    aa = Task("autoattack", (("APGD-CE", 100.0), ("APGD-T", 900.0)), 100, on_correct=True, later_on_robust=True)
+    tracker = ProgressTracker([Task("pgd20", (("PGD-20", 20.0),), 100), aa], events.append, now)
+    batches = tracker.begin(0)
+    tracker.observe(0.6, natural=True)  # 60 images classified right
+    batches(BatchEvent("PGD-20", 0, 1, 100))
+    now.t = 2.0
+    batches(BatchEvent("PGD-20", 1, 1, 100))  # 2,000 units in 2 s
+    tracker.observe(0.1, natural=False)  # 10 still robust after PGD-20
+    batches = tracker.begin(1)
+    planned = 100 * 60 + 900 * 10
+    assert events[-1].eta == pytest.approx(planned * 2.0 / 2000)
+    assert events[-1].fraction == pytest.approx(2000 / (2000 + planned))
+    batches(BatchEvent("APGD-CE", 0, 1, 100))  # APGD gets every image but attacks the 60 right ones
+    assert events[-1].fraction == pytest.approx(2000 / (2000 + planned))
+
+
+def test_attacks_through_imt_get_their_own_measured_rate():
+    now, events = FakeClock(), []
+    tasks = [Task("pgd20 / atld-", (("PGD-20", 20.0),), 10), Task("pgd20 / atld", (("PGD-20", 20.0),), 10, 3.0),
+             Task("pgd20 / atld+", (("PGD-20", 20.0),), 10, 3.0)]
+    tracker = ProgressTracker(tasks, events.append, now)
+    for i, seconds in enumerate((1.0, 10.0)):  # through IMT: 10x the bare time, not IMT_COST = 3x
+        batches = tracker.begin(i)
+        batches(BatchEvent("PGD-20", 0, 1, 10))
+        now.t += seconds
+        batches(BatchEvent("PGD-20", 1, 1, 10))
+    assert events[-1].eta == pytest.approx(10.0)  # the last task, at the rate measured through IMT
+
+
 def test_autoattack_reports_every_inner_attack_and_each_shared_attack_once(atld_run, digits):
     events = []
     config = EvalConfig(attacks=("natural", "pgd20", "autoattack"), limit=6, device="cpu", epsilon=0.02)
