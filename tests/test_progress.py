@@ -87,7 +87,7 @@ def test_attacks_through_imt_get_their_own_measured_rate():
     tasks = [Task("pgd20 / atld-", (("PGD-20", 20.0),), 10), Task("pgd20 / atld", (("PGD-20", 20.0),), 10, 3.0),
              Task("pgd20 / atld+", (("PGD-20", 20.0),), 10, 3.0)]
     tracker = ProgressTracker(tasks, events.append, now)
-    for i, seconds in enumerate((1.0, 10.0)):  # through IMT: 10x the bare time, not IMT_COST = 3x
+    for i, seconds in enumerate((1.0, 10.0)):  # through IMT: 10x the bare time, far from the 3x planned
         batches = tracker.begin(i)
         batches(BatchEvent("PGD-20", 0, 1, 10))
         now.t += seconds
