@@ -28,7 +28,8 @@ from atld.errors import DataError, check_int_in
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, metavar="DIR", help="run directory (card.json + model)")
     p.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
-    p.add_argument("--data-root", type=Path, help="local folder holding the dataset files")
+    p.add_argument("--data-root", type=Path,
+                   help="local folder holding the dataset files (default: the shipped test sample)")
     p.add_argument("--cache-dir", type=Path, help="cache folder (default: $ATLD_CACHE/latent or ~/.cache/atld/latent)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything; write no cache")
     p.add_argument("--trajectories", type=int, nargs="?", const=TRAJECTORY_DEFAULT, metavar="N",
@@ -45,7 +46,8 @@ TRAJECTORY_MAX = 500
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from atld.data.loaders import load_dataset
+    from atld.config.settings import settings
+    from atld.data.loaders import load_for_cli, sample_notice
     from atld.device import resolve_device
     from atld.fileio import atomic_write, check_output_file
     from atld.latent import LatentCache, latent_map, map_csv
@@ -63,7 +65,12 @@ def run(args: argparse.Namespace) -> int:
             check_output_file(out)
     device = resolve_device(config.device)
     run_ = load_checkpoint(args.checkpoint, device=device)
-    x, y = load_dataset(run_.spec.name, args.data_root).split(config.split)
+    data = load_for_cli(run_.spec.name, args.data_root, settings().samples_dir)
+    if data.sample and config.split != "test":
+        raise DataError(f"the shipped sample of {run_.spec.name} holds test images only: give --data-root DIR for "
+                        f"the {config.split} split")
+    sys.stderr.write(sample_notice(data))
+    x, y = data.split(config.split)
     if len(y) < 2:
         raise DataError(f"the {config.split} split of {run_.spec.name} has fewer than 2 images")
     if args.trajectories is not None:

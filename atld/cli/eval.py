@@ -30,7 +30,8 @@ def _floats(text: str) -> tuple[float, ...]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, metavar="DIR",
                    help="run directory (card.json + safetensors files)")
-    p.add_argument("--data-root", type=Path, help="local folder holding the dataset files (not needed for digits)")
+    p.add_argument("--data-root", type=Path, help="local folder holding the dataset files "
+                                                   "(default: the shipped test sample; not needed for digits)")
     p.add_argument("--format", choices=tuple(OutputFormat), default=OutputFormat.TABLE, help="output format")
     p.add_argument("--out", type=Path, help="write the output to this file instead of stdout")
     p.add_argument("--store", action="store_true", help="also store the results in the checkpoint's card.json")
@@ -67,7 +68,7 @@ class ProgressBar:
 
 
 def run(args: argparse.Namespace) -> int:
-    from atld.data.loaders import load_dataset
+    from atld.data.loaders import load_for_cli, sample_notice
     from atld.device import resolve_device
     from atld.evaluate import EvalReport, evaluate, masking_diagnostics, robust_accuracy_curve, store_evaluation
     from atld.evaluate.diagnostics import diagnostic_attacks
@@ -91,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
         RunWriter.claim(args.checkpoint, new=False).close()
     device = resolve_device(config.device)
     run_ = load_checkpoint(args.checkpoint, device=device)
-    data = load_dataset(run_.config.dataset, args.data_root)
+    data = load_for_cli(run_.config.dataset, args.data_root, settings().samples_dir)
+    sys.stderr.write(sample_notice(data))
     modes = inference_modes(run_, config)
     bar = ProgressBar(not args.quiet)
     extra = ""

@@ -7,7 +7,8 @@ a batch into float32 [0, 1].
 
 `load_sample` reads a shipped test sample (`atld.data.samples`: the test split only, the train
 split empty); `load_for_app` is the app's loader: the full data when it is under the data root,
-else the shipped sample.
+else the shipped sample; `load_for_cli` the commands': the data root when one is given, else
+the shipped sample (as the app does), else the one-line "needs --data-root" error.
 """
 
 from __future__ import annotations
@@ -128,6 +129,23 @@ def load_for_app(name: str, root: str | os.PathLike | None, samples_dir: str | o
     how = "download it on the Home page (Datasets) or start" if spec.downloadable else "start"
     raise DataError(f"no {name} data on this server (no shipped sample, nothing under {str(root)!r}): {how} the "
                     f"app with ATLD_DATA_ROOT set to a folder holding {spec.source}")
+
+
+def load_for_cli(name: str, root: str | os.PathLike | None, samples_dir: str | os.PathLike) -> ImageData:
+    """The commands' data (`eval`, `embed`): `load_dataset(name, root)` when a root is given or
+    the dataset needs none, else the shipped test sample in `samples_dir` when there is one
+    (`ImageData.sample` is then True, and the command says so), else `load_dataset`'s error."""
+    if root is not None or not get_spec(name).needs_root or not sample_path(name, samples_dir).is_file():
+        return load_dataset(name, root)
+    return load_sample(name, samples_dir)
+
+
+def sample_notice(data: ImageData) -> str:
+    """The line a command prints when it works on the shipped sample ("" on the full data)."""
+    if not data.sample:
+        return ""
+    return (f"no --data-root: working {data.on_what()} of {data.spec.name} (the first images of its test set); "
+            "give --data-root DIR for the full test set\n")
 
 
 def _download_hint(name: str) -> str:

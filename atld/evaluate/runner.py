@@ -86,6 +86,13 @@ def checks_discriminator(run: LoadedRun, modes) -> bool:
     return run.discriminator is not None and any(m is not InferenceMode.BARE for m in modes)
 
 
+def _attacked_images(name: str) -> tuple[bool, bool]:
+    """(on_correct, later_on_robust) of `Task` for a named attack: APGD (AutoAttack, the adaptive
+    attack) attacks only the images classified right; AutoAttack's later parts, and APGD-T's
+    target classes after APGD-CE, only those still robust."""
+    return (True, True) if name in ("autoattack", "adaptive") else (False, False)
+
+
 def plan(attacks, modes, n: int, suffix: str = "", discriminator: bool = False) -> list[Task]:
     """The attack runs of an evaluation, in the order `evaluate_on` makes them (for the progress
     estimate); `suffix` ends every label (e.g. the ε of a curve's point); discriminator: the D
@@ -95,10 +102,11 @@ def plan(attacks, modes, n: int, suffix: str = "", discriminator: bool = False) 
         attack = ATTACKS[name]
         if _shared(attack):
             serves = f" (serves {', '.join(modes)})" if len(modes) > 1 and attack.target is Target.CLASSIFIER else ""
-            tasks.append(Task(f"{name} on the bare classifier{serves}{suffix}", attack.cost, n))
+            tasks.append(Task(f"{name} on the bare classifier{serves}{suffix}", attack.cost, n, 1.0,
+                              *_attacked_images(name)))
         else:
-            tasks += [Task(f"{name} / {mode}{suffix}", attack.cost, n, 1.0 if mode is InferenceMode.BARE else IMT_COST)
-                      for mode in modes]
+            tasks += [Task(f"{name} / {mode}{suffix}", attack.cost, n, 1.0 if mode is InferenceMode.BARE else IMT_COST,
+                           *_attacked_images(name)) for mode in modes]
     if discriminator:
         tasks.append(Task("discriminator check", DISCRIMINATOR_COST, n))
     return tasks
@@ -168,6 +176,7 @@ def evaluate_on(run: LoadedRun, config: EvalConfig, modes, x: torch.Tensor, y: t
                                 f"(its {attack_seconds:.1f} s are counted there)")
                 rows.append(make_row(name, mode, _protocol(attack.target, mode), int(correct.sum()), len(y),
                                      0.0 if attack.target is Target.NONE else eps, seconds, note))
+                tracker.observe(float(correct.float().mean()), natural=attack.target is Target.NONE)
     meta = report_meta(run, config, eps, device, len(y))
     if check_discriminator:
         meta["discriminator"] = discriminator_check(run, x, y, eps, batch_size=config.batch_size, device=device,

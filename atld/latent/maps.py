@@ -25,6 +25,7 @@ import torch
 from atld.attacks.gradient import AttackConfig
 from atld.attacks.registry import attack_from_name
 from atld.config.latent import POINT_COLUMNS, LatentConfig
+from atld.latent.axes import map_input, offset_share, pca_axes
 from atld.vocab import PointSet, Projection
 from atld.latent.cache import LatentCache
 from atld.latent.embed import Embedder
@@ -35,12 +36,17 @@ from atld.progress import stage
 
 @dataclass(frozen=True)
 class LatentMap:
-    """What a map request computes. coords: float [2N, 2], natural rows first; gap: `gap_numbers`."""
+    """What a map request computes. coords: float [2N, 2], natural rows first; gap: `gap_numbers`
+    (on the latents as they are); explained: each PCA axis's share of the variance of what the map
+    was fitted on (None for UMAP / t-SNE); offset_share: for logits, the share of their variance
+    the map dropped as the softmax-invariant offset (`atld.latent.axes`), else None."""
     config: LatentConfig
     attack: AttackConfig | None
     latents: LatentSet
     coords: np.ndarray
     gap: dict
+    explained: tuple[float, ...] | None = None
+    offset_share: float | None = None
 
 
 def latent_map(run, x: torch.Tensor, y: torch.Tensor, config: LatentConfig, cache: LatentCache | None = None,
@@ -60,9 +66,13 @@ def latent_map(run, x: torch.Tensor, y: torch.Tensor, config: LatentConfig, cach
         gap = cache.gap(z_nat, z_pert, labels, d_nat, d_pert, folds=config.folds, permutations=config.permutations,
                         neighbors=config.neighbors, random_state=config.seed)
     embedder = Embedder(config.projection, fit_on=config.fit_on, random_state=config.seed)
+    m_nat, m_pert = map_input(z_nat, config.space), map_input(z_pert, config.space)
     with stage(0.4 if slow_map else 0.95, 1.0, str(config.projection).upper()):
-        coords = cache.embedding(embedder, z_nat, z_pert, labels)
-    return LatentMap(config, attack, latents, coords, gap)
+        coords = cache.embedding(embedder, m_nat, m_pert, labels)
+    explained = (explained_variance(z_nat, z_pert, config.fit_on, space=config.space)
+                 if config.projection == Projection.PCA else None)
+    share = offset_share(np.concatenate([z_nat, z_pert])) if config.space == "logits" else None
+    return LatentMap(config, attack, latents, coords, gap, explained, share)
 
 
 def points_frame(coords: np.ndarray, latents: LatentSet, class_names: tuple[str, ...],
@@ -116,17 +126,14 @@ def map_csv(m: LatentMap, meta: dict, class_names: tuple[str, ...]) -> str:
     return buf.getvalue()
 
 
-def explained_variance(z_nat, z_pert, fit_on: str, components: int = 2) -> tuple[float, ...]:
+def explained_variance(z_nat, z_pert, fit_on: str, components: int = 2, space: str = "features") -> tuple[float, ...]:
     """The share of the fitted points' variance each PCA axis of a map keeps (the Embedder's PCA:
-    centred, unscaled; fitted on the natural points or on both clouds)."""
-    z = np.asarray(z_nat, dtype=np.float64)
+    centred, unscaled; fitted on the natural points or on both clouds; for space="logits" on the
+    logits without their offset, as `latent_map` fits them)."""
+    z = map_input(z_nat, space)
     if fit_on != "natural":
-        z = np.concatenate([z, np.asarray(z_pert, dtype=np.float64)])
-    z = z - z.mean(axis=0)
-    s = np.linalg.svd(z, compute_uv=False) ** 2
-    total = s.sum()
-    ratios = s[:components] / total if total > 0 else np.zeros(min(components, len(s)))
-    return tuple(float(r) for r in np.pad(ratios, (0, components - len(ratios))))
+        z = np.concatenate([z, map_input(z_pert, space)])
+    return pca_axes(z, components)[2]
 
 
 def shared_pca(z_a, z_b, n_a: int, n_b: int, components: int = 2) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:

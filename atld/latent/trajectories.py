@@ -15,6 +15,7 @@ import torch
 from atld.attacks.gradient import AttackConfig, run_attack
 from atld.vocab import AttackKind, LatentSpace, parse
 from atld.errors import DataError, check_finite_range, check_int_at_least, require
+from atld.latent.axes import drop_logit_offset, map_input
 from atld.latent.embed import Embedder
 from atld.latent.extract import extract_latents
 from atld.progress import report
@@ -73,6 +74,7 @@ def embed_trajectories(traj: Trajectories, embedder: Embedder | None = None, spa
     the trails are drawn on the usual picture; they are not returned."""
     embedder = embedder or Embedder("pca")
     z = traj.latents(space)
+    z = map_input(z.reshape(-1, z.shape[-1]), space).reshape(z.shape)
     e, n, dim = z.shape
     first, rest = z[0], z[1:].reshape(-1, dim)
     nat = first if background is None else np.concatenate([first, np.asarray(background, np.float64)])
@@ -153,16 +155,17 @@ def attack_path(run, x: torch.Tensor, y: torch.Tensor, attack: AttackConfig, see
 def embed_path(path: AttackPath, background: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None,
                                                                                  np.ndarray | None]:
     """A PCA map fitted on natural logits only (the path's step 0, plus `background` natural
-    logits [B, K] if given), with every step projected onto it: the natural picture stays fixed
-    while the points move. Returns (coords [S+1, N, 2], IMT coords [N, 2] or None, background
-    coords [B, 2] or None)."""
+    logits [B, K] if given; logits without their offset, `atld.latent.axes`), with every step
+    projected onto it: the natural picture stays fixed while the points move. Returns (coords
+    [S+1, N, 2], IMT coords [N, 2] or None, background coords [B, 2] or None)."""
     z = path.logits.numpy().astype(np.float64)
     s, n, k = z.shape
-    nat = z[0] if background is None else np.concatenate([z[0], np.asarray(background, np.float64)])
+    z = drop_logit_offset(z.reshape(-1, k)).reshape(s, n, k)  # the map's axes: atld.latent.axes
+    nat = z[0] if background is None else np.concatenate([z[0], drop_logit_offset(background)])
     embedder = Embedder("pca", fit_on="natural")
     rest = z[1:].reshape(-1, k)
     if path.imt_logits is not None:
-        rest = np.concatenate([rest, path.imt_logits.numpy().astype(np.float64)])
+        rest = np.concatenate([rest, drop_logit_offset(path.imt_logits.numpy())])
     embedder.fit(nat, rest)
     emb = embedder.embedding_
     moved = emb[len(nat):]
