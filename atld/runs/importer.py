@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from atld.errors import CheckpointError, ConfigError
+from atld.errors import CheckpointError, ConfigError, shown
 from atld.fileio import now_iso, open_regular, printable
 from atld.runs.card import (IMPORTED_CONFIG_METHOD, IMPORTED_METHOD, MAX_TENSOR_FILE_BYTES, read_safetensors_header,
                             runs_dir, safe_run_name)
@@ -256,9 +256,9 @@ def _match_layout(found: dict[str, tuple[tuple[int, ...], str]], layout: dict, a
         if missing:
             first = f"missing {missing[0]} of shape {_shape(layout[missing[0]][0])}"
         else:
-            first = f"unexpected {printable(unexpected[0], 80)} of shape {_shape(found[mapping[unexpected[0]]][0])}"
+            first = f"unexpected {shown(unexpected[0], 80)} of shape {_shape(found[mapping[unexpected[0]]][0])}"
         hint = ""
-        if len(missing) == len(layout) or len(unexpected) == len(mapping):
+        if 2 * len(missing) > len(layout) or 2 * len(unexpected) > len(mapping):
             hint = "; no name fits: is this the architecture the file was saved from? (see docs/import.md)"
         raise CheckpointError(f"the weights in {what} do not fit {arch}: {first}; {len(missing)} missing, "
                               f"{len(unexpected)} unexpected{hint}")
@@ -355,10 +355,13 @@ def _zip_members(data: bytes, what: str) -> tuple[zipfile.ZipFile, str]:
     return archive, pickles[0].filename
 
 
+OBJECT_OPCODES = ("INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "EXT1", "EXT2", "EXT4")  # a state dict never needs them
+
+
 def pickle_globals(pickle_bytes: bytes, what: str) -> list[tuple[str, str]]:
     """Every global a pickle would import, read opcode by opcode without running anything. A
     STACK_GLOBAL must take its names from the two strings just pushed (what torch.save writes);
-    anything harder to follow is refused."""
+    anything harder to follow is refused. Opcodes that create objects come back as ("", opcode)."""
     found, strings = [], []
     try:
         for opcode, arg, _ in pickletools.genops(pickle_bytes):
@@ -374,9 +377,8 @@ def pickle_globals(pickle_bytes: bytes, what: str) -> list[tuple[str, str]]:
                 strings.append(str(arg))
             elif opcode.name not in ("MEMOIZE", "BINPUT", "LONG_BINPUT", "PUT"):
                 strings = []
-            if opcode.name in ("INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "EXT1", "EXT2", "EXT4"):
-                raise CheckpointError(f"refusing {what}: its pickle creates objects ({opcode.name}), which a state "
-                                      "dict never needs")
+            if opcode.name in OBJECT_OPCODES:
+                found.append(("", opcode.name))
     except CheckpointError:
         raise
     except Exception as exc:  # pickletools raises ValueError and others for malformed input
@@ -394,11 +396,16 @@ def _read_torch_zip(data: bytes, layout: dict, arch: str, what: str) -> _Weights
         pickle_bytes = archive.read(pkl)
     except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
         raise CheckpointError(f"{what}: cannot read its pickle ({printable(exc, 100)}); truncated?") from None
-    for module, name in pickle_globals(pickle_bytes, what):
-        if (module, name) not in ALLOWED_GLOBALS:
+    found = pickle_globals(pickle_bytes, what)
+    for module, name in found:  # a foreign global first: it names what the file holds
+        if module and (module, name) not in ALLOWED_GLOBALS:
             raise CheckpointError(f"refusing {what}: it needs {printable(module, 60)}.{printable(name, 60)}, which "
                                   "a file of weights never needs (a pickled object or code); it was not loaded. Save "
                                   "model.state_dict() or a .safetensors file")
+    for module, name in found:
+        if not module:
+            raise CheckpointError(f"refusing {what}: its pickle creates objects ({name}), which a state dict never "
+                                  "needs; it was not loaded")
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, KeyError, TypeError, AttributeError,
@@ -428,9 +435,10 @@ def _unwrap(obj, what: str, torch) -> tuple[dict, list[str]]:
                 obj, wrapper = obj[key], [key]
                 break
         else:
-            keys = ", ".join(printable(k, 40) for k in list(obj)[:6])
-            raise CheckpointError(f"{what} holds a dict without weights at its top ({keys}); expected a state dict "
-                                  f"or one under {', '.join(WRAPPER_KEYS)}")
+            if not any(isinstance(v, torch.Tensor) for v in obj.values()):
+                keys = ", ".join(printable(k, 40) for k in list(obj)[:6])
+                raise CheckpointError(f"{what} holds a dict without weights at its top ({keys}); expected a state "
+                                      f"dict or one under {', '.join(WRAPPER_KEYS)}")
     if not isinstance(obj, dict) or not obj:
         raise CheckpointError(f"{what} holds a {type(obj).__name__}, not a state dict (names -> tensors)")
     for key, value in obj.items():
