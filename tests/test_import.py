@@ -88,7 +88,7 @@ def test_the_big_layouts_are_accepted_as_recorded(arch):
     target = arch.split("+")[0]
     layout = _layout(target, CIFAR)
     found = {k: (tuple(shape), "I64" if k.endswith("num_batches_tracked") else "F32") for k, shape in LAYOUTS[arch]}
-    mapping, prefixes, dropped = _match_layout(found, layout, target, "the file")
+    mapping, prefixes, dropped, _ = _match_layout(found, layout, target, "the file")
     assert set(mapping) == set(layout) and prefixes == []
     assert (dropped is not None and "sub_block1" in dropped) == ("sub_block1" in arch)
 
@@ -325,3 +325,17 @@ def test_a_wrn_28_10_in_robustbench_layout_imports_with_sub_block1(tmp_path):
     result = import_weights(tmp_path / "wrn.pt", "rb-wrn-28-10", "cifar10", runs_root=tmp_path, check_images=20)
     assert result.wrapper == "'state_dict' + 'module.'" and "sub_block1" in result.dropped and result.check.n == 20
     _same_function(load_checkpoint(result.path), source, (0, 0, 0), (1, 1, 1))
+
+
+def test_a_normalization_kept_in_the_file_is_used(tmp_path):
+    """RobustBench's wrapping classes (e.g. Rice2020OverfittingNet) keep mean/std as `mu`/`sigma` buffers."""
+    source = _model("rb-wrn-10-1")
+    mu, sigma = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1), torch.tensor([0.2471, 0.2435, 0.2616])
+    torch.save({**source.state_dict(), "mu": mu, "sigma": sigma.view(1, 3, 1, 1)}, tmp_path / "w.pt")
+    result = import_weights(tmp_path / "w.pt", "rb-wrn-10-1", "cifar10", runs_root=tmp_path, check_images=0)
+    assert result.normalization.name == "from the file (mu, sigma)"
+    assert result.normalization.std == pytest.approx(tuple(sigma.tolist()))
+    _same_function(load_checkpoint(result.path), source, mu.flatten().tolist(), sigma.tolist())
+    given = import_weights(tmp_path / "w.pt", "rb-wrn-10-1", "cifar10", "none", runs_root=tmp_path, name="given",
+                           check_images=0)
+    assert given.normalization.name == "none" and "mu, sigma" in given.dropped

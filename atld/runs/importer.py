@@ -46,6 +46,7 @@ from atld.runs.card import (IMPORTED_CONFIG_METHOD, IMPORTED_METHOD, MAX_TENSOR_
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")  # where checkpoints usually keep their weights
 NAME_PREFIXES = ("module.", "_orig_mod.", "model.")  # DataParallel, torch.compile, a wrapping module
+NORMALIZATION_NAMES = (("mu", "sigma"), ("mean", "std"))  # buffers where RobustBench's wrappers keep normalization
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")  # converted to float32
 INT_DTYPES = ("I64", "I32")  # BatchNorm's num_batches_tracked
 MAX_PICKLE_BYTES = 64 * 2**20  # the pickle of a state dict holds names and shapes, not data
@@ -171,6 +172,7 @@ class _Weights:
     format: str
     wrapper: list[str] = field(default_factory=list)
     dropped: str | None = None
+    normalization: Normalization | None = None  # the file's own (mu/sigma buffers), when it has one
 
 
 # ----------------------------------------------------------------------------- the architecture's layout
@@ -231,15 +233,23 @@ def _strip_prefixes(names: list[str]) -> tuple[dict[str, str], list[str]]:
 
 
 def _match_layout(found: dict[str, tuple[tuple[int, ...], str]], layout: dict, arch: str,
-                  what: str) -> tuple[dict[str, str], list[str], str | None]:
+                  what: str) -> tuple[dict[str, str], list[str], str | None, tuple[str, str] | None]:
     """Check names, shapes and dtypes the file declares against the architecture.
 
     found: file name -> (shape, safetensors dtype). Returns ({layout name: file name}, prefixes
     removed, what was dropped). RobustBench's `sub_block1` (a copy of block1's layout the forward
     pass never uses) is dropped after its shapes are checked; a missing `num_batches_tracked` (older
-    checkpoints) is allowed. Anything else is one line naming the first difference."""
+    checkpoints) is allowed; a normalization kept as buffers (`mu` and `sigma`, as RobustBench's
+    wrapping classes do) comes back as its two file names. Anything else is one line naming the
+    first difference."""
     mapping, prefixes = _strip_prefixes(list(found))
-    dropped = []
+    dropped, norm_names = [], None
+    for mean, std in NORMALIZATION_NAMES:
+        if mean in mapping and std in mapping and mean not in layout and std not in layout \
+                and 1 <= _numel(found[mapping[mean]][0]) <= 4 and 1 <= _numel(found[mapping[std]][0]) <= 4 \
+                and found[mapping[mean]][1] in FLOAT_DTYPES and found[mapping[std]][1] in FLOAT_DTYPES:
+            norm_names = (mapping.pop(mean), mapping.pop(std))
+            break
     unused = [k for k in mapping if k.startswith("sub_block1.")]
     if unused and arch.startswith("rb-wrn-"):
         for k in unused:
@@ -276,7 +286,14 @@ def _match_layout(found: dict[str, tuple[tuple[int, ...], str]], layout: dict, a
     absent = [k for k in layout if k not in mapping]
     if absent:
         dropped.append(f"{len(absent)} num_batches_tracked counters absent (set to 0; they do not change outputs)")
-    return mapping, prefixes, "; ".join(dropped) or None
+    return mapping, prefixes, "; ".join(dropped) or None, norm_names
+
+
+def _file_normalization(tensors: dict, names: tuple[str, str] | None, torch) -> Normalization | None:
+    if names is None:
+        return None
+    mean, std = (tuple(float(v) for v in tensors[n].to(torch.float64).flatten()) for n in names)
+    return Normalization(f"from the file ({names[0]}, {names[1]})", mean, std)
 
 
 # ----------------------------------------------------------------------------- reading the file
@@ -317,15 +334,16 @@ def _read_safetensors(data: bytes, layout: dict, arch: str, what: str) -> _Weigh
     from safetensors.torch import load as load_safetensors
 
     header = read_safetensors_header(data, len(data), what)  # bounded; byte ranges tile the file exactly
-    mapping, prefixes, dropped = _match_layout({k: (e.shape, e.dtype) for k, e in header.items()}, layout, arch,
-                                               what)
+    mapping, prefixes, dropped, norm_names = _match_layout({k: (e.shape, e.dtype) for k, e in header.items()},
+                                                           layout, arch, what)
     try:
         raw = load_safetensors(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{what} is not a readable safetensors file ({printable(exc, 120)})") from None
     tensors = {name: raw[src] for name, src in mapping.items()}
+    norm = _file_normalization(raw, norm_names, torch)
     del raw
-    return _Weights(_finish(tensors, layout, what, torch), WeightsFormat.SAFETENSORS, list(prefixes), dropped)
+    return _Weights(_finish(tensors, layout, what, torch), WeightsFormat.SAFETENSORS, list(prefixes), dropped, norm)
 
 
 def _zip_members(data: bytes, what: str) -> tuple[zipfile.ZipFile, str]:
@@ -421,9 +439,10 @@ def _read_torch_zip(data: bytes, layout: dict, arch: str, what: str) -> _Weights
         dtype = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
                  torch.int64: "I64", torch.int32: "I32"}.get(value.dtype, str(value.dtype).replace("torch.", ""))
         found[key] = (tuple(value.shape), dtype)
-    mapping, prefixes, dropped = _match_layout(found, layout, arch, what)
+    mapping, prefixes, dropped, norm_names = _match_layout(found, layout, arch, what)
     tensors = {name: state[src] for name, src in mapping.items()}
-    return _Weights(_finish(tensors, layout, what, torch), WeightsFormat.TORCH_ZIP, wrapper + prefixes, dropped)
+    return _Weights(_finish(tensors, layout, what, torch), WeightsFormat.TORCH_ZIP, wrapper + prefixes, dropped,
+                    _file_normalization(state, norm_names, torch))
 
 
 def _unwrap(obj, what: str, torch) -> tuple[dict, list[str]]:
@@ -581,6 +600,12 @@ def import_weights(source, arch: str, dataset: str, normalization: str | Normali
     digest = hashlib.sha256(data).hexdigest()
     size = len(data)
     del data
+    if weights.normalization is not None:  # the file keeps its own: used unless the user chose one
+        if normalization in (None, "auto"):
+            norm = resolve_normalization(weights.normalization, arch, spec)
+        else:
+            unused = weights.normalization.name.replace("from the file", "the file's normalization")
+            weights.dropped = "; ".join(filter(None, [weights.dropped, f"{unused}, as --normalization was given"]))
     report(ImportProgress("checking", 1, 1))
     model = set_normalization(build_classifier(arch, spec), {"source": {"normalization": norm.to_dict()}})
     try:
