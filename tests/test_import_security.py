@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pickle
+import pickletools
 import struct
 import subprocess
 import sys
@@ -87,12 +88,47 @@ def _rezip(data: bytes, compress: bool = False, drop_pickle: bool = False) -> by
     return out.getvalue()
 
 
+def _duplicate_member(d: Path) -> bytes:
+    """An archive naming its pickle twice: a benign one and a payload. Readers differ on which they
+    take (Python's zipfile the last, others the first), so the scan could check one and torch load
+    the other."""
+    data = _torch_bytes(_state())
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+        dst.writestr(next(n for n in src.namelist() if n.endswith("/data.pkl")),
+                     pickle.dumps(FilePayload(d / MARKER), protocol=2))
+    return out.getvalue()
+
+
 def _zip_bomb(_: Path) -> bytes:
     """A torch.save-shaped archive whose tensor member is deflated: 64 MiB of zeros in ~64 KiB."""
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as dst:
         dst.writestr("archive/data.pkl", pickle.dumps({}, protocol=2))
         dst.writestr("archive/data/0", b"\0" * 64 * 2**20, compress_type=zipfile.ZIP_DEFLATED)
+    return out.getvalue()
+
+
+def _storage_size_lie(_: Path) -> bytes:
+    """A torch.save archive whose pickle says its first storage holds 2^40 values (the file has a few
+    hundred): the size the pickle claims against the bytes the archive holds."""
+    data = _torch_bytes(_state())
+    with zipfile.ZipFile(io.BytesIO(data)) as src:
+        name = next(n for n in src.namelist() if n.endswith("/data.pkl"))
+        pkl = src.read(name)
+        members = {info.filename: src.read(info.filename) for info in src.infolist()}
+    ops = list(pickletools.genops(pkl))
+    for i, (op, _, pos) in enumerate(ops):  # the storage's element count follows its location, "cpu"
+        if op.name.startswith("BININT") and any(a == "cpu" for _, a, _ in ops[max(0, i - 3):i]):
+            width = {"BININT1": 1, "BININT2": 2, "BININT": 4}[op.name]
+            pkl = pkl[:pos] + b"\x8a\x06" + (2**40).to_bytes(6, "little") + pkl[pos + 1 + width:]
+            break
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for member, content in members.items():
+            dst.writestr(member, pkl if member == name else content)
     return out.getvalue()
 
 
@@ -125,6 +161,11 @@ HOSTILE_IMPORTS = {
     "safetensors file with bytes appended": (lambda d: save_safetensors(_state()) + b"\0" * 8, "the file has"),
     "a huge declared tensor": (_huge_declared_tensor, "the header accounts for 4398046511"),
     "a huge declared header": (_huge_header_length, "neither"),
+    "a huge storage declared in a torch.save pickle": (_storage_size_lie, "does not match expected size"),
+    "a huge tensor declared as a view (torch.save, stride 0)": (
+        lambda d: _torch_bytes(_state(**{"fc.weight": torch.zeros(1).expand(2**20, 2**20)})),
+        "shape mismatch for fc.weight: weights.pt has (1048576, 1048576)"),
+    "two pickles of one name in the archive": (lambda d: _duplicate_member(d), "twice"),
     "a compressed member (zip bomb)": (_zip_bomb, "compressed"),
     "a zip that is no torch.save archive": (lambda d: _rezip(_torch_bytes(_state()), drop_pickle=True), "data.pkl"),
     "wrong shapes (another width)": (

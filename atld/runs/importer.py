@@ -357,6 +357,9 @@ def _zip_members(data: bytes, what: str) -> tuple[zipfile.ZipFile, str]:
             from None
     if not 1 <= len(infos) <= MAX_ZIP_MEMBERS:
         raise CheckpointError(f"{what}: a torch.save archive of {len(infos)} members")
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):  # zip readers differ on which copy they take: the scan must see torch's
+        raise CheckpointError(f"{what}: its archive names a member twice; refused")
     total = 0
     for info in infos:
         if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
