@@ -339,3 +339,14 @@ def test_a_normalization_kept_in_the_file_is_used(tmp_path):
     given = import_weights(tmp_path / "w.pt", "rb-wrn-10-1", "cifar10", "none", runs_root=tmp_path, name="given",
                            check_images=0)
     assert given.normalization.name == "none" and "mu, sigma" in given.dropped
+
+
+def test_what_a_picker_offers_is_valid():
+    """Every suggested architecture is in the table and fits CIFAR-10; each has an upload limit."""
+    from atld.models.registry import check_arch
+    from atld.runs.importer import SUGGESTED_ARCHITECTURES, max_file_bytes
+
+    for arch in SUGGESTED_ARCHITECTURES:
+        check_arch(arch, CIFAR)
+    assert max_file_bytes("rb-wrn-28-10", "cifar10") > 4 * classifier_params("rb-wrn-28-10", CIFAR)
+    assert max_file_bytes("dm-wrn-70-16", "cifar10") == 4 * 2**30

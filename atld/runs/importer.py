@@ -65,6 +65,13 @@ ALLOWED_GLOBALS = frozenset({
 })
 
 
+# The architectures a picker offers first: RobustBench's most used CIFAR layouts, then the lab's own.
+SUGGESTED_ARCHITECTURES = ("rb-wrn-28-10", "rb-wrn-34-10", "rb-wrn-34-20", "dm-wrn-70-16-swish", "dm-wrn-70-16",
+                           "dm-wrn-28-10-swish", "dm-wrn-28-10", "rb-preact-resnet18", "rb-preact-resnet18-bn",
+                           "rb-resnet18", "dm-preact-resnet18-swish", "dm-preact-resnet18", "wrn-28-10",
+                           "preact-resnet18", "convnet-32", "small-cnn", "fast-cnn-bn")
+
+
 class WeightsFormat:
     SAFETENSORS = "safetensors"
     TORCH_ZIP = "torch-zip"
@@ -205,6 +212,11 @@ def size_limit(layout: dict) -> int:
     """The largest file accepted for an architecture: 16 bytes per value plus 64 MiB, at most 4 GiB."""
     values = sum(_numel(shape) for shape, _ in layout.values())
     return min(MAX_TENSOR_FILE_BYTES, BYTES_PER_VALUE_LIMIT * values + SLACK_BYTES)
+
+
+def max_file_bytes(arch: str, dataset: str) -> int:
+    """The largest weights file accepted for `arch` on `dataset` (for an uploader's limit)."""
+    return size_limit(_layout(arch, _target(arch, dataset)[1]))
 
 
 def _numel(shape) -> int:
@@ -683,6 +695,6 @@ def estimate_seconds(arch: str, dataset: str, n_images: int, work: str = "forwar
     return flops / (CPU_FLOPS_PER_THREAD * max(1, threads))
 
 
-__all__ = ["ImportProgress", "ImportResult", "Normalization", "SampleCheck", "WeightsFormat", "check_on_sample",
-           "estimate_seconds", "forward_flops", "import_weights", "pickle_globals", "read_weights",
-           "resolve_normalization", "sniff_format"]
+__all__ = ["NORMALIZATION_CHOICES", "SUGGESTED_ARCHITECTURES", "ImportProgress", "ImportResult", "Normalization",
+           "SampleCheck", "WeightsFormat", "check_on_sample", "estimate_seconds", "forward_flops", "import_weights",
+           "max_file_bytes", "pickle_globals", "read_weights", "resolve_normalization", "sniff_format"]
