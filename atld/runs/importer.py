@@ -652,11 +652,12 @@ def import_weights(source, arch: str, dataset: str, normalization: str | Normali
 
 # ----------------------------------------------------------------------------- time estimates
 
-CPU_FLOPS_PER_THREAD = 40e9  # float32 convolution throughput of one CPU thread, about (see docs/import.md)
-WORK_PASSES = {  # forward-pass equivalents per image (a backward pass counts about two forwards)
+CPU_FLOPS_PER_THREAD = 80e9  # float32 throughput of one CPU thread on these networks, measured (docs/import.md)
+WORK_PASSES = {  # forward-pass equivalents per image; an attack's backward pass to the input (no weight
+    # gradients) costs about one forward (measured: the PGD-20 latent view of a WRN-28-10)
     "forward": 1,  # the import's sample check, a clean prediction
-    "latent-map-pgd20": 1 + 20 * 3 + 1,  # natural features, PGD-20, adversarial features
-    "autoattack": 3 * (100 + 9 * 100) + 5000,  # upper end: APGD-CE, APGD-T (9 targets), Square; images that survive
+    "latent-map-pgd20": 1 + 20 * 2 + 1,  # natural features, PGD-20, adversarial features
+    "autoattack": 2 * (100 + 9 * 100) + 5000,  # upper end: APGD-CE, APGD-T (9 targets), Square; images that survive
 }
 
 
