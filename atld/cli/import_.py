@@ -15,7 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from atld.data.registry import DATASET_NAMES
+from atld.data.registry import DATASET_NAMES, get_spec
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -80,9 +80,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         lines.append(f"  clean accuracy on {check.n} images of {check.sample}: {100 * check.accuracy:.1f}% "
                      f"({check.correct}/{check.n}; chance {100 * check.chance:.0f}%)")
-    lines.append(f"  done in {result.seconds:.1f} s. Its verdict: python -m atld eval --checkpoint {result.path} "
-                 "--data-root DIR --limit 1000; its latent map: python -m atld embed --checkpoint "
-                 f"{result.path} --data-root DIR")
+    root = " --data-root DIR" if get_spec(result.dataset).needs_root else ""
+    lines.append(f"  done in {result.seconds:.1f} s. Its verdict: python -m atld eval --checkpoint {result.path}{root} "
+                 f"--limit 1000; its latent map: python -m atld embed --checkpoint {result.path}{root}")
     sys.stdout.write("\n".join(lines) + "\n")
     if result.warning:
         sys.stderr.write(f"warning: {result.warning}\n")
