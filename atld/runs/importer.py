@@ -93,7 +93,8 @@ NORMALIZATION_CHOICES = ("auto", "none", "dataset", "MEAN,../STD,..")
 
 def resolve_normalization(choice: str | Normalization | None, arch: str, spec) -> Normalization:
     """`auto` (RobustBench's `rb-*` layouts take [0, 1] inputs: none; DeepMind's `dm-*` and the lab's
-    own architectures: the dataset's mean/std, which for CIFAR-10/100 are DeepMind's constants),
+    own architectures: the dataset's mean/std, which for CIFAR-10/100 are DeepMind's constants; a
+    file that keeps its own as `mu`/`sigma` buffers overrides `auto` in `import_weights`),
     `none`, `dataset`, or "m1,m2,m3/s1,s2,s3". ConfigError for anything else."""
     channels = spec.input_shape[0]
     if isinstance(choice, Normalization):
