@@ -12,6 +12,7 @@ import pickletools
 import struct
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -97,8 +98,10 @@ def _duplicate_member(d: Path) -> bytes:
     with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
         for info in src.infolist():
             dst.writestr(info.filename, src.read(info.filename))
-        dst.writestr(next(n for n in src.namelist() if n.endswith("/data.pkl")),
-                     pickle.dumps(FilePayload(d / MARKER), protocol=2))
+        with warnings.catch_warnings():  # zipfile warns about the duplicate we make on purpose
+            warnings.simplefilter("ignore", UserWarning)
+            dst.writestr(next(n for n in src.namelist() if n.endswith("/data.pkl")),
+                         pickle.dumps(FilePayload(d / MARKER), protocol=2))
     return out.getvalue()
 
 
