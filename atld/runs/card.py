@@ -28,6 +28,7 @@ import os
 import re
 import struct
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from atld.config.settings import settings
@@ -138,7 +139,12 @@ CARD_SCHEMA = {
 # plain classifier, which is how it is loaded and attacked.
 IMPORTED_METHOD = "imported"
 IMPORTED_CONFIG_METHOD = "natural"
-IMPORT_FORMATS = ("safetensors", "torch-zip")  # safetensors; a torch.save archive read with weights_only=True
+class ImportFormat(StrEnum):
+    """The weights files `python -m atld import` reads."""
+    SAFETENSORS = "safetensors"
+    TORCH_ZIP = "torch-zip"  # a torch.save archive (PyTorch >= 1.6), read with torch.load(weights_only=True)
+
+
 IMPORT_SOURCE_SCHEMA = {
     "type": "object",
     "required": ["file", "sha256", "size", "format", "architecture", "normalization", "command"],
@@ -147,7 +153,7 @@ IMPORT_SOURCE_SCHEMA = {
         "file": _text(256),  # the file's name as given (no path)
         "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},  # of the file as imported
         "size": {"type": "integer", "minimum": 0},
-        "format": {"enum": list(IMPORT_FORMATS)},
+        "format": {"enum": [f.value for f in ImportFormat]},
         "wrapper": _text(200, nullable=True),  # how the weights were found in it (e.g. "state_dict", "module.")
         "architecture": _text(64),
         "normalization": {

@@ -41,8 +41,8 @@ from pathlib import Path
 
 from atld.errors import CheckpointError, ConfigError, shown
 from atld.fileio import now_iso, open_regular, printable
-from atld.runs.card import (IMPORTED_CONFIG_METHOD, IMPORTED_METHOD, MAX_TENSOR_FILE_BYTES, read_safetensors_header,
-                            runs_dir, safe_run_name)
+from atld.runs.card import (IMPORTED_CONFIG_METHOD, IMPORTED_METHOD, MAX_TENSOR_FILE_BYTES, ImportFormat,
+                            read_safetensors_header, runs_dir, safe_run_name)
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")  # where checkpoints usually keep their weights
 NAME_PREFIXES = ("module.", "_orig_mod.", "model.")  # DataParallel, torch.compile, a wrapping module
@@ -70,11 +70,6 @@ SUGGESTED_ARCHITECTURES = ("rb-wrn-28-10", "rb-wrn-34-10", "rb-wrn-34-20", "dm-w
                            "dm-wrn-28-10-swish", "dm-wrn-28-10", "rb-preact-resnet18", "rb-preact-resnet18-bn",
                            "rb-resnet18", "dm-preact-resnet18-swish", "dm-preact-resnet18", "wrn-28-10",
                            "preact-resnet18", "convnet-32", "small-cnn", "fast-cnn-bn")
-
-
-class WeightsFormat:
-    SAFETENSORS = "safetensors"
-    TORCH_ZIP = "torch-zip"
 
 
 @dataclass(frozen=True)
@@ -329,11 +324,11 @@ def _read_source(source, what: str, limit: int) -> bytes:
 def sniff_format(data: bytes, what: str) -> str:
     """safetensors or a torch.save zip archive, from the first bytes; anything else one line."""
     if data[:4] == b"PK\x03\x04":
-        return WeightsFormat.TORCH_ZIP
+        return ImportFormat.TORCH_ZIP
     if len(data) >= 10:
         (length,) = struct.unpack("<Q", data[:8])
         if 2 <= length <= len(data) - 8 and data[8:9] == b"{":
-            return WeightsFormat.SAFETENSORS
+            return ImportFormat.SAFETENSORS
     if data[:1] == b"\x80" or data[:1] in (b"(", b"}", b"]"):
         raise CheckpointError(f"refusing {what}: it is a plain pickle (or the pre-1.6 torch.save format), which "
                               "runs code when loaded and is never read here; save the weights with "
@@ -356,7 +351,7 @@ def _read_safetensors(data: bytes, layout: dict, arch: str, what: str) -> _Weigh
     tensors = {name: raw[src] for name, src in mapping.items()}
     norm = _file_normalization(raw, norm_names, torch)
     del raw
-    return _Weights(_finish(tensors, layout, what, torch), WeightsFormat.SAFETENSORS, list(prefixes), dropped, norm)
+    return _Weights(_finish(tensors, layout, what, torch), ImportFormat.SAFETENSORS, list(prefixes), dropped, norm)
 
 
 def _zip_members(data: bytes, what: str) -> tuple[zipfile.ZipFile, str]:
@@ -457,7 +452,7 @@ def _read_torch_zip(data: bytes, layout: dict, arch: str, what: str) -> _Weights
         found[key] = (tuple(value.shape), dtype)
     mapping, prefixes, dropped, norm_names = _match_layout(found, layout, arch, what)
     tensors = {name: state[src] for name, src in mapping.items()}
-    return _Weights(_finish(tensors, layout, what, torch), WeightsFormat.TORCH_ZIP, wrapper + prefixes, dropped,
+    return _Weights(_finish(tensors, layout, what, torch), ImportFormat.TORCH_ZIP, wrapper + prefixes, dropped,
                     _file_normalization(state, norm_names, torch))
 
 
@@ -508,7 +503,7 @@ def read_weights(source, arch: str, dataset: str, *, source_name: str | None = N
                                      else "the file"), 120)
     data = _read_source(source, what, size_limit(layout))
     kind = sniff_format(data, what)
-    reader = _read_safetensors if kind == WeightsFormat.SAFETENSORS else _read_torch_zip
+    reader = _read_safetensors if kind == ImportFormat.SAFETENSORS else _read_torch_zip
     return reader(data, layout, arch, what), data
 
 
@@ -698,5 +693,5 @@ def estimate_seconds(arch: str, dataset: str, n_images: int, work: str = "forwar
 
 
 __all__ = ["NORMALIZATION_CHOICES", "SUGGESTED_ARCHITECTURES", "ImportProgress", "ImportResult", "Normalization",
-           "SampleCheck", "WeightsFormat", "check_on_sample", "estimate_seconds", "forward_flops", "import_weights",
+           "SampleCheck", "ImportFormat", "check_on_sample", "estimate_seconds", "forward_flops", "import_weights",
            "max_file_bytes", "pickle_globals", "read_weights", "resolve_normalization", "sniff_format"]
