@@ -20,6 +20,8 @@ COMMANDS = {
     "train": ("atld.cli.train", f"train a classifier ({', '.join(METHOD_NAMES)}) and save a run directory"),
     "eval": ("atld.cli.eval", "evaluate a checkpoint under attacks and IMT inference"),
     "embed": ("atld.cli.embed", "project natural and perturbed latents to 2-D and compute gap numbers"),
+    "import": ("atld.cli.import_", "import a weights file (.safetensors, or torch.save read with weights_only) as a "
+                                   "run"),
 }
 
 

@@ -120,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
             report = evaluate(run_, config, data=data, progress=bar)
     finally:
         bar.close()
+    if run_.imported:  # an imported model: say where it came from, beside its verdict
+        _note_import(run_, report, args.quiet)
     fmt = OutputFormat(args.format)
     text = (report.to_table() + extra if fmt is OutputFormat.TABLE
             else report.to_csv() if fmt is OutputFormat.CSV else report.to_json())
@@ -132,3 +134,17 @@ def run(args: argparse.Namespace) -> int:
         store_evaluation(args.checkpoint, report)
         sys.stderr.write(f"stored {len(report.rows)} rows in {args.checkpoint / 'card.json'} under 'evaluations'\n")
     return 0
+
+
+def _note_import(run_, report, quiet: bool) -> None:
+    """An imported run's provenance in the report's meta and, unless quiet, one line on stderr."""
+    from atld.fileio import printable
+
+    source = run_.card["source"]
+    report.meta.update(method=run_.method, source=source)
+    if not quiet:
+        check = source.get("sample_check")
+        acc = f"; clean accuracy on its import sample {100 * check['accuracy']:.1f}%" if check else ""
+        sys.stderr.write(f"imported model: {printable(source['file'], 120)} (sha256 {source['sha256'][:16]}…, "
+                         f"{source['architecture']}, normalization {printable(source['normalization']['name'], 40)})"
+                         f"{acc}; no discriminator, so only the bare classifier is evaluated\n")

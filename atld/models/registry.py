@@ -4,7 +4,9 @@ anything is built), the discriminator size that goes with it and the inputs it a
 
 Names: "small-cnn" (with BatchNorm), "small-cnn-nobn", "fast-cnn", "fast-cnn-2x", "fast-cnn-bn" (the
 MNIST default), "convnet-<width>" (e.g. "convnet-32", the CIFAR-10 default), "preact-resnet18" and
-"wrn-<depth>-<widen>" (e.g. "wrn-28-10", the CIFAR-100 and SVHN default). Adding an architecture is one row
+"wrn-<depth>-<widen>" (e.g. "wrn-28-10", the CIFAR-100 and SVHN default), and RobustBench's layouts
+(`atld.models.robustbench`: "rb-wrn-<depth>-<widen>", "dm-wrn-<depth>-<widen>[-swish]", "rb-resnet18",
+"rb-preact-resnet18[-bn]", "dm-preact-resnet18[-swish]") for imported checkpoints. Adding an architecture is one row
 here (and its module).
 """
 
@@ -22,6 +24,8 @@ from atld.models.fast_cnn import FastCNN, fast_cnn_params
 from atld.models.discriminator import (OFFICIAL_DISCRIMINATOR, SMALL_DISCRIMINATOR, Discriminator, DiscriminatorSpec,
                                        discriminator_params)
 from atld.models.preact_resnet import PreActResNet18, preact_resnet18_params
+from atld.models.robustbench import (DMPreActResNet18, DMWideResNet, RBResNet18, RBWideResNet, resnet18_params,
+                                     wrn_params)
 from atld.models.small_cnn import SmallCNN, small_cnn_params
 from atld.models.wide_resnet import WideResNet, wide_resnet_params
 
@@ -85,6 +89,26 @@ ARCHITECTURES: tuple[Architecture, ...] = (
                  lambda spec, depth, widen: wide_resnet_params(spec.input_shape[0], spec.num_classes, depth, widen),
                  OFFICIAL_DISCRIMINATOR, check=lambda spec, name, depth, widen: _wrn_shape(spec, name, depth, widen),
                  example="wrn-28-10"),
+    # RobustBench's parameter names and shapes (atld.models.robustbench), for imported checkpoints
+    Architecture(r"rb-wrn-(?P<depth>\d{1,3})-(?P<widen>\d{1,2})",
+                 lambda spec, depth, widen: RBWideResNet(**_common(spec), depth=depth, widen=widen),
+                 lambda spec, depth, widen: wrn_params(spec.input_shape[0], spec.num_classes, depth, widen),
+                 OFFICIAL_DISCRIMINATOR, check=lambda spec, name, depth, widen: _wrn_shape(spec, name, depth, widen),
+                 example="rb-wrn-28-10"),
+    *(Architecture(rf"dm-wrn-(?P<depth>\d{{1,3}})-(?P<widen>\d{{1,2}}){suffix}",
+                   lambda spec, depth, widen, s=swish: DMWideResNet(**_common(spec), depth=depth, widen=widen, swish=s),
+                   lambda spec, depth, widen: wrn_params(spec.input_shape[0], spec.num_classes, depth, widen),
+                   OFFICIAL_DISCRIMINATOR, check=lambda spec, name, depth, widen: _wrn_shape(spec, name, depth, widen),
+                   example=f"dm-wrn-70-16{suffix}")
+      for suffix, swish in (("", False), ("-swish", True))),
+    *(Architecture(name, build, lambda spec, k=kind: resnet18_params(spec.input_shape[0], spec.num_classes, k),
+                   OFFICIAL_DISCRIMINATOR)
+      for name, kind, build in (
+          ("rb-resnet18", "basic", lambda spec: RBResNet18(**_common(spec))),
+          ("rb-preact-resnet18", "preact", lambda spec: RBResNet18(**_common(spec), preact=True)),
+          ("rb-preact-resnet18-bn", "preact-v2", lambda spec: RBResNet18(**_common(spec), preact=True, v2=True)),
+          ("dm-preact-resnet18", "dm", lambda spec: DMPreActResNet18(**_common(spec))),
+          ("dm-preact-resnet18-swish", "dm", lambda spec: DMPreActResNet18(**_common(spec), swish=True)))),
 )
 
 
@@ -98,7 +122,7 @@ def resolve(arch: str, spec: DatasetSpec) -> tuple[Architecture, dict[str, int]]
                 return row, args
     names = ", ".join(row.example or row.pattern for row in ARCHITECTURES)
     raise ConfigError(f"unknown architecture {str(arch)[:60]!r}; choose one of: {names} (convnet-<width>, "
-                      "wrn-<depth>-<widen>)")
+                      "wrn-<depth>-<widen>, rb-wrn-<depth>-<widen>, dm-wrn-<depth>-<widen>[-swish])")
 
 
 def check_arch(arch: str, spec: DatasetSpec) -> str:

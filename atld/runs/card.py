@@ -28,6 +28,7 @@ import os
 import re
 import struct
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from atld.config.settings import settings
@@ -126,8 +127,56 @@ CARD_SCHEMA = {
         "message": _text(2000, nullable=True),
         "collapse": _text(2000, nullable=True),  # status "collapsed": what happened and what to try, one line
         "note": _text(2000, nullable=True),
+        "source": None,  # an imported run's provenance: IMPORT_SOURCE_SCHEMA below
     },
 }
+
+# ----------------------------------------------------------------------------- imported runs
+# A run made by `python -m atld import` from a stranger's weights file (`atld.runs.importer`): its
+# card says method "imported", has no discriminator and no training epochs, and carries `source`:
+# where the weights came from and the input normalization the model applies (part of the run, so
+# attacks stay in [0, 1] pixel units). Its config is TrainConfig's with method "natural": the lab's
+# plain classifier, which is how it is loaded and attacked.
+IMPORTED_METHOD = "imported"
+IMPORTED_CONFIG_METHOD = "natural"
+class ImportFormat(StrEnum):
+    """The weights files `python -m atld import` reads."""
+    SAFETENSORS = "safetensors"
+    TORCH_ZIP = "torch-zip"  # a torch.save archive (PyTorch >= 1.6), read with torch.load(weights_only=True)
+
+
+IMPORT_SOURCE_SCHEMA = {
+    "type": "object",
+    "required": ["file", "sha256", "size", "format", "architecture", "normalization", "command"],
+    "additionalProperties": False,
+    "properties": {
+        "file": _text(256),  # the file's name as given (no path)
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},  # of the file as imported
+        "size": {"type": "integer", "minimum": 0},
+        "format": {"enum": [f.value for f in ImportFormat]},
+        "wrapper": _text(200, nullable=True),  # how the weights were found in it (e.g. "state_dict", "module.")
+        "architecture": _text(64),
+        "normalization": {
+            "type": "object", "required": ["name", "mean", "std"], "additionalProperties": False,
+            "properties": {"name": _text(64),
+                           "mean": {"type": "array", "minItems": 1, "maxItems": 4, "items": _number(-10, 10)},
+                           "std": {"type": "array", "minItems": 1, "maxItems": 4,
+                                   "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 100}}},
+        },
+        "dropped": _text(1000, nullable=True),  # tensors left out, and why (e.g. RobustBench's unused sub_block1)
+        "sample_check": {
+            "type": ["object", "null"], "required": ["sample", "accuracy", "correct", "n", "chance"],
+            "additionalProperties": False,
+            "properties": {"sample": _text(256), "accuracy": _number(0, 1),
+                           "correct": {"type": "integer", "minimum": 0},
+                           "n": {"type": "integer", "minimum": 1, "maximum": 10**6}, "chance": _number(0, 1),
+                           "warning": _text(1000, nullable=True)},
+        },
+        "command": _text(4000),
+        "imported": _text(40, nullable=True),
+    },
+}
+CARD_SCHEMA["properties"]["source"] = IMPORT_SOURCE_SCHEMA
 
 
 # ----------------------------------------------------------------------------- reading and writing
@@ -267,8 +316,9 @@ class TensorEntry:
     end: int
 
 
-def read_safetensors_header(fd: int, file_size: int, what: str) -> dict[str, TensorEntry]:
-    """The tensor entries of the safetensors file open as `fd` (only its header is read).
+def read_safetensors_header(fd: int | bytes, file_size: int, what: str) -> dict[str, TensorEntry]:
+    """The tensor entries of the safetensors file open as `fd`, or already in memory as bytes (an
+    imported upload); only its header is read.
 
     Every claim is checked: a bounded header length, strict JSON, known dtypes, non-negative
     shapes of at most 8 dimensions, byte ranges that match the shapes and tile the data section
@@ -276,14 +326,19 @@ def read_safetensors_header(fd: int, file_size: int, what: str) -> dict[str, Ten
     def bad(reason: str) -> CheckpointError:
         return CheckpointError(f"{what} is not a readable safetensors file ({reason})")
 
-    os.lseek(fd, 0, os.SEEK_SET)
-    prefix = os.read(fd, 8)
+    def read(offset: int, n: int) -> bytes:
+        if isinstance(fd, (bytes, bytearray, memoryview)):
+            return bytes(fd[offset:offset + n])
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, n)
+
+    prefix = read(0, 8)
     if len(prefix) < 8:
         raise bad("shorter than its 8-byte header length")
     (length,) = struct.unpack("<Q", prefix)
     if not 2 <= length <= min(MAX_HEADER_BYTES, file_size - 8):
         raise bad(f"header length {length} does not fit the file")
-    raw = os.read(fd, length)
+    raw = read(8, length)
     if len(raw) != length:
         raise bad("truncated header")
     try:

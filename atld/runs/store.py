@@ -34,7 +34,8 @@ from atld.data.registry import DatasetSpec
 from atld.errors import ATLDError, CheckpointError, name_mismatch
 from atld.fileio import atomic_write, open_regular, os_error_line, printable, sha256_fd
 from atld.models.registry import build_classifier, build_discriminator
-from atld.runs.card import CARD, FORMAT, FORMAT_VERSION, MAX_TENSOR_FILE_BYTES, read_card, read_safetensors_header
+from atld.runs.card import (CARD, FORMAT, FORMAT_VERSION, IMPORTED_CONFIG_METHOD, IMPORTED_METHOD,
+                            MAX_TENSOR_FILE_BYTES, read_card, read_safetensors_header)
 from atld.runs.rundir import RunWriter
 from atld.runs.train_state import EPOCHS_KEY, train_state_layout
 
@@ -65,6 +66,16 @@ class LoadedRun:
     @property
     def model_hash(self) -> str:
         return self.card.get("sha256", {}).get(self.card["files"]["model"], "")
+
+    @property
+    def imported(self) -> bool:
+        """Made from a stranger's weights file (`atld.runs.importer`): no D, no training history."""
+        return "source" in self.card
+
+    @property
+    def method(self) -> str:
+        """How the model was made: a training method, or "imported"."""
+        return self.card["method"]
 
 
 # ----------------------------------------------------------------------------- metadata
@@ -222,14 +233,41 @@ def _check_card(card: dict) -> TrainConfig:
         config = TrainConfig.from_dict(card["config"])
     except ATLDError as exc:
         raise CheckpointError(f"card's config is invalid: {exc}") from None
-    for key in ("method", "dataset"):
-        if card[key] != getattr(config, key):
-            raise CheckpointError(f"card says {key}={printable(card[key], 60)!r} but its config says "
-                                  f"{getattr(config, key)!r}")
+    if "source" in card:  # an imported run: loaded as the plain classifier its config describes
+        _check_imported(card, config)
+    elif card["method"] != config.method:
+        raise CheckpointError(f"card says method={printable(card['method'], 60)!r} but its config says "
+                              f"{config.method!r}")
+    if card["dataset"] != config.dataset:
+        raise CheckpointError(f"card says dataset={printable(card['dataset'], 60)!r} but its config says "
+                              f"{config.dataset!r}")
     if card["arch"] != config.resolved_arch:
         raise CheckpointError(f"card says arch={printable(card['arch'], 60)!r} but its config says "
                               f"{config.resolved_arch!r}")
     return config
+
+
+def _check_imported(card: dict, config: TrainConfig) -> None:
+    """An imported run's card: method "imported", a plain classifier, no D, and a normalization
+    with one mean and one std per input channel."""
+    if card["method"] != IMPORTED_METHOD or config.method != IMPORTED_CONFIG_METHOD or card["has_discriminator"]:
+        raise CheckpointError(f"card has an import source, so it must say method={IMPORTED_METHOD!r} with config "
+                              f"method {IMPORTED_CONFIG_METHOD!r} and no discriminator")
+    norm, channels = card["source"]["normalization"], config.spec.input_shape[0]
+    if not len(norm["mean"]) == len(norm["std"]) == channels:
+        raise CheckpointError(f"card's normalization needs {channels} mean and std values for {config.dataset}, "
+                              f"it has {len(norm['mean'])} and {len(norm['std'])}")
+
+
+def set_normalization(classifier: torch.nn.Module, card: dict) -> torch.nn.Module:
+    """The input normalization of an imported run's card, inside its classifier (a constant, not in
+    the state dict); other runs keep their dataset's."""
+    from atld.models.common import Normalize
+
+    if "source" in card:
+        norm = card["source"]["normalization"]
+        classifier.normalize = Normalize(tuple(norm["mean"]), tuple(norm["std"]))
+    return classifier
 
 
 def load_checkpoint(run_dir: str | os.PathLike, device: str | torch.device = "cpu",
@@ -278,7 +316,8 @@ def _load(run_dir: Path, card: dict, device: torch.device, with_train_state: boo
             raise CheckpointError(f"the training state is of epoch {int(state[EPOCHS_KEY][0])} but the card says "
                                   f"{card['epochs_done']} epochs are done")
     models = []
-    for module, prefix in ((build_classifier(config.resolved_arch, config.spec), "classifier."),
+    classifier = set_normalization(build_classifier(config.resolved_arch, config.spec), card)
+    for module, prefix in ((classifier, "classifier."),
                            (build_discriminator(config.spec, config.discriminator_spec())
                             if discriminator is not None else None, "discriminator.")):
         if module is not None:
