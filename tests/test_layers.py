@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("attacks", ("atld.attacks",)),
     ("configs", ("atld.config.train", "atld.config.eval", "atld.config.latent")),
     ("methods, inference", ("atld.methods", "atld.inference")),
-    ("store, training", ("atld.runs.store", "atld.runs.train_state", "atld.train")),
+    ("store, training", ("atld.runs.store", "atld.runs.train_state", "atld.runs.importer", "atld.train")),
     ("evaluate, latent", ("atld.evaluate", "atld.latent")),
     ("jobs", ("atld.jobs",)),
     ("cli", ("atld.cli", "atld.__main__")),

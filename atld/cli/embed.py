@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     m = latent_map(run_, x, y, config, LatentCache(args.cache_dir, enabled=not args.no_cache), device)
     seconds = time.perf_counter() - start
-    meta = {"checkpoint": str(args.checkpoint), "model_sha256": run_.model_hash, "method_trained": run_.config.method,
+    meta = {"checkpoint": str(args.checkpoint), "model_sha256": run_.model_hash, "method_trained": run_.method,
             "dataset": run_.spec.name, "split": config.split, "torch": torch.__version__}
     text = map_csv(m, meta, run_.spec.labels())
     if args.out is None:

@@ -188,7 +188,7 @@ def evaluate_on(run: LoadedRun, config: EvalConfig, modes, x: torch.Tensor, y: t
 def report_meta(run: LoadedRun, config: EvalConfig, eps: float, device: torch.device, n: int) -> dict:
     """What was evaluated, on which images, where (`EvalReport.meta`)."""
     return {"checkpoint": run.name, "path": str(run.path), "model_hash": run.model_hash,
-            "dataset": run.config.dataset, "method": run.config.method, "arch": run.config.resolved_arch,
+            "dataset": run.config.dataset, "method": run.method, "arch": run.config.resolved_arch,
             "n": n, "limit": config.limit, "epsilon": eps, "imt_epsilon": run.config.resolved_epsilon,
             "imt_window": list(run.spec.imt_window), "seed": config.seed, "device": str(device),
             "torch": torch.__version__, "threads": torch.get_num_threads(), "date": now_iso(),

@@ -113,7 +113,7 @@ def discover_runs(dirs: list[tuple[str, Path]] | None = None) -> list[RunEntry]:
         for path in list_runs(root):
             real = path.resolve()
             card = card_of(path)
-            if real in seen or card is None or card["epochs_done"] < 1:
+            if real in seen or card is None or (card["epochs_done"] < 1 and "source" not in card):  # imported: 0 epochs
                 continue
             seen.add(real)
             out.append(RunEntry(path, f"{printable(path.name, 80)} ({source})", source, card["dataset"],
