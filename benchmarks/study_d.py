@@ -182,6 +182,8 @@ def main(argv=None) -> int:
     p.add_argument("--aa-limit", type=int, default=200)
     p.add_argument("--after", type=int, help="train: start when this process id has ended")
     args = p.parse_args(argv)
+    if str(REPO) not in sys.path:  # eval and table import the worktree's package (train runs the snapshot)
+        sys.path.insert(0, str(REPO))
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.stage == "train":

@@ -15,7 +15,8 @@ from torch import nn
 
 from atld.evaluate.discriminator import (SEPARATION_AUC, WINDOW_SHARE, StepComparison, auc_words,
                                          batch_context_scores, discriminator_check, perturbation_diagnostic,
-                                         separation, separation_sentence, share_curve, step_comparison)
+                                         separation, separation_sentence, share_curve, step_comparison,
+                                         what_d_learned)
 from atld.evaluate.report import EvalReport, discriminator_card, discriminator_lines, store_evaluation
 from atld.evaluate.stats import mcnemar_exact
 from atld.runs.card import read_card, validate_card
@@ -74,8 +75,9 @@ def test_a_d_that_separates_only_by_batch_statistics_reads_one_per_batch_and_cha
     assert sep.per_batch > 0.99 and sep.per_image == 0.5 and sep.mixed == 0.5
     assert sep.kind == "batches" and not d.training  # the model itself stayed in eval mode
     text = separation_sentence(sep)
-    assert text.startswith("D tells batches apart, not images: AUC natural vs PGD-20 1.00 per batch")
-    assert "0.50 (chance) per image" in text and "BatchNorm" in text
+    assert text.startswith("D tells batches apart, not images: AUC natural vs PGD-20 1.00 per batch, 0.50 (chance) "
+                           "per image, 0.50 (chance) in one mixed batch")
+    assert "BatchNorm" in text
     curve = share_curve(d, z_nat, z_adv, shares=(0.0, 0.5, 1.0), batch_size=40,
                         generator=torch.Generator().manual_seed(0))
     means = [c["mean"] for c in curve]
@@ -211,7 +213,21 @@ def test_the_check_is_stored_in_the_card_and_printed(atld_run, digits_batch, tmp
     assert stored["auc"]["pgd_per_image"] == check["auc_pgd"]
     assert stored["steps"]["pgd20"]["imt"] == check["steps_pgd"]["correct"]["imt"]
     assert discriminator_lines(stored) == discriminator_lines(check)
-    assert discriminator_lines(check)[2].startswith("[!] " if not check["separates"] else "[ok] ")
+    assert discriminator_lines(check)[2].startswith("[!] " if not check["separates"] else "    ")
+    assert not any(line.startswith("[ok]") for line in discriminator_lines(check))
     hostile = {**read_card(run_dir), "discriminator_check": {**stored, "auc": {"x" * 80: 1.0}}}
     with pytest.raises(Exception, match="discriminator_check|does not match|auc"):
         validate_card(hostile)
+
+
+def test_what_d_learned_is_plain_data_for_the_lesson(atld_run, digits_batch):
+    x, y = digits_batch(100)
+    out = what_d_learned(atld_run, x, y, seed=0, shares=(0.0, 0.5, 1.0))
+    assert json.loads(json.dumps(out, allow_nan=False)) == out  # lists and numbers only
+    assert out["n"] == 100 and out["batch_size"] == atld_run.config.resolved_batch_size
+    assert len(out["scores"]["separate_natural"]) == len(out["scores"]["eval_perturbed"]) == 100
+    assert [c["share"] for c in out["share_curve"]] == [0.0, 0.5, 1.0]
+    assert out["sentence"] == separation_sentence(out["separation"], out["separation_own"])
+    assert out["steps_pgd"]["inputs"] == "PGD-20" and "McNemar" in out["steps_pgd"]["sentence"]
+    again = what_d_learned(atld_run, x, y, seed=0, shares=(0.0, 0.5, 1.0))
+    assert again == out  # seeded: the lesson shows the same numbers on a rerun

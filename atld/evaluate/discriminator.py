@@ -18,7 +18,9 @@ telling images apart. This module measures both, as pure functions over latents 
 - `perturbation_diagnostic`: is D's training perturbation adversarial for the classifier at
   all (accuracy drop against a random signed step and an FGSM step from the same start, and the
   share of pixels whose step sign agrees with FGSM's)?
-- `discriminator_check`: all of it on a run's evaluation images (CLI eval, the card, the app).
+- `discriminator_check`: all of it on a run's evaluation images (CLI eval, the card, the app);
+  `what_d_learned`: the same plus the per-image scores and the share curve, as plain data (the
+  lesson's step).
 
 Train-mode scores are taken on a copy of D, so no BatchNorm statistic of the model changes.
 Thresholds are defined here only: `SEPARATION_AUC`, `CHANCE_BAND`, `SIGNIFICANCE`, `WINDOW_SHARE`.
@@ -149,21 +151,30 @@ def separation(discriminator, z_nat: torch.Tensor, z_pert: torch.Tensor, batch_s
                       auc(s["mixed_natural"], s["mixed_perturbed"]), len(z_nat), batch_size)
 
 
-def separation_sentence(sep: Separation | dict, against: str = "PGD-20") -> str:
-    """Which kind of separation D has against `against` inputs, in one plain sentence."""
+def separation_sentence(sep: Separation | dict, own: Separation | dict | None = None) -> str:
+    """Which kind of separation D has, in one plain sentence: `sep` natural vs PGD-20, `own`
+    (optional) natural vs D's own training perturbation. D "judges single images" when its
+    per-image AUC against PGD-20 reaches SEPARATION_AUC; it "tells batches apart, not images"
+    when only a per-batch AUC (against either) does."""
     sep = sep if isinstance(sep, dict) else sep.to_dict()
-    batch, image, mixed = sep["per_batch"], sep["per_image"], sep["mixed"]
-    numbers = (f"AUC natural vs {against} {auc_words(batch)} per batch (train mode, an all-natural and an "
-               f"all-{against} batch of {sep['batch_size']} in separate calls, the way the released recipe trains D), "
-               f"{auc_words(image)} per image (eval mode, as IMT uses it), {auc_words(mixed)} in one mixed batch")
-    kind = separation_kind(batch, image)
-    note = inverted_note(batch, image, mixed)
-    if kind == "images":
-        return f"D judges single images: {numbers}.{note}"
-    if kind == "batches":
-        return (f"D tells batches apart, not images: {numbers}; its BatchNorm's per-call statistics carry the "
-                f"label, so a single image's score says little.{note}")
-    return f"D separates neither batches nor images well: {numbers}.{note}"
+    own = own if own is None or isinstance(own, dict) else own.to_dict()
+
+    def numbers(s: dict, against: str) -> str:
+        return (f"natural vs {against} {auc_words(s['per_batch'])} per batch, {auc_words(s['per_image'])} per image, "
+                f"{auc_words(s['mixed'])} in one mixed batch")
+
+    parts = [numbers(sep, "PGD-20")] + ([numbers(own, "its own training perturbation")] if own else [])
+    how = (f"AUC {'; '.join(parts)} (per batch: train mode, an all-natural and an all-perturbed batch of "
+           f"{sep['batch_size']} in separate calls, the way the released recipe trains D; per image: eval mode, as "
+           "IMT uses it)")
+    values = [v for s in (sep, own) if s for v in (s["per_batch"], s["per_image"], s["mixed"])]
+    note = inverted_note(*values)
+    if sep["per_image"] >= SEPARATION_AUC:
+        return f"D judges single images: {how}.{note}"
+    if max(s["per_batch"] for s in (sep, own) if s) >= SEPARATION_AUC:
+        return (f"D tells batches apart, not images: {how}; its BatchNorm's per-call statistics carry the label, "
+                f"so a single image's score says little.{note}")
+    return f"D separates neither batches nor images well: {how}.{note}"
 
 
 def share_curve(discriminator, z_nat: torch.Tensor, z_pert: torch.Tensor, shares=(0.0, 0.25, 0.5, 0.75, 1.0),
@@ -420,6 +431,15 @@ class DiscriminatorCheck:
     def uniform_half_step(self) -> bool:
         return min(self.in_window_natural, self.in_window_pgd) > WINDOW_SHARE
 
+    @property
+    def kind(self) -> str | None:
+        """"images", "batches" or "neither", as `separation_sentence` says (None without the
+        per-batch measurement)."""
+        if self.sep_pgd is None:
+            return None
+        per_batch = max(self.sep_pgd.per_batch, self.sep_own.per_batch if self.sep_own else 0.0)
+        return separation_kind(per_batch, self.sep_pgd.per_image)
+
     def messages(self) -> list[tuple[str, str]]:
         """(level, sentence) pairs, "warning" where the line says D or IMT does not do its job."""
         out = [("info", self._auc_line())]
@@ -445,7 +465,7 @@ class DiscriminatorCheck:
         messages = self.messages()
         return {**plain, **nested, "separates": self.separates, "uniform_half_step": self.uniform_half_step,
                 "separation_auc": SEPARATION_AUC, "window_share": WINDOW_SHARE,
-                "kind": self.sep_pgd.kind if self.sep_pgd else None,
+                "kind": self.kind,
                 "sentences": [t for _, t in messages], "levels": [level for level, _ in messages]}
 
     def _auc_line(self) -> str:
@@ -472,7 +492,7 @@ class DiscriminatorCheck:
         move = (f"one IMT step moves D's mean P(natural) on PGD-20 inputs from {self.p_pgd[1]:.3f} to "
                 f"{self.p_pgd_after_imt:.3f}")
         if self.sep_pgd is not None:
-            return f"{separation_sentence(self.sep_pgd)} {move[0].upper()}{move[1:]}."
+            return f"{separation_sentence(self.sep_pgd, self.sep_own)} {move[0].upper()}{move[1:]}."
         if self.separates:
             return f"D separates natural from adversarial latents (AUC >= {SEPARATION_AUC}); {move}."
         return (f"D cannot separate natural from adversarial latents here (AUC {self.auc_pgd:.2f} < "
@@ -489,9 +509,45 @@ def _d_probability(run, x: torch.Tensor, batch_size: int, device) -> torch.Tenso
     return torch.cat(out)
 
 
-def _latents(classifier, x: torch.Tensor, batch_size: int, device) -> torch.Tensor:
-    with torch.no_grad():
+def latents_of(classifier, x: torch.Tensor, batch_size: int = 256, device=None) -> torch.Tensor:
+    """f's logits of images x [N, C, H, W] in [0, 1], [N, K] float on `device` (default: the
+    classifier's), eval mode (restored after), no gradient."""
+    device = device or next(classifier.parameters()).device
+    with torch.no_grad(), eval_mode(classifier):
         return torch.cat([classifier(xb.to(device)).float() for xb in x.split(batch_size)])
+
+
+def what_d_learned(run, x: torch.Tensor, y: torch.Tensor, epsilon: float | None = None, *, seed: int = 0,
+                   shares=(0.0, 0.25, 0.5, 0.75, 1.0), batch_size: int = 256) -> dict:
+    """Everything the lesson "What D really learned" shows, as plain data (lists and numbers),
+    for a run with a discriminator on images x [N, C, H, W] in [0, 1] (N >= 2), labels y [N]:
+    PGD-20 at `epsilon` (default: the dataset's) against the bare classifier, then
+    "separation" / "separation_own" (`Separation.to_dict()`), "sentence" (`separation_sentence`),
+    "scores" (`batch_context_scores` natural vs PGD-20, as lists), "share_curve" (`share_curve`,
+    batches of the training size), "steps_clean" / "steps_pgd" (`StepComparison.to_dict()`),
+    "perturbation" (`PerturbationDiagnostic.to_dict()`), and "n", "epsilon", "batch_size"."""
+    require(run.discriminator is not None, "this checkpoint has no discriminator")
+    f, d = run.classifier, run.discriminator
+    device = next(f.parameters()).device
+    eps = run.spec.epsilon_or_default(epsilon)
+    model_eps, d_batch = run.config.resolved_epsilon, run.config.resolved_batch_size
+    gen = torch.Generator(device).manual_seed(seed)
+    with eval_mode(f, d), torch.autocast(device.type, enabled=False):
+        x_pgd = attack_batched(f, x, y, AttackConfig(AttackKind.PGD, eps, steps=20), batch_size, gen)
+        own = torch.cat([training_perturbation(f, d, run.config, x[p].to(device), y[p].to(device),
+                                               atld_start(x[p].to(device), model_eps, gen), gen)[0].cpu()
+                         for p in _chunks(len(y), min(batch_size, d_batch))])
+        z_nat, z_pgd, z_own = (latents_of(f, v, batch_size, device) for v in (x, x_pgd, own))
+        sep, sep_own = separation(d, z_nat, z_pgd, d_batch, gen), separation(d, z_nat, z_own, d_batch, gen)
+        scores_ = batch_context_scores(d, z_nat, z_pgd, d_batch, gen)
+        curve = share_curve(d, z_nat, z_pgd, shares, d_batch, gen)
+        steps_clean = step_comparison(f, d, x, y, model_eps, inputs="clean", generator=gen, batch_size=batch_size)
+        steps_pgd = step_comparison(f, d, x_pgd, y, model_eps, inputs="PGD-20", generator=gen, batch_size=batch_size)
+        diag = perturbation_diagnostic(f, d, run.config, x, y, generator=gen, batch_size=batch_size)
+    return {"n": len(y), "epsilon": eps, "batch_size": d_batch, "separation": sep.to_dict(),
+            "separation_own": sep_own.to_dict(), "sentence": separation_sentence(sep, sep_own),
+            "scores": {k: v.tolist() for k, v in scores_.items()}, "share_curve": curve,
+            "steps_clean": steps_clean.to_dict(), "steps_pgd": steps_pgd.to_dict(), "perturbation": diag.to_dict()}
 
 
 def discriminator_check(run, x: torch.Tensor, y: torch.Tensor, epsilon: float, *, batch_size: int = 256,
@@ -517,7 +573,7 @@ def discriminator_check(run, x: torch.Tensor, y: torch.Tensor, epsilon: float, *
             after.append(imt_step(f, d, xp, model_eps).cpu())
             notify(progress, "D scores", i + 1, len(parts), len(y))
         x_own = torch.cat(own)
-        z_nat, z_pgd, z_own = (_latents(f, v, batch_size, device) for v in (x, x_pgd, x_own))
+        z_nat, z_pgd, z_own = (latents_of(f, v, batch_size, device) for v in (x, x_pgd, x_own))
         sep_pgd = separation(d, z_nat, z_pgd, d_batch, gen)
         sep_own = separation(d, z_nat, z_own, d_batch, gen)
         p_nat, p_pgd = scores(d, z_nat).cpu(), scores(d, z_pgd).cpu()

@@ -182,9 +182,10 @@ class EvalReport:
 
 def discriminator_lines(check: dict) -> list[str]:
     """D's check (`DiscriminatorCheck.to_dict()` or a card's `discriminator_card`) as text lines,
-    "[!]" before the lines that say D or IMT does not do its job."""
+    "[!]" before the lines that say D or IMT does not do its job (no "[ok]": a measurement is
+    not an approval)."""
     levels = check.get("levels") or ["info"] * len(check["sentences"])
-    return [("[!] " if level == "warning" else "[ok] ") + text for level, text in zip(levels, check["sentences"])]
+    return [("[!] " if level == "warning" else "    ") + text for level, text in zip(levels, check["sentences"])]
 
 
 def discriminator_card(check: dict, meta: dict) -> dict:
