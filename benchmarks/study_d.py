@@ -45,6 +45,8 @@ D_VARIANTS = {  # name suffix: (d_norm, d_batch, d_perturbation, flags replacing
     "layer-mixed-pgd": ("layer", "mixed", "pgd", PGD_TRAINABLE),
     "layer-mixed-pgd-sgd": ("layer", "mixed", "pgd", None),
     "layer-mixed-pgd-ls": ("layer", "mixed", "pgd", ["--gap-weight-scale", "0.05"]),
+    "batch-mixed-pgd": ("batch", "mixed", "pgd", PGD_TRAINABLE),
+    "none-mixed-pgd": ("none", "mixed", "pgd", PGD_TRAINABLE),
     "layer-mixed-lmae": ("layer", "mixed", "lmae", None),
     "batch-mixed-lmae": ("batch", "mixed", "lmae", None),
 }
@@ -145,8 +147,16 @@ def _pct(x: float) -> str:
 
 
 def _steps(st: dict) -> str:
+    from atld.evaluate.stats import p_value_text
+
     c = st["correct"]
-    return f"{c['imt']} / {c['reversed']} / {c['random']}"
+    return f"{c['imt']} / {c['reversed']} / {c['random']} (IMT vs reversed {p_value_text(st['p_reversed'])})"
+
+
+def _perturbation(d: dict) -> str:
+    drop = lambda k: f"{100 * (d['clean'] - d[k]):.1f}"  # noqa: E731
+    return (f"{d['kind']}: −{drop('perturbed')} points (random −{drop('random')}, FGSM −{drop('fgsm')}), "
+            f"{100 * d['sign_agreement']:.0f} % signs as FGSM")
 
 
 def study_table(rows: list[dict]) -> str:
@@ -156,8 +166,8 @@ def study_table(rows: list[dict]) -> str:
     head = ("| model | D: norm, batch, perturbation | D's AUC vs PGD-20: per batch / per image / mixed | "
             "vs own perturbation: per batch / per image | bare: clean / PGD-20 / AutoAttack | "
             "IMT: clean / PGD-20 (non-adaptive) / AutoAttack (non-adaptive) / adaptive | ATLD+ window share "
-            "(clean / PGD-20) | PGD-20 inputs right after IMT / reversed / random step (of n) | "
-            "training perturbation for f |\n|" + "---|" * 9 + "\n")
+            "(clean / PGD-20) | clean inputs right after IMT / reversed / random step | PGD-20 inputs right after "
+            "IMT / reversed / random step | D's training perturbation for f |\n|" + "---|" * 10 + "\n")
     out = []
     for r in rows:
         sp, so = r["sep_pgd"], r["sep_own"]
@@ -168,7 +178,7 @@ def study_table(rows: list[dict]) -> str:
             f"{_pct(r['clean'])} / {_pct(r['pgd20'])} / {_pct(r['autoattack'])} | "
             f"{_pct(r['imt_clean'])} / {_pct(r['imt_pgd20'])} / {_pct(r['imt_autoattack'])} / "
             f"{_pct(r['imt_adaptive'])} | {_pct(r['in_window_natural'])} / {_pct(r['in_window_pgd'])} | "
-            f"{_steps(r['steps_pgd'])} (of {r['steps_pgd']['n']}) | {r['perturbation']['kind']} |")
+            f"{_steps(r['steps_clean'])} | {_steps(r['steps_pgd'])} | {_perturbation(r['perturbation'])} |")
     return head + "\n".join(out) + "\n"
 
 

@@ -231,3 +231,18 @@ def test_what_d_learned_is_plain_data_for_the_lesson(atld_run, digits_batch):
     assert out["steps_pgd"]["inputs"] == "PGD-20" and "McNemar" in out["steps_pgd"]["sentence"]
     again = what_d_learned(atld_run, x, y, seed=0, shares=(0.0, 0.5, 1.0))
     assert again == out  # seeded: the lesson shows the same numbers on a rerun
+
+
+def test_the_colour_bar_caption_says_when_d_scores_mean_nothing_per_image(atld_run, digits_batch):
+    from atld.evaluate.dwords import d_score_caption
+
+    card = {"auc": {"pgd_per_batch": 1.0, "pgd_per_image": 0.35, "own_per_batch": 1.0}}
+    text = d_score_caption(card)
+    assert text.startswith("D does not judge single images: its AUC natural vs PGD-20 is 0.35 (inverted) per image")
+    assert "AUC 1.00 per batch" in text and "more natural than clean ones" in text
+    assert d_score_caption({"auc": {"pgd_per_image": 0.9, "pgd_per_batch": 0.9}}) is None
+    assert d_score_caption(None) is None
+    x, y = digits_batch(60)
+    check = discriminator_check(atld_run, x, y, atld_run.spec.epsilon).to_dict()
+    assert (d_score_caption(check) is None) == check["separates"]
+    assert d_score_caption(check) == d_score_caption(discriminator_card(check, {}))  # fresh or stored, same words

@@ -17,8 +17,9 @@ _EXPORTS = {
     "atld.evaluate.progress": ("ProgressEvent", "ProgressTracker"),
     "atld.evaluate.runner": ("evaluate", "robust_accuracy_curve", "discriminator_report"),
     "atld.evaluate.diagnostics": ("MaskingReport", "masking_diagnostics"),
-    "atld.evaluate.discriminator": ("DiscriminatorCheck", "discriminator_check", "separation", "separation_sentence",
-                                    "batch_context_scores", "share_curve", "step_comparison",
-                                    "perturbation_diagnostic", "auc_words", "what_d_learned", "latents_of"),
+    "atld.evaluate.discriminator": ("DiscriminatorCheck", "discriminator_check", "separation", "batch_context_scores",
+                                    "share_curve", "step_comparison", "perturbation_diagnostic", "what_d_learned",
+                                    "latents_of"),
+    "atld.evaluate.dwords": ("auc_words", "separation_sentence", "d_score_caption"),
 }
 __getattr__, __all__ = lazy_exports("atld.evaluate", _EXPORTS)

@@ -23,7 +23,7 @@ telling images apart. This module measures both, as pure functions over latents 
   lesson's step).
 
 Train-mode scores are taken on a copy of D, so no BatchNorm statistic of the model changes.
-Thresholds are defined here only: `SEPARATION_AUC`, `CHANCE_BAND`, `SIGNIFICANCE`, `WINDOW_SHARE`.
+The thresholds and the wording live in `atld.evaluate.dwords` (torch-free).
 """
 
 from __future__ import annotations
@@ -38,47 +38,17 @@ from atld.attacks.gradient import AttackConfig, attack_batched, project_linf, ru
 from atld.attacks.progress import BatchProgress, notify
 from atld.config.vocab import AttackKind, DBatch, DPerturbation
 from atld.errors import require
+from atld.evaluate.dwords import (ADVERSARIAL_SHARE, CHANCE_BAND, INVERTED, NOISE_SHARE, SEPARATION_AUC,  # noqa: F401
+                                  SIGNIFICANCE, WINDOW_SHARE, auc_words, d_score_caption, inverted_note,
+                                  separation_kind, separation_sentence)
 from atld.evaluate.stats import mcnemar_exact, p_value_text
 from atld.inference import imt_direction, imt_step
 from atld.methods.atld import atld_start, lmae_direction, score_pair
 from atld.models.common import eval_mode
 from atld.train.metrics import auc
 
-SEPARATION_AUC = 0.75  # an AUC below this does not "separate" (D's eval-mode AUC natural vs PGD-20 decides `separates`)
-CHANCE_BAND = 0.03  # |AUC − 0.5| at most this: "at chance"; below 0.5 − CHANCE_BAND: "inverted"
-SIGNIFICANCE = 0.05  # McNemar p below this: a difference between two steps
-WINDOW_SHARE = 0.9  # share of inputs inside ATLD+'s window above which ATLD+ is a uniform half step
-NOISE_SHARE = 0.25  # perturbation doing less than this share of FGSM's extra damage over noise: "close to noise"
-ADVERSARIAL_SHARE = 0.6  # at least this share: "adversarial"
 COST = (("PGD-20", 20.0), ("D scores", 8.0))  # per image, for the progress estimate
 STEP_NAMES = {"imt": "IMT's step", "reversed": "the reversed step", "random": "a random signed step"}
-
-
-# ----------------------------------------------------------------------------- words
-
-def auc_words(value: float) -> str:
-    """An AUC (natural scored above perturbed = 1) as a table shows it: "0.98", "0.51 (chance)",
-    "0.27 (inverted)"; `INVERTED` says once what inverted means."""
-    if value < 0.5 - CHANCE_BAND:
-        return f"{value:.2f} (inverted)"
-    if value <= 0.5 + CHANCE_BAND:
-        return f"{value:.2f} (chance)"
-    return f"{value:.2f}"
-
-
-INVERTED = "An AUC below 0.5 is inverted: D scores attacked latents as more natural than clean ones."
-
-
-def inverted_note(*values: float) -> str:
-    """" " + INVERTED when any of the AUCs is inverted, else ""."""
-    return f" {INVERTED}" if any(v < 0.5 - CHANCE_BAND for v in values) else ""
-
-
-def separation_kind(per_batch: float, per_image: float) -> str:
-    """"images" (per image at least SEPARATION_AUC), "batches" (only per batch), or "neither"."""
-    if per_image >= SEPARATION_AUC:
-        return "images"
-    return "batches" if per_batch >= SEPARATION_AUC else "neither"
 
 
 # ----------------------------------------------------------------------------- separation
@@ -149,32 +119,6 @@ def separation(discriminator, z_nat: torch.Tensor, z_pert: torch.Tensor, batch_s
     s = batch_context_scores(discriminator, z_nat, z_pert, batch_size, generator)
     return Separation(auc(s["separate_natural"], s["separate_perturbed"]), auc(s["eval_natural"], s["eval_perturbed"]),
                       auc(s["mixed_natural"], s["mixed_perturbed"]), len(z_nat), batch_size)
-
-
-def separation_sentence(sep: Separation | dict, own: Separation | dict | None = None) -> str:
-    """Which kind of separation D has, in one plain sentence: `sep` natural vs PGD-20, `own`
-    (optional) natural vs D's own training perturbation. D "judges single images" when its
-    per-image AUC against PGD-20 reaches SEPARATION_AUC; it "tells batches apart, not images"
-    when only a per-batch AUC (against either) does."""
-    sep = sep if isinstance(sep, dict) else sep.to_dict()
-    own = own if own is None or isinstance(own, dict) else own.to_dict()
-
-    def numbers(s: dict, against: str) -> str:
-        return (f"natural vs {against} {auc_words(s['per_batch'])} per batch, {auc_words(s['per_image'])} per image, "
-                f"{auc_words(s['mixed'])} in one mixed batch")
-
-    parts = [numbers(sep, "PGD-20")] + ([numbers(own, "its own training perturbation")] if own else [])
-    how = (f"AUC {'; '.join(parts)} (per batch: train mode, an all-natural and an all-perturbed batch of "
-           f"{sep['batch_size']} in separate calls, the way the released recipe trains D; per image: eval mode, as "
-           "IMT uses it)")
-    values = [v for s in (sep, own) if s for v in (s["per_batch"], s["per_image"], s["mixed"])]
-    note = inverted_note(*values)
-    if sep["per_image"] >= SEPARATION_AUC:
-        return f"D judges single images: {how}.{note}"
-    if max(s["per_batch"] for s in (sep, own) if s) >= SEPARATION_AUC:
-        return (f"D tells batches apart, not images: {how}; its BatchNorm's per-call statistics carry the label, "
-                f"so a single image's score says little.{note}")
-    return f"D separates neither batches nor images well: {how}.{note}"
 
 
 def share_curve(discriminator, z_nat: torch.Tensor, z_pert: torch.Tensor, shares=(0.0, 0.25, 0.5, 0.75, 1.0),
