@@ -246,3 +246,30 @@ def test_the_colour_bar_caption_says_when_d_scores_mean_nothing_per_image(atld_r
     check = discriminator_check(atld_run, x, y, atld_run.spec.epsilon).to_dict()
     assert (d_score_caption(check) is None) == check["separates"]
     assert d_score_caption(check) == d_score_caption(discriminator_card(check, {}))  # fresh or stored, same words
+
+
+def test_cli_eval_prints_both_aucs_and_the_sentence_and_stores_the_check(atld_run, tmp_path, capsys):
+    import shutil
+
+    from atld.cli import main
+
+    run_dir = tmp_path / "digits-atld"
+    shutil.copytree(atld_run.path, run_dir)
+    before = read_card(run_dir)
+    code = main(["eval", "--checkpoint", str(run_dir), "--discriminator-only", "--limit", "60", "--device", "cpu",
+                 "--quiet", "--store"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "per batch" in out and "per image in eval mode" in out
+    assert any(s in out for s in ("D judges single images", "D tells batches apart, not images",
+                                  "D separates neither"))
+    assert "IMT's step" in out and "McNemar" in out and "pixel signs agree with FGSM's" in out
+    after = read_card(run_dir)
+    assert after["discriminator_check"]["n"] == 60 and after["discriminator_check"]["sentences"]
+    assert after.get("evaluations") == before.get("evaluations")  # D's check alone replaces no row
+    assert "under 'discriminator_check'" in err
+    # the full evaluation prints the same section beside the verdict
+    code = main(["eval", "--checkpoint", str(run_dir), "--attacks", "natural", "--limit", "30", "--device", "cpu",
+                 "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and "Discriminator (D) and IMT's step:" in out and "per batch" in out
+    assert main(["eval", "--checkpoint", str(run_dir), "--discriminator-only", "--diagnose", "--quiet"]) == 2
