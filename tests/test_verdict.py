@@ -130,3 +130,11 @@ def test_no_ok_for_two_non_adaptive_numbers_that_the_adaptive_row_shows_far_too_
     close = [r for r in FASHION if r["attack"] != "adaptive"] + [_row("adaptive", "atld", AD, 515, 1000, 0.1)]
     imt_close = {(f["inference"], f["check"]): f for f in masking_findings(close)}[("atld", "pgd20-autoattack-gap")]
     assert "adaptive attack through IMT leaves" not in imt_close["message"]
+
+
+def test_a_weak_attack_is_never_the_number_to_trust_even_when_lower():
+    rows = [_row("pgd20", "atld-", D, 197, 500, 0.3), _row("autoattack", "atld-", D, 84, 200, 0.3)]
+    v = verdicts(rows)[0]
+    assert v.row["attack"] == "autoattack" and v.accuracy == 0.42 and v.kind is VerdictKind.MEASURED
+    assert "42.0 % robust accuracy at ε = 0.3" in v.text and "against AutoAttack: the number to trust" in v.text
+    assert "PGD-20 leaves less, 39.4 %, on other images (n = 500 against 200)" in v.text

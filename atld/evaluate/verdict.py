@@ -128,12 +128,19 @@ def _verdict(mode: InferenceMode, rows: list[dict], eps: float | None, bare: Ver
         natural = next((r for r in rows if r["attack"] == "natural"), None)
         clean = f"natural accuracy {percent(natural['accuracy'])} (n = {natural['n']}); " if natural else ""
         return Verdict(mode, VerdictKind.NOT_ATTACKED, None, eps, f"{head}: not attacked: {clean}robustness unknown.")
-    low = _lowest(counted)
+    low = _lowest(strong or counted)  # a weak attack's number is never "the number to trust"
     label = attack_label(low["attack"], mode)
     if strong:
         text = (f"{head}: {percent(low['accuracy'])} robust accuracy{at_eps} ({_interval(low)}) against "
                 f"{_named(label)}: the number to trust.")
         kind = VerdictKind.MEASURED
+        below = [r for r in counted if strength(r) is not Strength.STRONG and r["accuracy"] < low["accuracy"]]
+        if below:  # e.g. PGD-20 on more images than AutoAttack: the lower upper bound is said, not hidden
+            w = _lowest(below)
+            why = (f"on other images (n = {w['n']} against {low['n']})" if w["n"] != low["n"] else
+                   "on the same images: the strong attack missed points the weaker one found")
+            text += (f" {attack_label(w['attack'], mode)} leaves less, {percent(w['accuracy'])}, {why}; robustness is "
+                     "at most the lower of the two.")
     else:
         text = (f"{head}: at most {percent(low['accuracy'])} robust{at_eps} ({_interval(low)}) against "
                 f"{_named(label)}, an upper bound only: run autoattack for a number to trust.")
