@@ -3,7 +3,7 @@
 
     python benchmarks/study_d.py train OUT DATA_ROOT [NAME ...]   # trains the variants one after the other
     python benchmarks/study_d.py eval OUT DATA_ROOT [NAME ...]    # evaluates each trained one (writes OUT/NAME.json)
-    python benchmarks/study_d.py table OUT                        # the study table (markdown) from OUT/*.json
+    python benchmarks/study_d.py table OUT [NAME ...]             # the study table (markdown) from OUT/*.json
 
 Every variant is the shipped ATLD checkpoint's recipe (checkpoints/make_real.sh, seed 0) with D's
 normalisation, how D sees a training batch and D's training perturbation changed. Training runs
@@ -53,6 +53,7 @@ D_VARIANTS = {  # name suffix: (d_norm, d_batch, d_perturbation, flags replacing
     "layer-mixed-lmae": ("layer", "mixed", "lmae", None),
 }
 QUEUE = ("mnist-batch-mixed-pgd", "mnist-layer-mixed-lmae", "fashion-mnist-batch-mixed-pgd", "cifar10-batch-mixed-pgd")
+DEFAULT_ROOT = str(REPO.parent / "shared" / "data")
 RELEASED = ("mnist-atld", "fashion-mnist-atld", "cifar10-atld")
 
 
@@ -188,7 +189,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("stage", choices=("train", "eval", "table"))
     p.add_argument("out", type=Path)
-    p.add_argument("data_root", nargs="?", default=str(REPO.parent / "shared" / "data"))
+    p.add_argument("data_root", nargs="?", default=DEFAULT_ROOT)
     p.add_argument("names", nargs="*")
     p.add_argument("--limit", type=int, default=500)
     p.add_argument("--aa-limit", type=int, default=200)
@@ -204,7 +205,9 @@ def main(argv=None) -> int:
         evaluate(args.out, str(Path(args.data_root).resolve()), args.names or (*RELEASED, *QUEUE), args.limit,
                  args.aa_limit)
     else:
-        sys.stdout.write(study_table([json.loads(p.read_text()) for p in sorted(args.out.glob("*.json"))]))
+        names = [*([args.data_root] if args.data_root != DEFAULT_ROOT else []), *args.names]  # table takes no root
+        paths = [args.out / f"{n}.json" for n in names] if names else sorted(args.out.glob("*.json"))
+        sys.stdout.write(study_table([json.loads(p.read_text()) for p in paths if p.is_file()]))
     return 0
 
 
