@@ -87,6 +87,26 @@ class Variant(StrEnum):
     PAPER = "paper"  # f also minimizes D's divergence estimate
 
 
+class DNorm(StrEnum):
+    """The discriminator's normalisation layers (docs/method.md §3.1)."""
+    BATCH = "batch"  # BatchNorm, as released: in train mode a score depends on the rest of the call
+    NONE = "none"  # no normalisation: a score depends on its own latent only
+    LAYER = "layer"  # LayerNorm, per latent
+    GROUP = "group"  # GroupNorm (8 groups), per latent
+
+
+class DBatch(StrEnum):
+    """How the discriminator sees a training batch (docs/method.md §3.1)."""
+    SEPARATE = "separate"  # as released: one call on the natural batch, one on the perturbed batch
+    MIXED = "mixed"  # one call on the shuffled concatenation of both
+
+
+class DPerturbation(StrEnum):
+    """The perturbation ATLD trains on (docs/method.md §3.1)."""
+    LMAE = "lmae"  # as released: one label-free signed step that makes the latents easier for D to tell apart
+    PGD = "pgd"  # PGD on the classifier's cross-entropy (pgd_steps, pgd_step_size), as PGD-AT
+
+
 class Amp(StrEnum):
     AUTO = "auto"  # bf16 on CUDA, off on the CPU
     OFF = "off"

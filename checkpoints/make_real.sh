@@ -24,6 +24,9 @@ declare -A RECIPES=(
   [mnist-pgd-at]="mnist pgd-at 6"
   [mnist-feature-scatter]="mnist feature-scatter 6"
   [mnist-atld]="mnist atld 8 $ATLD_SGD"
+  # a D that judges single images (docs/results.md, "What D learned"): BatchNorm D scoring natural and
+  # PGD latents in one shuffled call; the classifier trains with PGD-AT's loss (ATLD's collapsed on PGD)
+  [mnist-atld-image-d]="mnist atld 8 --d-norm batch --d-batch mixed --d-perturbation pgd --label-smoothing 0 --gap-weight-scale 0"
   [fashion-mnist-natural]="fashion-mnist natural 3"
   [fashion-mnist-pgd-at]="fashion-mnist pgd-at 6"
   [fashion-mnist-feature-scatter]="fashion-mnist feature-scatter 6"
@@ -32,7 +35,7 @@ declare -A RECIPES=(
   [cifar10-pgd-at]="cifar10-exact pgd-at 12"
   [cifar10-atld]="cifar10-exact atld 15"
 )
-ORDER=(mnist-natural mnist-pgd-at mnist-feature-scatter mnist-atld
+ORDER=(mnist-natural mnist-pgd-at mnist-feature-scatter mnist-atld mnist-atld-image-d
        fashion-mnist-natural fashion-mnist-pgd-at fashion-mnist-feature-scatter fashion-mnist-atld
        cifar10-natural cifar10-pgd-at cifar10-atld)
 names=("$@")

@@ -86,3 +86,55 @@ def test_table_json_and_cells_put_the_verdict_first_and_never_a_lone_non_adaptiv
     cells = [c for c in table_cells(without) if c["inference"] == "atld"]
     assert cells[-1]["accuracy"] == "not run" and "unverified" in cells[-1]["protocol"]
     assert [c["inference"] for c in table_cells(SHIPPED)] == ["atld-"] * 4 + ["atld"] * 4 + ["atld+"] * 4
+
+
+# the shipped Fashion-MNIST ATLD evaluation, as its card stores it (n = 1000): IMT under the
+# adaptive attack far below the bare classifier
+FASHION = [_row("natural", "atld-", D, 800, 1000, 0.1), _row("fgsm", "atld-", D, 600, 1000, 0.1),
+           _row("pgd20", "atld-", D, 465, 1000, 0.1), _row("autoattack", "atld-", D, 407, 1000, 0.1),
+           _row("fgsm", "atld", NA, 700, 1000, 0.1), _row("pgd20", "atld", NA, 520, 1000, 0.1),
+           _row("autoattack", "atld", NA, 538, 1000, 0.1), _row("adaptive", "atld", AD, 108, 1000, 0.1)]
+
+
+def test_imt_below_the_bare_classifier_is_said_to_make_the_model_less_robust():
+    by = {v.inference: v for v in verdicts(FASHION)}
+    text = by["atld"].text
+    assert "IMT makes the model less robust: 10.8 % with IMT against 40.7 % for the bare classifier (AutoAttack)" \
+        in text
+    # inside the bare classifier's interval: no measurable gain; above it: a gain
+    same = [r for r in FASHION if r["inference"] != "atld"] + [_row("adaptive", "atld", AD, 410, 1000, 0.1)]
+    assert "IMT adds no measurable robustness" in {v.inference: v for v in verdicts(same)}["atld"].text
+    above = [r for r in FASHION if r["inference"] != "atld"] + [_row("adaptive", "atld", AD, 600, 1000, 0.1)]
+    assert "IMT adds robustness" in {v.inference: v for v in verdicts(above)}["atld"].text
+    # an upper bound only (no strong attack on the bare classifier) is never compared
+    weak_bare = [r for r in FASHION if r["attack"] != "autoattack" or r["inference"] != "atld-"]
+    assert "less robust" not in {v.inference: v for v in verdicts(weak_bare)}["atld"].text
+
+
+def test_the_foil_is_the_number_a_reader_would_quote_not_fgsm():
+    by = {v.inference: v for v in verdicts(FASHION)}
+    assert "PGD-20's 46.5 % is only an upper bound" in by["atld-"].text and "FGSM" not in by["atld-"].text
+    assert "The non-adaptive 53.8 % (AutoAttack on the bare classifier, then IMT)" in by["atld"].text
+    assert "70.0 %" not in by["atld"].text
+    only_fgsm = [_row("fgsm", "atld", NA, 700, 1000, 0.1), _row("adaptive", "atld", AD, 108, 1000, 0.1)]
+    assert "70.0 % (FGSM" in verdicts(only_fgsm)[0].text  # FGSM only when nothing else ran
+
+
+def test_no_ok_for_two_non_adaptive_numbers_that_the_adaptive_row_shows_far_too_high():
+    from atld.evaluate.findings import masking_findings
+
+    gap = {(f["inference"], f["check"]): f for f in masking_findings(FASHION)}
+    imt = gap[("atld", "pgd20-autoattack-gap")]
+    assert imt["flagged"] and "the adaptive attack through IMT leaves 10.8 %" in imt["message"]
+    assert "PGD-20 is 5.8 points higher" in gap[("atld-", "pgd20-autoattack-gap")]["message"]  # no adaptive row used
+    close = [r for r in FASHION if r["attack"] != "adaptive"] + [_row("adaptive", "atld", AD, 515, 1000, 0.1)]
+    imt_close = {(f["inference"], f["check"]): f for f in masking_findings(close)}[("atld", "pgd20-autoattack-gap")]
+    assert "adaptive attack through IMT leaves" not in imt_close["message"]
+
+
+def test_a_weak_attack_is_never_the_number_to_trust_even_when_lower():
+    rows = [_row("pgd20", "atld-", D, 197, 500, 0.3), _row("autoattack", "atld-", D, 84, 200, 0.3)]
+    v = verdicts(rows)[0]
+    assert v.row["attack"] == "autoattack" and v.accuracy == 0.42 and v.kind is VerdictKind.MEASURED
+    assert "42.0 % robust accuracy at ε = 0.3" in v.text and "against AutoAttack: the number to trust" in v.text
+    assert "PGD-20 leaves less, 39.4 %, on other images (n = 500 against 200)" in v.text

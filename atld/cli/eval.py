@@ -42,6 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="instead: gradient-masking diagnostics on every inference mode (PGD steps curve with "
                         "restarts, PGD-20 vs AutoAttack, the adaptive attack through IMT, Square); without --attacks "
                         "it runs what every check needs")
+    p.add_argument("--discriminator-only", action="store_true",
+                   help="instead: only D's check (its AUC per batch and per image, IMT's step against the reversed "
+                        "and a random step, the training-perturbation diagnostic); with --store it is written to "
+                        "the card")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     add_flags(p, EvalConfig)
 
@@ -72,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from atld.device import resolve_device
     from atld.evaluate import EvalReport, evaluate, masking_diagnostics, robust_accuracy_curve, store_evaluation
     from atld.evaluate.diagnostics import diagnostic_attacks
-    from atld.evaluate.runner import inference_modes, report_meta
+    from atld.evaluate.runner import discriminator_report, inference_modes, report_meta
     from atld.fileio import atomic_write, check_output_file
     from atld.runs.rundir import RunWriter
     from atld.runs.store import load_checkpoint
@@ -84,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
     config = from_flags(EvalConfig, args)  # validates every flag before any work
     # deliberate: on a shared CPU two OpenMP threads spin-wait for each other (AutoAttack ran 18x slower)
     torch.set_num_threads(settings().torch_threads)
-    if args.curve is not None and args.diagnose:
-        raise ConfigError("give either --curve or --diagnose")
+    if sum((args.curve is not None, args.diagnose, args.discriminator_only)) > 1:
+        raise ConfigError("give at most one of --curve, --diagnose and --discriminator-only")
     if args.out is not None:
         check_output_file(args.out)
     if args.store:  # a run we may write, checked before the work rather than after it
@@ -116,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
             steps = [f for f in diag.findings if f["check"] == "pgd-steps"]  # the rows' findings are in the table
             extra = "\nPGD steps curve:\n" + "".join(("[!] " if f["flagged"] else "[ok] ") + f["message"] + "\n"
                                                    for f in steps)
+        elif args.discriminator_only:
+            report = discriminator_report(run_, config, data=data, progress=bar)
         else:
             report = evaluate(run_, config, data=data, progress=bar)
     finally:
@@ -132,7 +138,11 @@ def run(args: argparse.Namespace) -> int:
         atomic_write(args.out, text.encode())
     if args.store:
         store_evaluation(args.checkpoint, report)
-        sys.stderr.write(f"stored {len(report.rows)} rows in {args.checkpoint / 'card.json'} under 'evaluations'\n")
+        where = args.checkpoint / "card.json"
+        if report.rows:
+            sys.stderr.write(f"stored {len(report.rows)} rows in {where} under 'evaluations'\n")
+        if report.meta.get("discriminator"):
+            sys.stderr.write(f"stored D's check in {where} under 'discriminator_check'\n")
     return 0
 
 

@@ -11,9 +11,10 @@ import dataclasses
 from dataclasses import dataclass
 
 from atld.config.fields import build, setting
-from atld.vocab import METHOD_NAMES, Amp, DeviceChoice, LrSchedule, Method, Optimizer, Variant, device_name, parse
 from atld.attacks.step import attack_step
 from atld.data.registry import DATASET_NAMES, LEGACY_TRAINING, DatasetSpec, Recipe, get_spec
+from atld.vocab import (METHOD_NAMES, Amp, DBatch, DeviceChoice, DNorm, DPerturbation, LrSchedule, Method, Optimizer,
+                        Variant, device_name, parse)
 from atld.errors import (ConfigError, check_choice, check_finite_range, check_int_at_least, check_int_in, check_seed,
                          require, shown)
 from atld.models.discriminator import DiscriminatorSpec
@@ -71,6 +72,17 @@ class TrainConfig:
                                                      "small (16,32,64) for small-cnn")
     d_blocks: int | None = setting(None, "discriminator residual blocks per width; default 4 (official) or 1 "
                                          "(small-cnn)")
+    d_norm: DNorm = setting(DNorm.BATCH, "ATLD: the discriminator's normalisation: batch (as released) | none | "
+                                         "layer | group; with none, layer or group a latent's D score never "
+                                         "depends on the rest of its batch (docs/method.md §3.1)")
+    d_batch: DBatch = setting(DBatch.SEPARATE, "ATLD: how D sees a training batch: separate (as released: one call "
+                                               "on the natural batch, one on the perturbed batch, so BatchNorm can "
+                                               "tell them apart by batch statistics) | mixed (one call on the "
+                                               "shuffled concatenation)")
+    d_perturbation: DPerturbation = setting(DPerturbation.LMAE, "ATLD: the training perturbation: lmae (as "
+                                                                "released: one label-free step against D) | pgd "
+                                                                "(PGD on the classifier's loss, pgd_steps and "
+                                                                "pgd_step_size, as PGD-AT)")
     seed: int = setting(0, "seed for initialisation, shuffling, random starts and augmentation, in [0, 2^32)",
                         main=True)
     device: str = setting("auto", "auto | cpu | cuda | cuda:N", choices=tuple(DeviceChoice), app_default="cpu")
@@ -92,6 +104,10 @@ class TrainConfig:
         object.__setattr__(self, "device", device_name(self.device))
         object.__setattr__(self, "variant", parse(Variant, self.variant, "variant"))
         object.__setattr__(self, "amp", parse(Amp, self.amp, "amp"))
+        object.__setattr__(self, "d_norm", parse(DNorm, self.d_norm, "discriminator normalisation"))
+        object.__setattr__(self, "d_batch", parse(DBatch, self.d_batch, "discriminator batch"))
+        object.__setattr__(self, "d_perturbation", parse(DPerturbation, self.d_perturbation,
+                                                         "discriminator training perturbation"))
         if self.optimizer is not None:
             object.__setattr__(self, "optimizer", parse(Optimizer, self.optimizer, "optimizer"))
         if self.lr_schedule is not None:
@@ -218,7 +234,8 @@ class TrainConfig:
     def discriminator_spec(self) -> DiscriminatorSpec:
         base = default_discriminator_spec(self.resolved_arch)
         return DiscriminatorSpec(widths=self.d_widths if self.d_widths is not None else base.widths,
-                                 blocks_per_group=self.d_blocks if self.d_blocks is not None else base.blocks_per_group)
+                                 blocks_per_group=self.d_blocks if self.d_blocks is not None else base.blocks_per_group,
+                                 norm=self.d_norm)
 
     def resolved(self) -> TrainConfig:
         """A copy with every dataset default written out (what the run card stores)."""
@@ -239,7 +256,9 @@ class TrainConfig:
     def from_dict(cls, data: dict) -> TrainConfig:
         """Build from a (card's) dict; unknown keys or wrong types give a ConfigError. A card written
         before the optimizer, schedule and ε-ramp fields existed means the settings it was trained
-        with (SGD, step decay, no ramp), not today's per-dataset recipe."""
+        with (SGD, step decay, no ramp), not today's per-dataset recipe; one written before D's
+        normalisation, batch and perturbation fields existed means the released recipe (their
+        defaults)."""
         if not isinstance(data, dict):
             raise ConfigError("config must be a JSON object")
         names = {f.name for f in dataclasses.fields(cls)}

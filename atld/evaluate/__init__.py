@@ -15,8 +15,11 @@ _EXPORTS = {
     "atld.evaluate.verdict": ("Verdict", "attack_label", "verdicts"),
     "atld.evaluate.findings": ("masking_findings",),
     "atld.evaluate.progress": ("ProgressEvent", "ProgressTracker"),
-    "atld.evaluate.runner": ("evaluate", "robust_accuracy_curve"),
+    "atld.evaluate.runner": ("evaluate", "robust_accuracy_curve", "discriminator_report"),
     "atld.evaluate.diagnostics": ("MaskingReport", "masking_diagnostics"),
-    "atld.evaluate.discriminator": ("DiscriminatorCheck", "discriminator_check"),
+    "atld.evaluate.discriminator": ("DiscriminatorCheck", "discriminator_check", "separation", "batch_context_scores",
+                                    "share_curve", "step_comparison", "perturbation_diagnostic", "what_d_learned",
+                                    "latents_of"),
+    "atld.evaluate.dwords": ("auc_words", "separation_sentence", "d_score_caption"),
 }
 __getattr__, __all__ = lazy_exports("atld.evaluate", _EXPORTS)

@@ -15,7 +15,7 @@ from atld.evaluate.findings import masking_findings
 from atld.evaluate.stats import wilson_interval
 from atld.evaluate.verdict import ORDER, PROTOCOL_TITLES, attack_label, is_upper_bound_only, verdict_epsilon, verdicts
 from atld.fileio import printable
-from atld.runs.card import EVAL_FORMAT, EVAL_VERSION, read_card
+from atld.runs.card import D_CHECK_FORMAT, D_CHECK_VERSION, EVAL_FORMAT, EVAL_VERSION, read_card
 from atld.runs.rundir import RunWriter
 
 ROW_KEYS = ("attack", "inference", "protocol", "accuracy", "correct", "n", "ci_low", "ci_high", "epsilon",
@@ -142,21 +142,23 @@ class EvalReport:
         """The verdict first, then every row grouped by inference mode, the masking findings read
         from the rows, D's check and where the time went (each attack run once)."""
         out = [header_line(self.meta, self.rows)] if self.meta.get("checkpoint") else []
-        out += ["", VERDICT_TITLE] + [f"  {v.text}" for v in self.verdicts()] + [""]
-        out += detail_table(self.rows)
+        if self.rows:  # a report of D's check alone has none
+            out += ["", VERDICT_TITLE] + [f"  {v.text}" for v in self.verdicts()] + [""]
+            out += detail_table(self.rows)
         findings = masking_findings(self.rows)
         if findings:
             out += ["", "Masking findings:"] + [("[!] " if f["flagged"] else "[ok] ") + f["message"] for f in findings]
         d_check = self.meta.get("discriminator")
         if d_check:
-            out += ["", "Discriminator (D):"] + [f"  {line}" for line in d_check["sentences"]]
+            out += ["", "Discriminator (D) and IMT's step:"] + discriminator_lines(d_check)
         time_lines = timing_lines(self.meta.get("timings") or [])
         if time_lines:
             out += ["", "Time (each attack run once):"] + [f"  {line}" for line in time_lines]
         notes = list(dict.fromkeys(f"{attack_label(r['attack'], r['inference'])} / {r['inference']}: {r['note']}"
                                    for r in self.rows if r.get("note") and r["attack"] in NOTED_ATTACKS))
         out += [f"note: {n}" for n in notes]
-        out.append(UPPER_BOUND_LINE)
+        if self.rows:
+            out.append(UPPER_BOUND_LINE)
         return "\n".join(printable(line, 2000) for line in out).rstrip() + "\n"
 
     def to_csv(self) -> str:
@@ -178,13 +180,52 @@ class EvalReport:
                 "rows": [{**r, **tag} for r in self.rows]}
 
 
+def discriminator_lines(check: dict) -> list[str]:
+    """D's check (`DiscriminatorCheck.to_dict()` or a card's `discriminator_card`) as text lines,
+    "[!]" before the lines that say D or IMT does not do its job (no "[ok]": a measurement is
+    not an approval)."""
+    levels = check.get("levels") or ["info"] * len(check["sentences"])
+    return [("[!] " if level == "warning" else "    ") + text for level, text in zip(levels, check["sentences"])]
+
+
+def discriminator_card(check: dict, meta: dict) -> dict:
+    """What a card stores of D's check (`DiscriminatorCheck.to_dict()`; schema
+    `atld.runs.card.D_CHECK_SCHEMA`): the AUCs, IMT's step comparisons, the training-perturbation
+    diagnostic and the sentences, tagged with the seed, date and model hash."""
+    def pick(d: dict | None, keys) -> dict:
+        return {k: d[k] for k in keys if d and k in d}
+
+    auc = {"train": check.get("train_auc")}
+    for what in ("pgd", "own"):
+        sep = check.get(f"sep_{what}")
+        if sep:
+            auc.update({f"{what}_per_batch": sep["per_batch"], f"{what}_per_image": sep["per_image"],
+                        f"{what}_mixed": sep["mixed"]})
+        else:
+            auc[f"{what}_per_image"] = check[f"auc_{what}"]
+    steps = {}
+    for key, name in (("steps_clean", "clean"), ("steps_pgd", "pgd20")):
+        st = check.get(key)
+        if st:
+            steps[name] = {"n": st["n"], **{k: st["correct"][k] for k in ("none", "imt", "reversed", "random")},
+                           "p_reversed": st["p_reversed"], "p_random": st["p_random"]}
+    perturbation = pick(check.get("perturbation"), ("clean", "perturbed", "random", "fgsm", "sign_agreement",
+                                                    "adversarial_share"))
+    return {"format": D_CHECK_FORMAT, "version": D_CHECK_VERSION, "updated": meta.get("date"),
+            "seed": meta.get("seed"), "model_hash": meta.get("model_hash"), "n": check["n"],
+            "epsilon": check["epsilon"], "kind": check.get("kind"), "auc": auc, "steps": steps,
+            "perturbation": perturbation, "sentences": list(check["sentences"]),
+            "levels": list(check.get("levels") or ["info"] * len(check["sentences"]))}
+
+
 def _cell_key(row: dict) -> tuple:
     return row["attack"], row["inference"], round(float(row["epsilon"]), 6)
 
 
 def store_evaluation(run_dir: str | os.PathLike, report: EvalReport) -> dict:
     """Merge the report into the card's "evaluations" (atomically, under the run's writer lock): a
-    new row replaces a stored one with the same attack, inference and ε; other rows stay. Refuses a
+    new row replaces a stored one with the same attack, inference and ε; other rows stay. D's
+    check, when the report has one, replaces the card's "discriminator_check". Refuses a
     report made on a different model (its hash differs from the card's). Returns the new card."""
     with RunWriter.claim(run_dir, new=False) as writer:
         card = read_card(run_dir)
@@ -193,8 +234,12 @@ def store_evaluation(run_dir: str | os.PathLike, report: EvalReport) -> dict:
         if model_hash and card_hash and model_hash != card_hash:
             raise CheckpointError("this evaluation was made on a different model than the one in "
                                   f"{str(run_dir)!r} (model hashes differ); not storing it")
+        extra = ({"discriminator_check": discriminator_card(report.meta["discriminator"], report.meta)}
+                 if report.meta.get("discriminator") else {})
+        if not report.rows:  # D's check alone (`python -m atld eval --discriminator-only --store`)
+            return writer.update(**extra) if extra else card
         new = report.to_card()
         kept = (card.get("evaluations") or {}).get("rows", [])
         replaced = {_cell_key(r) for r in new["rows"]}
         rows = [r for r in kept if _cell_key(r) not in replaced] + new["rows"]
-        return writer.update(evaluations={**new, "rows": rows})
+        return writer.update(evaluations={**new, "rows": rows}, **extra)

@@ -224,3 +224,26 @@ def robust_accuracy_curve(run, epsilons, attack="pgd20", inference="atld-", limi
     return rows
 
 
+
+
+def discriminator_report(run, config: EvalConfig | None = None, data: ImageData | None = None,
+                         progress: ProgressCallback | None = None, *, data_root=None) -> EvalReport:
+    """D's check alone (`atld.evaluate.discriminator`) on the first `config.limit` test images at
+    the evaluation's ε: an `EvalReport` without rows whose meta["discriminator"] holds it (what
+    `python -m atld eval --discriminator-only` prints and, with --store, writes to the card)."""
+    config = config or EvalConfig()
+    device = resolve_device(config.device)
+    run = load_run(run, device)
+    if run.discriminator is None:
+        raise ConfigError(f"checkpoint {run.name!r} has no discriminator to check")
+    x, y = evaluation_set(run, config.limit, data, data_root)
+    eps = run.spec.epsilon_or_default(config.epsilon)
+    tracker = ProgressTracker([Task("discriminator check", DISCRIMINATOR_COST, len(y))], progress)
+    run.classifier.to(device)
+    run.discriminator.to(device)
+    meta = report_meta(run, config, eps, device, len(y))
+    meta["discriminator"] = discriminator_check(run, x, y, eps, batch_size=config.batch_size, device=device,
+                                                seed=config.seed, progress=tracker.begin(0)).to_dict()
+    tracker.finish()
+    meta["timings"] = timing_rows(tracker)
+    return EvalReport([], meta)

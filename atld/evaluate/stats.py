@@ -34,3 +34,16 @@ def p_value_text(p: float | None) -> str:
         if p < threshold:
             return f"p < {threshold:g}"
     return f"p = {p:.2g}"
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar test of paired right/wrong outcomes: b pairs where only the first
+    is right, c where only the second is. Under "no difference" each discordant pair goes either
+    way with probability 1/2, so p = min(1, 2·P(Binomial(b + c, 1/2) ≤ min(b, c)))."""
+    require(isinstance(b, int) and isinstance(c, int) and b >= 0 and c >= 0,
+            f"discordant counts must be integers >= 0, got {b!r}, {c!r}")
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1))
+    return min(1.0, 2 * tail / 2**n)

@@ -9,6 +9,10 @@ For each inference mode, at the evaluation's ε:
   A non-adaptive row (attack the bare classifier, then IMT) never counts: its attacker does not
   know IMT exists.
 - the number to trust is the lowest accuracy among them;
+- the foil beside it is the number a reader is tempted to quote (`tempting`: AutoAttack, else
+  PGD-20), never FGSM's when a stronger one ran;
+- an IMT verdict measured by a strong attack says whether IMT adds robustness over the bare
+  classifier's measured number, adds none (inside its 95 % interval) or makes it less robust;
 - `VerdictKind.MEASURED` when a strong attack (AutoAttack, APGD; `Strength.STRONG`) is among
   them, `UPPER_BOUND` when only fixed-step (PGD, CW, FGSM) or black-box attacks are, `UNVERIFIED`
   for IMT without an adaptive attack, `NOT_ATTACKED` when no attack ran.
@@ -101,7 +105,7 @@ def _lowest(rows: list[dict]) -> dict:
     return min(rows, key=lambda r: (r["accuracy"], rank[strength(r)]))
 
 
-def _verdict(mode: InferenceMode, rows: list[dict], eps: float | None) -> Verdict:
+def _verdict(mode: InferenceMode, rows: list[dict], eps: float | None, bare: Verdict | None = None) -> Verdict:
     head = f"{mode} ({INFERENCE_TITLES[mode]})"
     at_eps = f" at ε = {eps:.4g}" if eps is not None else ""
     attacked = [r for r in rows if r["attack"] != "natural" and eps is not None
@@ -124,33 +128,74 @@ def _verdict(mode: InferenceMode, rows: list[dict], eps: float | None) -> Verdic
         natural = next((r for r in rows if r["attack"] == "natural"), None)
         clean = f"natural accuracy {percent(natural['accuracy'])} (n = {natural['n']}); " if natural else ""
         return Verdict(mode, VerdictKind.NOT_ATTACKED, None, eps, f"{head}: not attacked: {clean}robustness unknown.")
-    low = _lowest(counted)
+    low = _lowest(strong or counted)  # a weak attack's number is never "the number to trust"
     label = attack_label(low["attack"], mode)
     if strong:
         text = (f"{head}: {percent(low['accuracy'])} robust accuracy{at_eps} ({_interval(low)}) against "
                 f"{_named(label)}: the number to trust.")
         kind = VerdictKind.MEASURED
+        below = [r for r in counted if strength(r) is not Strength.STRONG and r["accuracy"] < low["accuracy"]]
+        if below:  # e.g. PGD-20 on more images than AutoAttack: the lower upper bound is said, not hidden
+            w = _lowest(below)
+            why = (f"on other images (n = {w['n']} against {low['n']})" if w["n"] != low["n"] else
+                   "on the same images: the strong attack missed points the weaker one found")
+            text += (f" {attack_label(w['attack'], mode)} leaves less, {percent(w['accuracy'])}, {why}; robustness is "
+                     "at most the lower of the two.")
     else:
         text = (f"{head}: at most {percent(low['accuracy'])} robust{at_eps} ({_interval(low)}) against "
                 f"{_named(label)}, an upper bound only: run autoattack for a number to trust.")
         kind = VerdictKind.UPPER_BOUND
     higher = [r for r in ignored if r["accuracy"] > low["accuracy"]]
     if higher:
-        top = max(higher, key=lambda r: r["accuracy"])
+        top = tempting(higher)
         text += (f" The non-adaptive {percent(top['accuracy'])} ({attack_label(top['attack'], mode)} on the bare "
                  "classifier, then IMT) does not count: that attacker never sees IMT.")
     elif kind is VerdictKind.MEASURED:
         weak = [r for r in counted if is_upper_bound_only(r) and r["accuracy"] > low["accuracy"] + 0.005]
         if weak:
-            top = max(weak, key=lambda r: r["accuracy"])
+            top = tempting(weak)
             text += f" {attack_label(top['attack'], mode)}'s {percent(top['accuracy'])} is only an upper bound."
+    if bare is not None and mode is not InferenceMode.BARE and kind is VerdictKind.MEASURED:
+        text += _against_bare(low, bare)
     return Verdict(mode, kind, low, eps, text)
+
+
+TEMPTING = ("autoattack", "pgd20", "cw20", "pgd100", "cw100")  # the numbers a reader quotes, most quoted first
+
+
+def tempting(rows: list[dict]) -> dict:
+    """The row a reader is tempted to quote (the verdict's foil): AutoAttack, else PGD-20, else
+    CW-20, …; FGSM only when nothing else ran."""
+    for name in TEMPTING:
+        hit = next((r for r in rows if r["attack"] == name), None)
+        if hit is not None:
+            return hit
+    return max(rows, key=lambda r: r["accuracy"])
+
+
+def _against_bare(imt: dict, bare: Verdict) -> str:
+    """IMT's number to trust against the bare classifier's, when both were measured."""
+    if bare.kind is not VerdictKind.MEASURED or bare.row is None:
+        return ""
+    both = (f"{percent(imt['accuracy'])} with IMT against {percent(bare.row['accuracy'])} for the bare classifier "
+            f"({attack_label(bare.row['attack'], 'atld-')})")
+    if imt["accuracy"] < bare.row["ci_low"]:
+        return f" IMT makes the model less robust: {both}."
+    if imt["accuracy"] <= bare.row["ci_high"]:
+        return f" IMT adds no measurable robustness: {both}."
+    return f" IMT adds robustness: {both}."
 
 
 def verdicts(rows: list[dict], epsilon: float | None = None) -> list[Verdict]:
     """One `Verdict` per inference mode present in `rows` (evaluation rows as `EvalReport.rows`
     or a card's stored rows), in the order atld-, atld, atld+; at `epsilon` (default: the ε most
-    attack rows share)."""
+    attack rows share). An IMT verdict measured by a strong attack is compared with the bare
+    classifier's: below its 95 % interval, IMT makes the model less robust."""
     eps = verdict_epsilon(rows) if epsilon is None else round(float(epsilon), 6)
     modes = [m for m in ORDER if any(r["inference"] == m for r in rows)]
-    return [_verdict(m, [r for r in rows if r["inference"] == m], eps) for m in modes]
+    out, bare = [], None
+    for m in modes:
+        v = _verdict(m, [r for r in rows if r["inference"] == m], eps, bare)
+        bare = v if m is InferenceMode.BARE else bare
+        out.append(v)
+    return out

@@ -16,6 +16,12 @@ Variant "paper": f's loss also gets paper_d_weight·BCE(D(z_adv), 1), i.e. f min
 divergence estimate (non-saturating form). In the released code ("code", the default) D never
 sends a gradient to f.
 
+D's normalisation, how it sees a batch and the training perturbation are configurable
+(docs/method.md §3.1; defaults = released): d_batch "mixed" scores the natural and perturbed
+latents in one call on their shuffled concatenation (steps 3 and 6), so BatchNorm's per-call
+statistics no longer carry the label; d_perturbation "pgd" replaces steps 2-4 by PGD-k on f's
+cross-entropy (as PGD-AT) and D then learns to tell natural latents from attacked ones.
+
 Cost: s needs ∇_x L_ce and ∇_x L_gap separately: two backward passes over the one forward graph
 that stop at x_adv (no weight gradients); then one backward pass of L (s held constant) gives f's
 parameter gradient. No extra forward pass; about one input-gradient pass more than plain CE.
@@ -25,9 +31,30 @@ from __future__ import annotations
 
 import torch
 
-from atld.attacks.gradient import project_linf, uniform_noise
+from atld.attacks.gradient import project_linf, run_attack, uniform_noise
+from atld.vocab import DBatch, DPerturbation
 from atld.methods.base import StepContext, StepOutput, descend
 from atld.methods.losses import gap_ratio, latent_gap_loss, natural_bce, smooth_labels, soft_cross_entropy
+from atld.methods.pgd_at import training_attack
+
+
+def score_pair(discriminator, z_nat: torch.Tensor, z_pert: torch.Tensor, how: DBatch = DBatch.SEPARATE,
+               generator: torch.Generator | None = None):
+    """D on natural and perturbed latents [B, K] each: ((d_nat, c_nat), (d_pert, c_pert)), D's
+    natural logits [B] and class logits [B, K]. "separate" (released): one call per batch, the
+    perturbed one first, so BatchNorm in train mode normalizes each on its own; "mixed": one
+    call on the shuffled concatenation, so a latent's score cannot come from which call it is in."""
+    if DBatch(how) is DBatch.SEPARATE:
+        pert = discriminator(z_pert)
+        return discriminator(z_nat), pert
+    both = torch.cat([z_nat, z_pert])
+    order = torch.randperm(len(both), generator=generator, device=generator.device if generator else both.device)
+    d, c = discriminator(both[order.to(both.device)])
+    back = torch.empty_like(order)
+    back[order] = torch.arange(len(order), device=order.device)  # undo the shuffle
+    d, c = d[back.to(d.device)], c[back.to(c.device)]
+    n = len(z_nat)
+    return (d[:n], c[:n]), (d[n:], c[n:])
 
 
 def atld_start(x: torch.Tensor, epsilon: float, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -35,22 +62,34 @@ def atld_start(x: torch.Tensor, epsilon: float, generator: torch.Generator | Non
     return x + uniform_noise(x, epsilon, generator)
 
 
+def lmae_direction(f, discriminator, x0: torch.Tensor, z_nat: torch.Tensor, autocast=None,
+                   how: DBatch = DBatch.SEPARATE, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Step 3: sign(∇_{x0} L_att), [B, C, H, W]; the perturbation steps against it. f in eval
+    mode, D in train mode (the caller sets them); no gradient is left on the parameters."""
+    x0 = x0.detach().clone().requires_grad_(True)
+    with torch.enable_grad(), (autocast() if autocast else torch.autocast(x0.device.type, enabled=False)):
+        if DBatch(how) is DBatch.SEPARATE:
+            with torch.no_grad():  # BCE(D(z_nat), 1) is constant in x0; D still sees the batch (BN stats)
+                d_nat, _ = discriminator(z_nat)
+            d_0, _ = discriminator(f(x0))
+        else:
+            (d_nat, _), (d_0, _) = score_pair(discriminator, z_nat.detach(), f(x0), how, generator)
+        loss_att = natural_bce(d_nat, natural=True) + natural_bce(d_0, natural=False)
+    (grad,) = torch.autograd.grad(loss_att, x0)
+    return grad.sign()
+
+
 def atld_perturbation(f, discriminator, x: torch.Tensor, z_nat: torch.Tensor, epsilon: float,
                       generator: torch.Generator | None = None, autocast=None,
-                      start: torch.Tensor | None = None) -> torch.Tensor:
+                      start: torch.Tensor | None = None, how: DBatch = DBatch.SEPARATE) -> torch.Tensor:
     """Steps 2-4: the label-free training perturbation, [B, C, H, W] in [0, 1] within ε of x.
 
     f must be in eval mode and D in train mode (the caller sets them). `start` overrides the
-    random start x0 (for tests). Only ∂L_att/∂x0 is computed: no gradient is left on f's or D's
-    parameters."""
-    x0 = (atld_start(x, epsilon, generator) if start is None else start.detach().clone()).requires_grad_(True)
-    with torch.enable_grad(), (autocast() if autocast else torch.autocast(x.device.type, enabled=False)):
-        with torch.no_grad():  # BCE(D(z_nat), 1) is constant in x0; D still sees the batch (BN stats)
-            d_nat, _ = discriminator(z_nat)
-        d_0, _ = discriminator(f(x0))
-        loss_att = natural_bce(d_nat, natural=True) + natural_bce(d_0, natural=False)
-    (grad,) = torch.autograd.grad(loss_att, x0)
-    return project_linf(x0.detach() - epsilon * grad.sign(), x, epsilon)
+    random start x0 (for tests); `how`: how D sees the two batches (`score_pair`). Only
+    ∂L_att/∂x0 is computed: no gradient is left on f's or D's parameters."""
+    x0 = atld_start(x, epsilon, generator) if start is None else start.detach()
+    direction = lmae_direction(f, discriminator, x0, z_nat, autocast, how, generator)
+    return project_linf(x0 - epsilon * direction, x, epsilon)
 
 
 def atld_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
@@ -62,7 +101,11 @@ def atld_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
     D.train()
     with torch.no_grad(), ctx.autocast():
         z_nat = f(x).float()
-    x_adv = atld_perturbation(f, D, x, z_nat, eps, ctx.generator, ctx.autocast)
+    if cfg.d_perturbation is DPerturbation.PGD:
+        with ctx.autocast():
+            x_adv = run_attack(f, x, y, training_attack(ctx), ctx.generator, check_finite=False)
+    else:
+        x_adv = atld_perturbation(f, D, x, z_nat, eps, ctx.generator, ctx.autocast, how=cfg.d_batch)
 
     f.train()
     x_adv.requires_grad_(True)
@@ -72,8 +115,7 @@ def atld_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
     z_adv_const = z_adv.detach()
     for _ in range(cfg.d_updates):
         with ctx.autocast():
-            d_adv, c_adv = D(z_adv_const)
-            d_nat, c_nat = D(z_nat)
+            (d_nat, c_nat), (d_adv, c_adv) = score_pair(D, z_nat, z_adv_const, cfg.d_batch, ctx.generator)
         loss_d = (natural_bce(d_adv, natural=False) + natural_bce(d_nat, natural=True)
                   + soft_cross_entropy(c_nat, target) + soft_cross_entropy(c_adv, target))
         descend(ctx.d_optimizer, loss_d)

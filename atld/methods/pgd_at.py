@@ -13,12 +13,18 @@ from atld.attacks.gradient import AttackConfig, run_attack
 from atld.methods.base import StepContext, StepOutput, descend
 
 
-def pgd_at_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
-    cfg, f = ctx.config, ctx.classifier
+def training_attack(ctx: StepContext) -> AttackConfig:
+    """The PGD-k training attack of this step (PGD-AT, and ATLD with d_perturbation = pgd)."""
+    cfg = ctx.config
     eps, full = ctx.step_epsilon, cfg.resolved_epsilon
     # while ε ramps up, the step keeps its ratio to ε (ε/4 by default)
     step_size = cfg.resolved_pgd_step_size * (eps / full if full > 0 and eps != full else 1.0)
-    attack = AttackConfig("pgd", eps, steps=cfg.pgd_steps, step_size=step_size, random_start=True)
+    return AttackConfig("pgd", eps, steps=cfg.pgd_steps, step_size=step_size, random_start=True)
+
+
+def pgd_at_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
+    f = ctx.classifier
+    attack = training_attack(ctx)
     f.eval()
     with ctx.autocast():
         with torch.no_grad():

@@ -80,6 +80,26 @@ EVAL_ROW_SCHEMA = {
     },
 }
 
+D_CHECK_FORMAT = "atld-d-check"
+D_CHECK_VERSION = 1
+_NUMBERS = {"type": "object", "maxProperties": 20, "propertyNames": {"pattern": "^[a-z_0-9]{1,40}$"},
+            "additionalProperties": {"type": ["number", "null"]}}
+D_CHECK_SCHEMA = {  # D's check as a card stores it (atld.evaluate.report.discriminator_card)
+    "type": "object", "required": ["format", "version", "n", "auc", "sentences"], "additionalProperties": False,
+    "properties": {
+        "format": {"const": D_CHECK_FORMAT}, "version": {"const": D_CHECK_VERSION},
+        "updated": _text(40, nullable=True), "seed": {"type": ["integer", "null"]},
+        "model_hash": {"type": ["string", "null"], "pattern": "^([0-9a-f]{64})?$"},
+        "n": {"type": "integer", "minimum": 1, "maximum": 10**8}, "epsilon": _number(0, 1),
+        "kind": {"enum": ["images", "batches", "neither", None]},
+        "auc": _NUMBERS, "perturbation": _NUMBERS,
+        "steps": {"type": "object", "maxProperties": 4, "propertyNames": {"pattern": "^[a-z_0-9-]{1,40}$"},
+                  "additionalProperties": _NUMBERS},
+        "sentences": {"type": "array", "maxItems": 20, "items": _text(4000)},
+        "levels": {"type": "array", "maxItems": 20, "items": {"enum": ["info", "warning"]}},
+    },
+}
+
 CARD_SCHEMA = {
     "type": "object",
     "required": ["format", "format_version", "method", "dataset", "arch", "config", "seed",
@@ -119,6 +139,7 @@ CARD_SCHEMA = {
                            "updated": _text(40, nullable=True),
                            "rows": {"type": "array", "maxItems": 10000, "items": EVAL_ROW_SCHEMA}},
         },
+        "discriminator_check": D_CHECK_SCHEMA,
         "versions": {"type": "object", "maxProperties": 50, "additionalProperties": _text(100)},
         "git_commit": {"type": ["string", "null"], "pattern": "^[0-9a-f]{40}$"},
         "created": _text(40),
