@@ -115,6 +115,7 @@ def go(page, title: str) -> None:
     wait_idle(page)
 
 
+@pytest.mark.slow  # over 10 s
 def test_every_page_attack_and_box_selection(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(WAIT_MS)
