@@ -48,6 +48,7 @@ def test_tracker_fraction_eta_and_part_timings():
     assert clock(3725) == "1:02:05" and clock(12.4) == "0:12"
 
 
+@pytest.mark.slow  # over 10 s
 def test_autoattack_reports_every_inner_attack_and_each_shared_attack_once(atld_run, digits):
     events = []
     config = EvalConfig(attacks=("natural", "pgd20", "autoattack"), limit=6, device="cpu", epsilon=0.02)
