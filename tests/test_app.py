@@ -289,6 +289,7 @@ def test_stop_really_stops_and_the_cap_refuses_a_second_job(app_env):
     _wait_for(second, lambda a: len(a.success) > 0)
 
 
+@pytest.mark.slow  # over 10 s
 def test_evaluate_page_table_quick_run_and_curve(app_env, app_checkpoints, tmp_path, monkeypatch):
     from atld.vocab import Protocol
     from atld.evaluate import EvalReport, make_row, store_evaluation
@@ -376,6 +377,7 @@ def _trace_names(at: AppTest) -> list[str]:
     return [t["name"] for t in _traces(at)]
 
 
+@pytest.mark.slow  # over 10 s
 def test_the_shipped_atld_model_headline_is_its_adaptive_verdict(app_env, atld_run, tmp_path, monkeypatch):
     """Home and Evaluate on the shipped digits-atld: the headline for ATLD is the adaptive 0 %, not
     the non-adaptive number nor the training-time PGD-20; a quick run says the same."""

@@ -129,6 +129,7 @@ def test_attack_is_deterministic_with_a_seed(natural_run, digits_batch):
     assert torch.equal(c, d)
 
 
+@pytest.mark.slow  # over 10 s
 def test_autoattack_step_by_step_equals_the_packages_standard_evaluation(digits_batch):
     """Our loop (inner attack by inner attack, with progress) against pyautoattack's own
     run_standard_evaluation, on a tiny linear model at an ε where every inner attack has points

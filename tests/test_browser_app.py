@@ -115,6 +115,7 @@ def go(page, title: str) -> None:
     wait_idle(page)
 
 
+@pytest.mark.slow  # over 10 s
 def test_every_page_attack_and_box_selection(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(WAIT_MS)
@@ -182,6 +183,7 @@ def test_every_page_attack_and_box_selection(server, browser):
     page.close()
 
 
+@pytest.mark.slow  # over 10 s
 def test_a_reload_keeps_the_settings_and_hovering_a_point_shows_its_image(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(WAIT_MS)
@@ -216,6 +218,7 @@ def test_a_reload_keeps_the_settings_and_hovering_a_point_shows_its_image(server
     page.close()
 
 
+@pytest.mark.slow  # over 10 s
 def test_the_lesson_walks_step_by_step_and_the_attack_path_plays(server, browser):
     from atld.ui.learn import STEPS
 

@@ -77,6 +77,7 @@ def test_empty_limit_and_missing_checkpoint_in_a_real_process(tmp_path):
         assert proc.stderr.startswith("error: ") and message in proc.stderr and proc.stderr.count("\n") == 1
 
 
+@pytest.mark.slow  # over 10 s
 def test_plain_eval_of_the_shipped_atld_model_gives_the_adaptive_verdict_first(atld_run, capsys):
     """`python -m atld eval --checkpoint checkpoints/digits-atld` with its default attacks (a few
     images): the first line for ATLD is the adaptive attack's 0 %, never the non-adaptive number."""

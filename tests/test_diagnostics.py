@@ -121,6 +121,7 @@ def _diagnose(run, digits, attacks, steps, limit=40):
     return masking_diagnostics(run, config, steps=steps, data=digits)
 
 
+@pytest.mark.slow  # over 10 s
 def test_a_model_that_hides_its_gradient_fires_the_gap_and_black_box_findings(natural_run, as_run, digits):
     report = _diagnose(as_run(HiddenGradient(natural_run.classifier)), digits,
                        ("natural", "pgd20", "autoattack", "square"), steps=(1, 20), limit=12)

@@ -52,6 +52,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         shutdown()
 
 
+@pytest.mark.slow  # over 10 s
 def test_two_gloo_processes_match_one_process(tmp_path, digits):
     # one thread here (conftest) as in the workers: another thread count rounds differently (~1e-4)
     reference = train(NATURAL, data=digits)
@@ -74,6 +75,7 @@ def test_two_gloo_processes_match_one_process(tmp_path, digits):
     assert ranks[1]["metrics"][0]["loss"] == pytest.approx(m_ddp["loss"], abs=1e-9)  # every rank sees the total
 
 
+@pytest.mark.slow  # over 10 s
 def test_torchrun_cli_trains_atld_and_rank_0_writes_the_run(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}

@@ -99,6 +99,7 @@ def test_imt_on_a_checkpoint_without_discriminator_is_refused(natural_run, digit
                  data=digits)
 
 
+@pytest.mark.slow  # over 10 s
 def test_adaptive_attack_is_at_least_as_strong_as_the_non_adaptive_protocol(atld_run, digits, digits_batch):
     """On an ATLD digits model: the adaptive attack through IMT (APGD-CE + APGD-T, BPDA) leaves no
     more accuracy than the official protocol (attack the bare classifier, then IMT), for ATLD and

@@ -95,6 +95,7 @@ def test_attacks_through_imt_get_their_own_measured_rate():
     assert events[-1].eta == pytest.approx(10.0)  # the last task, at the rate measured through IMT
 
 
+@pytest.mark.slow  # over 10 s
 def test_autoattack_reports_every_inner_attack_and_each_shared_attack_once(atld_run, digits):
     events = []
     config = EvalConfig(attacks=("natural", "pgd20", "autoattack"), limit=6, device="cpu", epsilon=0.02)

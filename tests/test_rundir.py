@@ -75,6 +75,7 @@ def train_command(epochs: int, out: Path) -> list[str]:
             str(epochs), "--eval-limit", "0", "--device", "cpu", "--quiet", "--out", str(out)]
 
 
+@pytest.mark.slow  # over 10 s
 def test_two_trainings_into_one_folder_one_trains_the_other_is_refused(tmp_path):
     """Four real processes started at once with the same --out: exactly one trains, the others
     exit 2 with one line; the run it saves loads."""

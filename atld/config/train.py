@@ -98,7 +98,6 @@ class TrainConfig:
     def __post_init__(self):
         check_choice("dataset", self.dataset, DATASET_NAMES)
         check_choice("method", self.method, METHOD_NAMES)
-        object.__setattr__(self, "method", Method(self.method))
         # Cards come from strangers: check types before any string method is called on them.
         require(self.arch is None or isinstance(self.arch, str), f"arch must be a string, got {shown(self.arch)}")
         object.__setattr__(self, "device", device_name(self.device))
@@ -120,8 +119,8 @@ class TrainConfig:
         check_int_in("epochs", self.epochs, 1, MAX_EPOCHS)
         if self.batch_size is not None:
             check_int_in("batch size", self.batch_size, 1, MAX_BATCH)
-        require(self.resolved_batch_size >= self.method.min_batch_size,
-                f"batch size must be >= {self.method.min_batch_size} for {self.method} (its discriminator's "
+        require(self.resolved_batch_size >= Method(self.method).min_batch_size,
+                f"batch size must be >= {Method(self.method).min_batch_size} for {self.method} (its discriminator's "
                 "BatchNorm needs two latents per batch)")
         if self.lr is not None:
             check_finite_range("lr", self.lr, 0.0, 10.0)
@@ -218,7 +217,7 @@ class TrainConfig:
 
     @property
     def uses_discriminator(self) -> bool:
-        return self.method.discriminator
+        return Method(self.method).discriminator
 
     def check_budget(self, with_discriminator: bool, dspec: DiscriminatorSpec | None = None) -> int:
         """The parameters of the classifier (and the discriminator) this config describes, from the
