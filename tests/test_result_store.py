@@ -29,8 +29,11 @@ def small_map(n: int = 3) -> MapView:
                           "correct": np.arange(2 * n) % n == 0, "d_natural": [np.nan] * (2 * n),
                           "x": rng.normal(size=2 * n), "y": rng.normal(size=2 * n)}, columns=list(POINT_COLUMNS))
     images = rng.random((n, 1, 4, 4), dtype=np.float32)
-    return MapView(table, 0.5, 0.25, {"mmd2": 0.1, "per_class": [{"label": 0, "auc": float("nan")}]}, images,
-                   np.clip(images + 0.1, 0, 1))
+    from atld.latent.gap import MEASURE_KEYS
+
+    gap = {**dict.fromkeys(MEASURE_KEYS, 0.1), "discriminator_auc": None,
+           "per_class": [{"label": 0, "discriminator_auc": float("nan")}]}
+    return MapView(table, 0.5, 0.25, gap, images, np.clip(images + 0.1, 0, 1))
 
 
 def test_json_results_come_back_equal(tmp_path):
@@ -47,7 +50,7 @@ def test_a_map_comes_back_equal(tmp_path):
     pd.testing.assert_frame_equal(back.table, view.table, check_dtype=False)
     assert (back.images_nat == view.images_nat).all() and (back.images_pert == view.images_pert).all()
     assert (back.accuracy_nat, back.accuracy_pert, len(back)) == (0.5, 0.25, 3)
-    assert back.gap["mmd2"] == 0.1 and np.isnan(back.gap["per_class"][0]["auc"])
+    assert back.gap["mmd2"] == 0.1 and np.isnan(back.gap["per_class"][0]["discriminator_auc"])
 
 
 def _npz(**arrays) -> bytes:

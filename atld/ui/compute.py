@@ -24,9 +24,9 @@ from atld.config.settings import settings
 from atld.config.vocab import ColorBy, FitMode, Projection
 from atld.errors import CheckpointError
 from atld.ui.latent_view import MAP_VIEW_CODEC
-from atld.ui.result_store import JSON
 from atld.ui.runs import RunRef, content_key
 from atld.ui.service import view
+from atld.ui.view_schemas import COMPARE_PLOTS, DATA_FACTS, DISCRIMINATOR_CHECK, LATENT_PLOT
 
 if TYPE_CHECKING:
     import torch
@@ -165,7 +165,7 @@ def map_csv(ref: RunRef, n: int, attack_name: str, epsilon: float, seed: int, sp
     return csv_text(m, dict(meta), load_run(ref).spec.labels())
 
 
-@view(persist=JSON)
+@view(persist=DATA_FACTS)
 def data_facts(name: str, full: bool) -> dict:
     """What a page says about dataset `name` before it computes anything: {"n_test": test images,
     "note": the line of a page computed on the shipped sample, or None} (`atld.ui.datasets`).
@@ -185,7 +185,7 @@ def _figure_parts(m, projection: str, fit_on: str, space: str):
     return axis_titles(projection, explained), thumbnails(m.latents.images_nat)
 
 
-@view(version=2, persist=JSON)
+@view(version=2, persist=LATENT_PLOT)
 def latent_plot(ref: RunRef, n: int, attack_name: str, epsilon: float, seed: int, space: str, projection: str,
                 fit_on: str, color_by: str, title: str, height: int) -> str:
     """The Latent explorer's figure of that map, as plotly JSON (`atld.ui.views.figure_from_json`
@@ -203,7 +203,7 @@ def latent_plot(ref: RunRef, n: int, attack_name: str, epsilon: float, seed: int
                              validate=False)
 
 
-@view(version=2, persist=JSON)
+@view(version=2, persist=COMPARE_PLOTS)
 def compare_plots(refs: tuple[RunRef, RunRef], titles: tuple[str, str], n: int, attack_name: str, epsilon: float,
                   seed: int, space: str, height: int) -> dict:
     """Two checkpoints side by side. Where their latents share axes (logits of the same width),
@@ -251,7 +251,7 @@ def accuracy_curve(ref: RunRef, epsilons: tuple[float, ...], attack_name: str, i
                                  data=dataset(run.config.dataset), seed=seed, device="cpu")
 
 
-@view(persist=JSON)
+@view(persist=DISCRIMINATOR_CHECK)
 def discriminator_check(ref: RunRef, n: int, seed: int) -> dict:
     """atld.evaluate.discriminator_check on the first `n` test images at the dataset's ε (a dict)."""
     from atld.evaluate.discriminator import discriminator_check as check
