@@ -290,14 +290,15 @@ def test_resume_continues_a_run_and_delete_removes_it(tmp_path, data):
     first.wait(120)
     assert first.status == "finished" and first.epochs_done == 1
     with pytest.raises(ConfigError, match="1 epochs done"):
-        manager.resume("alice", "mine", 1, data=data)  # not more epochs: refused, nothing changes
-    job = manager.resume("alice", "mine", 2, data=data)
+        manager.resume("alice", "mine", 1, data=data, key=first.key)  # not more epochs: refused, nothing changes
+    job = manager.resume("alice", "mine", 2, data=data, key=first.key)
+    assert job.key == first.key  # the run's owner key stays the same
     assert job.epochs_done == 1 and len(job.metrics) == 1  # the curves start from the run's history
     job.wait(120)
     assert job.status == "finished" and job.error is None
     run = load_checkpoint(tmp_path / "runs" / "mine")
     assert run.card["epochs_done"] == 2 and len(run.card["metrics"]) == 2
-    manager.delete("mine")
+    manager.delete("mine", key=first.key)
     assert not (tmp_path / "runs" / "mine").exists() and list((tmp_path / "runs").iterdir()) == []
 
 
