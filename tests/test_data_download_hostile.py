@@ -300,3 +300,59 @@ def test_the_app_cancels_a_hanging_download_and_frees_its_slot(app_env, serve, m
     assert again is not job and again.running
     again.cancel()
     assert again.wait(2.0)
+
+
+# ----------------------------------------------------------------------------- CIFAR and SVHN (`train --download`)
+
+@pytest.fixture
+def fake_cifar(monkeypatch, tmp_path):
+    """CIFAR-10's archive and checksums replaced by a tiny archive of the same layout, served on
+    127.0.0.1; returns (archive bytes, the served behaviour's server)."""
+    import io
+    import tarfile
+
+    from torchvision.datasets import CIFAR10
+
+    members = {f"cifar-10-batches-py/{n}": f"batch {n}".encode() for n in ("data_batch_1", "test_batch")}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    archive = buf.getvalue()
+
+    def behaviour(conn, path, stop):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(archive) + archive)
+
+    server = RawServer(behaviour)
+    monkeypatch.setattr(CIFAR10, "url", f"http://127.0.0.1:{server.port}/cifar-10-python.tar.gz")
+    monkeypatch.setattr(CIFAR10, "tgz_md5", hashlib.md5(archive).hexdigest())
+    monkeypatch.setattr(CIFAR10, "train_list", [["data_batch_1", hashlib.md5(b"batch data_batch_1").hexdigest()]])
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", hashlib.md5(b"batch test_batch").hexdigest()]])
+    yield members
+    server.close()
+
+
+@pytest.mark.parametrize("plant", ["none", "archive link", "batch link", "batch folder link"])
+def test_cifar_downloads_go_through_the_guarded_fetch(fake_cifar, tmp_path, plant):
+    victim = _victim(tmp_path)
+    root = tmp_path / "data"
+    root.mkdir()
+    if plant == "archive link":
+        (root / "cifar-10-python.tar.gz").symlink_to(victim)
+    elif plant == "batch link":
+        (root / "cifar-10-batches-py").mkdir()
+        (root / "cifar-10-batches-py" / "data_batch_1").symlink_to(victim)
+    elif plant == "batch folder link":
+        (root / "cifar-10-batches-py").symlink_to(victim.parent)
+    if plant == "none":
+        dl.download_torchvision_files("cifar10", root)
+        assert (root / "cifar-10-batches-py" / "data_batch_1").read_bytes() == b"batch data_batch_1"
+        dl.download_torchvision_files("cifar10", root)  # all there and right: nothing fetched, nothing changed
+    else:
+        with pytest.raises(DataError) as err:
+            dl.download_torchvision_files("cifar10", root)
+        assert "\n" not in str(err.value)
+        assert "symbolic link" in str(err.value)
+    assert victim.read_bytes() == b"precious" and sorted(p.name for p in victim.parent.iterdir()) == ["victim"]

@@ -103,10 +103,11 @@ def download_dataset(dataset: str, root: str | os.PathLike, progress: ProgressFn
 
 
 @contextlib.contextmanager
-def _open_raw(raw: Path):
+def _open_raw(raw: Path, checked: tuple[Path, ...] | None = None):
     """A descriptor of the raw folder, made if missing; the dataset's folder and the raw folder
-    must be real folders (a planted link there would send every file elsewhere)."""
-    for folder in (raw.parent, raw):
+    (or the folders `checked`) must be real folders (a planted link there would send every file
+    elsewhere)."""
+    for folder in (raw.parent, raw) if checked is None else checked:
         if folder.is_symlink():
             raise DataError(f"{printable(folder, 200)!r} is a symbolic link; refusing to download through it "
                             "(remove the link, or give --data-root the real folder)")
@@ -132,11 +133,12 @@ def _remove_leftovers(raw_fd: int) -> None:
                     os.unlink(name, dir_fd=raw_fd)
 
 
-def _present(raw_fd: int, raw: Path, filename: str, md5: str) -> bool:
+def _present(raw_fd: int, raw: Path, filename: str, md5: str, max_bytes: int = MAX_DOWNLOAD_BYTES,
+             uncompressed: bool = True) -> bool:
     """Whether `filename` is already there and right: a regular file with the published MD5 (or
     its uncompressed form, a regular file). A link, folder, FIFO... there is one line; a file with
     another MD5 (truncated, corrupt) is fetched again."""
-    for name in (filename, filename.removesuffix(".gz")):
+    for name in (filename, filename.removesuffix(".gz")) if uncompressed else (filename,):
         try:
             info = os.lstat(name, dir_fd=raw_fd)
         except FileNotFoundError:
@@ -152,10 +154,53 @@ def _present(raw_fd: int, raw: Path, filename: str, md5: str) -> bool:
         except OSError:
             return False
         with os.fdopen(fd, "rb") as fh:
-            if info.st_size <= MAX_DOWNLOAD_BYTES and \
+            if info.st_size <= max_bytes and \
                     hashlib.file_digest(fh, lambda: hashlib.md5(usedforsecurity=False)).hexdigest() == md5:
                 return True
     return False
+
+
+ARCHIVE_MAX_BYTES = 512 * 2**20  # CIFAR's archive is 163 MB, SVHN's train file 182 MB
+
+
+def download_torchvision_files(dataset: str, root: str | os.PathLike, cancel: threading.Event | None = None) -> None:
+    """What `train --download` fetches for CIFAR-10/100 and SVHN, through the same guarded fetch as
+    MNIST (exclusive temporary files, links refused, a deadline, a minimum rate, MD5 checked)
+    instead of torchvision's own download, which writes through a planted link and has no
+    deadline. CIFAR's archive is then unpacked with tarfile's "data" filter (no links, devices,
+    absolute paths or members that land outside the root, a planted link on the way included);
+    torchvision then reads the files with download=False."""
+    import tarfile
+
+    from torchvision.datasets import CIFAR10, CIFAR100, SVHN
+
+    root = Path(root).expanduser().resolve()  # the folder the user named (a link there is theirs); below it, none
+    if dataset in ("cifar10", "cifar100"):
+        cls = CIFAR10 if dataset == "cifar10" else CIFAR100
+        base = root / cls.base_folder
+        if base.is_symlink():
+            raise DataError(f"{printable(base, 200)!r} is a symbolic link; refusing to download through it")
+        if base.is_dir():
+            with _open_raw(base, checked=(base,)) as fd:
+                if all(_present(fd, base, name, md5, ARCHIVE_MAX_BYTES, uncompressed=False)
+                       for name, md5 in (*cls.train_list, *cls.test_list)):
+                    return
+        files = [(cls.url, cls.filename, cls.tgz_md5)]
+    elif dataset == "svhn":
+        files = [tuple(SVHN.split_list[split]) for split in ("train", "test")]
+    else:
+        raise DataError(f"{dataset} is not downloaded through torchvision")
+    with _open_raw(root, checked=()) as fd:
+        _remove_leftovers(fd)
+        for url, filename, md5 in files:
+            if not _present(fd, root, filename, md5, ARCHIVE_MAX_BYTES, uncompressed=False):
+                _fetch(url, fd, filename, md5, lambda done, total: None, cancel, ARCHIVE_MAX_BYTES)
+    if dataset != "svhn":
+        try:
+            with tarfile.open(root / cls.filename, "r:gz") as archive:
+                archive.extractall(root, filter="data")
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise DataError(f"cannot unpack {cls.filename}: {printable(exc, 160)}") from None
 
 
 class _Watch:
@@ -257,7 +302,7 @@ def _opener(watch: _Watch) -> urllib.request.OpenerDirector:
 
 
 def _fetch(url: str, raw_fd: int, filename: str, md5: str, on_bytes: Callable[[int, int | None], None],
-           cancel: threading.Event | None) -> None:
+           cancel: threading.Event | None, max_bytes: int = MAX_DOWNLOAD_BYTES) -> None:
     part = f".{filename}.part-{secrets.token_hex(8)}"
     digest = hashlib.md5(usedforsecurity=False)
     created = False
@@ -268,8 +313,8 @@ def _fetch(url: str, raw_fd: int, filename: str, md5: str, on_bytes: Callable[[i
                 with _opener(watch).open(request, timeout=STALL_S) as response:
                     length = response.headers.get("Content-Length")
                     total = int(length) if length and length.isdigit() else None
-                    if total is not None and total > MAX_DOWNLOAD_BYTES:
-                        raise DataError(f"{url} offers {total} bytes, more than the {MAX_DOWNLOAD_BYTES} allowed")
+                    if total is not None and total > max_bytes:
+                        raise DataError(f"{url} offers {total} bytes, more than the {max_bytes} allowed")
                     fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                                  | getattr(os, "O_CLOEXEC", 0), 0o644, dir_fd=raw_fd)
                     created = True
@@ -279,8 +324,8 @@ def _fetch(url: str, raw_fd: int, filename: str, md5: str, on_bytes: Callable[[i
                             if watch.reason is not None:
                                 break
                             watch.done += len(chunk)
-                            if watch.done > MAX_DOWNLOAD_BYTES:
-                                raise DataError(f"{url} sent more than the {MAX_DOWNLOAD_BYTES} bytes allowed")
+                            if watch.done > max_bytes:
+                                raise DataError(f"{url} sent more than the {max_bytes} bytes allowed")
                             digest.update(chunk)
                             out.write(chunk)
                             on_bytes(watch.done, total)
