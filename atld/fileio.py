@@ -185,7 +185,8 @@ def cleanup_temps(directory: Path) -> list[str]:
 
 # ----------------------------------------------------------------------------- output files (--out, --html)
 # What a command's output flag may name (docs/security.md, "Output files"):
-# - "-" and /dev/stdout (also /dev/fd/1, /proc/self/fd/1): standard output;
+# - "-" and /dev/stdout (also /dev/fd/1, /proc/self/fd/1): standard output; /dev/stderr (/dev/fd/2,
+#   /proc/self/fd/2): standard error, even when it is redirected to a file;
 # - nothing yet, or a regular file: written atomically (a temporary file renamed into place);
 # - a character device (/dev/null, a terminal) or a FIFO (a pipe, process substitution's /dev/fd/N):
 #   written INTO, opened for writing without creating or truncating, never replaced; a FIFO that
@@ -195,11 +196,16 @@ def cleanup_temps(directory: Path) -> list[str]:
 #   link, writing through it would write where the link was planted);
 # - a folder, a socket or a block device (a disk) is refused.
 STDOUT_NAMES = frozenset({"-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"})
+STDERR_NAMES = frozenset({"/dev/stderr", "/dev/fd/2", "/proc/self/fd/2"})  # standard error, wherever it goes
 
 
 def is_stdout(path: str | os.PathLike | None) -> bool:
     """True when an output flag means standard output (not given, "-" or /dev/stdout)."""
     return path is None or os.fspath(path) in STDOUT_NAMES
+
+
+def _stream_name(path) -> str | None:
+    return "stdout" if is_stdout(path) else "stderr" if os.fspath(path) in STDERR_NAMES else None
 
 
 def _writable_into(mode: int) -> bool:
@@ -209,7 +215,7 @@ def _writable_into(mode: int) -> bool:
 def check_output_file(path: str | os.PathLike | None, what: str = "--out") -> Path | None:
     """Fail before any work if `path` cannot be an output (see above): one ConfigError line that
     names the flag `what`. Returns the path (None for standard output)."""
-    if is_stdout(path):
+    if _stream_name(path) is not None:
         return None
     path = Path(path)
     shown_ = f"{what} {printable(path, 200)!r}"
@@ -242,8 +248,8 @@ def check_output_file(path: str | os.PathLike | None, what: str = "--out") -> Pa
 def same_output(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """True when two output flags name one file: both standard output, one path spelt two ways
     (`./x`, `d/../x`, a link in a folder on the way), or one file under two names (a hard link)."""
-    if is_stdout(a) or is_stdout(b):
-        return is_stdout(a) and is_stdout(b)
+    if _stream_name(a) is not None or _stream_name(b) is not None:
+        return _stream_name(a) == _stream_name(b)
     if os.path.realpath(a) == os.path.realpath(b):
         return True
     try:
@@ -269,10 +275,12 @@ def write_output(path: str | os.PathLike | None, text: str, what: str = "--out")
     nobody reads, anything that is not ours to replace)."""
     import sys
 
-    if is_stdout(path):
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return "standard output"
+    stream = _stream_name(path)
+    if stream is not None:
+        out = sys.stdout if stream == "stdout" else sys.stderr
+        out.write(text)
+        out.flush()
+        return "standard output" if stream == "stdout" else "standard error"
     path = check_output_file(path, what)
     data = text.encode()
     try:

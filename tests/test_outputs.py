@@ -100,6 +100,9 @@ def test_devices_and_fifos_are_written_into_never_replaced(tmp_path, capsys):
         capsys.readouterr()
         assert write_output(name, "to stdout\n", "--out") == "standard output"
         assert capsys.readouterr().out == "to stdout\n"
+    capsys.readouterr()
+    assert write_output("/dev/stderr", "to stderr\n", "--out") == "standard error"
+    assert capsys.readouterr().err == "to stderr\n"
 
 
 def test_atomic_write_never_replaces_what_is_not_a_regular_file(tmp_path):
@@ -126,11 +129,12 @@ def test_two_flags_naming_one_file_are_refused(tmp_path, monkeypatch):
     os.link(tmp_path / "a.csv", tmp_path / "hard.csv")
     (tmp_path / "dirlink").symlink_to(tmp_path / "d")
     same = [("x.csv", "x.csv"), ("x.csv", "./x.csv"), ("x.csv", str(tmp_path / "x.csv")), ("x.csv", "d/../x.csv"),
-            ("d/y.html", "dirlink/y.html"), ("a.csv", "hard.csv"), ("-", "/dev/stdout"), ("/dev/null", "/dev/null")]
+            ("d/y.html", "dirlink/y.html"), ("a.csv", "hard.csv"), ("-", "/dev/stdout"), ("/dev/null", "/dev/null"),
+            ("/dev/stderr", "/dev/fd/2")]
     for a, b in same:
         with pytest.raises(ConfigError, match="--out and --html name the same file"):
             check_distinct_outputs({"--out": a, "--html": b})
-    for a, b in [("x.csv", "x.html"), (None, "x.html"), ("-", "x.html"), ("d/x", "x")]:
+    for a, b in [("x.csv", "x.html"), (None, "x.html"), ("-", "x.html"), ("d/x", "x"), ("-", "/dev/stderr")]:
         check_distinct_outputs({"--out": a, "--html": b})
 
 
