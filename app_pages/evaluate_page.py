@@ -106,8 +106,8 @@ if result is not None and result[0] == str(run.path):
                       help="merges these rows into the card's stored evaluation (a row with the same attack, "
                            "inference and ε is replaced), like `python -m atld eval --store`")
         else:
-            st.caption("Shipped checkpoints and runs this browser session did not start are read-only: a quick "
-                       "evaluation is stored only in the cards of the runs you trained here (runs directory).")
+            st.caption("Shipped checkpoints are read-only, and so are runs this browser session did not start: a "
+                       "quick evaluation is stored only in the cards of the runs you trained here (runs directory).")
 
 st.subheader("Robust accuracy vs ε")
 entries = [r for r in discover_runs() if r.dataset == spec.name]
