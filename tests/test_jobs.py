@@ -24,6 +24,7 @@ from atld.errors import ConfigError
 from atld.jobs import JobManager, JobRefused
 from atld.methods import METHODS
 from atld.runs.card import MARKER
+from atld.runs.owner import OWNER_FILE
 from atld.runs.store import load_checkpoint
 from atld.train.trainer import train
 
@@ -183,7 +184,8 @@ def test_two_owners_train_at_once_into_separate_runs(tmp_path, data):
         assert all(torch.equal(p, q) for p, q in zip(alone.classifier.state_dict().values(),
                                                      run.classifier.state_dict().values()))
     files = {f"{r}/{name}" for r, run in (("alice-run", a), ("bob-run", b))
-             for name in ("card.json", MARKER, run.card["files"]["model"], run.card["files"]["train_state"])}
+             for name in ("card.json", MARKER, OWNER_FILE, run.card["files"]["model"],
+                          run.card["files"]["train_state"])}
     assert _tree(runs) == sorted({"alice-run", "bob-run", *files})
 
 

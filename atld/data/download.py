@@ -402,6 +402,8 @@ class Download:
 
     def text(self) -> str:
         """One line of progress, e.g. "file 2 of 4 · 1.2 of 9.9 MB"."""
+        if self.error and self._cancel.is_set():
+            return f"{self.dataset}: download cancelled (the files already fetched are kept)"
         if self.error:
             return f"{self.dataset}: download failed: {self.error}"
         if self.finished:
