@@ -179,7 +179,9 @@ if job is None or not job.running:
 
 
 notice = st.session_state.pop("train_notice", None)
-mine = [r for r in own_runs(discover_runs(), manager.runs_dir) if state.owns_run(r.path)]  # others: read-only
+# only the runs this session holds a key for (cheap with thousands of runs), checked against their owner file
+held = [r for r in discover_runs() if state.owner_key(r.path.name)]
+mine = [r for r in own_runs(held, manager.runs_dir) if state.owns_run(r.path)]  # the others are read-only here
 if mine or notice:
     st.subheader("Your runs")
 if notice:
