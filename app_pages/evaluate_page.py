@@ -101,13 +101,13 @@ if result is not None and result[0] == str(run.path):
         st.download_button("These rows (CSV)", pd.DataFrame(rows).to_csv(index=False),
                            file_name=export_name(f"{run.path.name}-eval", "csv"),
                            mime="text/csv", key="ev_csv")
-        if is_own_run(sel.run):
+        if is_own_run(sel.run) and session.owns_run(sel.run.path):
             st.button("Store in the run's card", key="ev_store", on_click=store_quick, args=(result[4],),
                       help="merges these rows into the card's stored evaluation (a row with the same attack, "
                            "inference and ε is replaced), like `python -m atld eval --store`")
         else:
-            st.caption("Shipped checkpoints are read-only: a quick evaluation is stored only in the cards of the "
-                       "runs trained here (runs directory).")
+            st.caption("Shipped checkpoints are read-only, and so are runs this browser session did not start: a "
+                       "quick evaluation is stored only in the cards of the runs you trained here (runs directory).")
 
 st.subheader("Robust accuracy vs ε")
 entries = [r for r in discover_runs() if r.dataset == spec.name]

@@ -56,6 +56,7 @@ def datasets_panel(polling: bool) -> None:
             if job is not None and job.running:
                 running = True
                 st.progress(job.fraction(), text=md(f"Downloading {name}: {job.text()}"))
+                st.button("Cancel", key=f"dl_cancel_{name}", on_click=server.cancel_download, args=(name,))
             elif job is not None and job.error:
                 st.error(md(job.text()))
             elif job is not None and job.finished:

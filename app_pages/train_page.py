@@ -65,7 +65,7 @@ def training_data(dataset: str):
 
 def delete_run(name: str) -> None:
     try:
-        manager.delete(name)
+        manager.delete(name, key=session.owner_key(name))
     except ATLDError as exc:
         st.session_state["train_notice"] = ("error", f"not deleted: {exc}")
     else:
@@ -179,14 +179,17 @@ if job is None or not job.running:
 
 
 notice = st.session_state.pop("train_notice", None)
-mine = own_runs(discover_runs(), manager.runs_dir)
+# only the runs this session holds a key for (cheap with thousands of runs), checked against their owner file
+held = [r for r in discover_runs() if session.owner_key(r.path.name)]
+mine = [r for r in own_runs(held, manager.runs_dir) if session.owns_run(r.path)]  # the others are read-only here
 if mine or notice:
     st.subheader("Your runs")
 if notice:
     getattr(st, notice[0])(md(notice[1]))
 if mine:
-    st.caption(md(f"Runs in {manager.runs_dir} (trained here or with `python -m atld train`). Shipped checkpoints "
-                  "are read-only; a run being trained can be neither resumed nor deleted."))
+    st.caption(md(f"Runs in {manager.runs_dir} that this browser session started (or whose page address with its "
+                  "key you opened). Runs of other sessions, runs trained with `python -m atld train` and shipped "
+                  "checkpoints are read-only here; a run being trained can be neither resumed nor deleted."))
     names = [r.path.name for r in mine]
     by_name = {r.path.name: r for r in mine}
     # plain names as options: a label that changes (epochs, status) would make a new widget
@@ -202,7 +205,8 @@ if mine:
     if c2.button("Resume", key="train_resume", disabled=busy or (job is not None and job.running),
                  help="one run per browser session at a time"):
         try:
-            session.remember_job(manager.resume(owner, picked, int(more), data=training_data(entry.dataset)))
+            session.remember_job(manager.resume(owner, picked, int(more), data=training_data(entry.dataset),
+                                                key=session.owner_key(picked)))
         except ATLDError as exc:
             st.error(md(f"not resumed: {exc}"))
         else:

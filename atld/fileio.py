@@ -135,7 +135,9 @@ def temp_path(final: Path) -> Path:
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` atomically: a new, exclusive temporary file, fsynced, renamed into
-    place. On any failure the temporary file is removed and the previous `path` is untouched."""
+    place. On any failure the temporary file is removed and the previous `path` is untouched.
+    Only a regular file (or nothing) is ever replaced: a link, FIFO, socket, device or folder at
+    `path` is an OSError and stays as it was."""
     path = Path(path)
     tmp = temp_path(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
@@ -144,11 +146,29 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        _refuse_special(path)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def _refuse_special(path: Path) -> None:
+    """OSError unless `path` is missing or a regular file (what `os.replace` may replace)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError(errno.EEXIST, f"not a regular file ({_kind(info.st_mode)}); refusing to replace it", str(path))
+
+
+def _kind(mode: int) -> str:
+    return ("a symbolic link" if stat.S_ISLNK(mode) else "a directory" if stat.S_ISDIR(mode)
+            else "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+            else "a regular file" if stat.S_ISREG(mode) else "a special file")
 
 
 def cleanup_temps(directory: Path) -> list[str]:
@@ -163,16 +183,142 @@ def cleanup_temps(directory: Path) -> list[str]:
     return removed
 
 
-def check_output_file(path: str | os.PathLike, what: str = "--out") -> Path:
-    """Fail before any work if `path` cannot be written as a file: not a directory, its folder
-    exists (or can be made under an existing, writable one)."""
+# ----------------------------------------------------------------------------- output files (--out, --html)
+# What a command's output flag may name (docs/security.md, "Output files"):
+# - "-" and /dev/stdout (also /dev/fd/1, /proc/self/fd/1): standard output; /dev/stderr (/dev/fd/2,
+#   /proc/self/fd/2): standard error, even when it is redirected to a file;
+# - nothing yet, or a regular file: written atomically (a temporary file renamed into place);
+# - a character device (/dev/null, a terminal) or a FIFO (a pipe, process substitution's /dev/fd/N):
+#   written INTO, opened for writing without creating or truncating, never replaced; a FIFO that
+#   no process reads is refused at once rather than waited for;
+# - a symbolic link is followed only to a character device or a FIFO (as /dev/stderr and /dev/fd/N
+#   are); a link to a regular file, a folder or nothing is refused (replacing it would replace the
+#   link, writing through it would write where the link was planted);
+# - a folder, a socket or a block device (a disk) is refused.
+STDOUT_NAMES = frozenset({"-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"})
+STDERR_NAMES = frozenset({"/dev/stderr", "/dev/fd/2", "/proc/self/fd/2"})  # standard error, wherever it goes
+
+
+def is_stdout(path: str | os.PathLike | None) -> bool:
+    """True when an output flag means standard output (not given, "-" or /dev/stdout)."""
+    return path is None or os.fspath(path) in STDOUT_NAMES
+
+
+def _stream_name(path) -> str | None:
+    return "stdout" if is_stdout(path) else "stderr" if os.fspath(path) in STDERR_NAMES else None
+
+
+def _writable_into(mode: int) -> bool:
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
+def check_output_file(path: str | os.PathLike | None, what: str = "--out") -> Path | None:
+    """Fail before any work if `path` cannot be an output (see above): one ConfigError line that
+    names the flag `what`. Returns the path (None for standard output)."""
+    if _stream_name(path) is not None:
+        return None
     path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{what} {printable(path, 200)!r} is a directory; give a file name")
-    if path.is_symlink():
-        raise ConfigError(f"{what} {printable(path, 200)!r} is a symbolic link; refusing to write through it")
-    check_creatable(path.parent, what)
+    shown_ = f"{what} {printable(path, 200)!r}"
+    try:
+        info = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):  # a folder on the way is missing or a file: said below
+        info = None
+    except OSError as exc:
+        raise ConfigError(os_error_line(exc, f"checking {what}")) from None
+    if info is None or stat.S_ISREG(info.st_mode):
+        check_creatable(path.parent, what)
+        return path
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{shown_} is a directory; give a file name")
+    if stat.S_ISLNK(info.st_mode):
+        try:
+            target = os.stat(path)
+        except OSError:
+            target = None
+        if target is None or not _writable_into(target.st_mode):
+            what_it_is = "a dangling link" if target is None else f"a link to {_kind(target.st_mode)}"
+            raise ConfigError(f"{shown_} is a symbolic link ({what_it_is}); refusing to write through it or "
+                              "replace it: give the file itself")
+        return path
+    if not _writable_into(info.st_mode):
+        raise ConfigError(f"{shown_} is {_kind(info.st_mode)}; refusing to write into it or replace it")
     return path
+
+
+def same_output(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when two output flags name one file: both standard output, one path spelt two ways
+    (`./x`, `d/../x`, a link in a folder on the way), or one file under two names (a hard link)."""
+    if _stream_name(a) is not None or _stream_name(b) is not None:
+        return _stream_name(a) == _stream_name(b)
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_distinct_outputs(outputs: dict[str, str | os.PathLike | None]) -> None:
+    """Refuse two output flags that name the same file (e.g. `--out X --html X`): one would
+    silently replace the other."""
+    given = [(flag, p) for flag, p in outputs.items() if p is not None]
+    for i, (flag_a, a) in enumerate(given):
+        for flag_b, b in given[i + 1:]:
+            if same_output(a, b):
+                raise ConfigError(f"{flag_a} and {flag_b} name the same file ({printable(b, 200)!r}); give two "
+                                  "different files")
+
+
+def write_output(path: str | os.PathLike | None, text: str, what: str = "--out") -> str:
+    """Write a command's output `text` where the flag `what` says (see above); returns where, in
+    words. Every failure is one ConfigError line naming `what` (a full disk, /dev/full, a FIFO
+    nobody reads, anything that is not ours to replace)."""
+    import sys
+
+    stream = _stream_name(path)
+    if stream is not None:
+        out = sys.stdout if stream == "stdout" else sys.stderr
+        out.write(text)
+        out.flush()
+        return "standard output" if stream == "stdout" else "standard error"
+    path = check_output_file(path, what)
+    data = text.encode()
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        info = None
+    try:
+        if info is None or stat.S_ISREG(info.st_mode):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, data)
+        else:
+            _write_into(path, data, what)
+    except OSError as exc:
+        raise ConfigError(os_error_line(exc, f"writing {what}")) from None
+    return str(path)
+
+
+def _write_into(path: Path, data: bytes, what: str) -> None:
+    """Write into a character device or a FIFO: opened for writing (never created, truncated or
+    replaced); a FIFO nobody reads is refused instead of blocking."""
+    flags = os.O_WRONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise ConfigError(f"{what} {printable(path, 200)!r} is a FIFO that no process reads (or a socket); "
+                              "refusing to wait for one") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not _writable_into(info.st_mode):  # it changed since it was checked
+            raise ConfigError(f"{what} {printable(path, 200)!r} is {_kind(info.st_mode)}; refusing to write into it")
+        os.set_blocking(fd, True)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def check_creatable(directory: Path, what: str) -> None:

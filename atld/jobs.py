@@ -9,8 +9,9 @@ page has not looked at it for ATLD_UNWATCHED_MINUTES (default 30) stops after it
 keeping its last finished epoch (resumable on the Train page or with `python -m atld train --resume`).
 
 The manager also resumes and deletes the runs of its runs directory that are the lab's own (they
-carry its marker), never a run one of its jobs is training or another process is writing (the
-run's writer lock), and never anything outside the runs directory (shipped checkpoints).
+carry its marker), only for whoever holds the run's owner key (`atld.runs.owner`: the key of the
+job that created it), never a run one of its jobs is training or another process is writing
+(the run's writer lock), and never anything outside the runs directory (shipped checkpoints).
 
 The manager is plain Python (threads + a lock), so it is tested with threads, without Streamlit.
 """
@@ -35,6 +36,7 @@ from atld.vocab import RunStatus
 from atld.errors import ATLDError, CheckpointError, ConfigError, TrainingCollapsed, TrainingDiverged
 from atld.priority import lower_thread_priority
 from atld.runs.card import read_card, safe_run_name
+from atld.runs.owner import claim_owner, new_owner_key, require_owner
 from atld.runs.rundir import RunWriter, create_run_dir, is_ours, remove_if_unused
 from atld.train.trainer import Progress, train
 
@@ -135,24 +137,27 @@ class JobManager:
         or when the run name is taken; a bad name raises ConfigError."""
         safe_run_name(run_name)
         run_dir = self.runs_dir / run_name
+        key = new_owner_key()  # the job's key is the run's owner key
 
         def claim() -> None:
             try:
                 create_run_dir(run_dir)  # exclusive: a second job can never write into this run
+                claim_owner(run_dir, key)
             except FileExistsError:
                 raise JobRefused(f"a run named {run_name!r} already exists; choose another name") from None
             except OSError as exc:
                 raise JobRefused(f"cannot create the run {run_name!r}: {exc.strerror}") from None
 
-        return self._launch(owner, config, run_dir, data, claim, resume=False)
+        return self._launch(owner, config, run_dir, data, claim, resume=False, key=key)
 
-    def resume(self, owner: str, run_name: str, epochs: int, data=None) -> Job:
+    def resume(self, owner: str, run_name: str, epochs: int, data=None, key: str | None = None) -> Job:
         """Continue run `run_name` of the runs directory up to `epochs` epochs in all, with its own
         config (only the epochs change; `atld.train.trainer.train(resume=True)` checks the rest).
-        Refused like `start`, and for a run that is not the lab's own, is being trained, or has
-        already `epochs` epochs done."""
+        Refused like `start`, and for a run that is not the lab's own, whose owner key is not `key`,
+        is being trained, or has already `epochs` epochs done. The new job's key is `key`."""
         run_dir = self.own_run(run_name)
         os.close(RunWriter._lock(run_dir))  # now, not in the thread: another process is writing it
+        require_owner(run_dir, key, "resume")
         card = read_card(run_dir)
         try:
             saved = TrainConfig.from_dict(card["config"])
@@ -168,11 +173,11 @@ class JobManager:
                 raise JobRefused(f"run {run_name!r} is being trained right now")
 
         job = self._launch(owner, config, run_dir, data, claim, resume=True,
-                           epochs_done=card["epochs_done"], metrics=list(card["metrics"]))
+                           epochs_done=card["epochs_done"], metrics=list(card["metrics"]), key=key)
         return job
 
     def _launch(self, owner: str, config: TrainConfig, run_dir: Path, data, claim: Callable[[], None], *,
-                resume: bool, epochs_done: int = 0, metrics: list | None = None) -> Job:
+                resume: bool, epochs_done: int = 0, metrics: list | None = None, key: str | None = None) -> Job:
         with self._lock:
             if any(j.running and j.owner == owner for j in self._jobs.values()):
                 raise JobRefused("you already have a training run going; stop it or wait for it to finish")
@@ -180,7 +185,7 @@ class JobManager:
                 raise JobRefused(f"the server is busy: {self.max_jobs} training run(s) already going "
                                  "(the server-wide limit); try again when one finishes")
             claim()
-            job = Job(next(self._ids), owner, secrets.token_urlsafe(16), config, run_dir, clock=self.clock,
+            job = Job(next(self._ids), owner, key or new_owner_key(), config, run_dir, clock=self.clock,
                       resume=resume, epochs_done=epochs_done, metrics=metrics or [])
             self._jobs[job.id] = job
         job.thread = threading.Thread(target=self._run, args=(job, data), name=f"atld-train-{job.id}", daemon=True)
@@ -206,15 +211,16 @@ class JobManager:
         with self._lock:
             return any(j.running and j.name == run_name for j in self._jobs.values())
 
-    def delete(self, run_name: str) -> None:
+    def delete(self, run_name: str, key: str | None = None) -> None:
         """Delete run `run_name` of the runs directory with all its files. Only a run of the lab's
-        own that nobody is writing: the run's writer lock is held while it is moved aside (one
-        rename: readers see it gone at once) and removed."""
+        own whose owner key is `key` and that nobody is writing: the run's writer lock is held
+        while it is moved aside (one rename: readers see it gone at once) and removed."""
         run_dir = self.own_run(run_name)
         lock = RunWriter._lock(run_dir)  # CheckpointError: another process or job is writing it
         try:
             if self.is_training(run_name):  # a resume started since own_run: it has or wants the lock
                 raise JobRefused(f"run {run_name!r} is being trained right now; stop it first")
+            require_owner(run_dir, key, "delete")
             trash = run_dir.with_name(f".deleting-{run_dir.name}-{secrets.token_hex(4)}")
             try:
                 os.rename(run_dir, trash)

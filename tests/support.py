@@ -33,3 +33,24 @@ def open_page(at: AppTest, page: str) -> AppTest:
 
 def metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
+
+
+def small_map(n: int = 3):
+    """A tiny stored map of the Latent explorer (`MapPoints`) with realistic gap numbers."""
+    import numpy as np
+    import pandas as pd
+
+    from atld.config.latent import POINT_COLUMNS
+    from atld.latent.gap import MEASURE_KEYS
+    from atld.ui.latent import MapPoints
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"index": np.tile(np.arange(n), 2), "set": ["natural"] * n + ["perturbed"] * n,
+                          "label": np.tile(np.arange(n), 2), "label_name": ["a", "b", "c"][:n] * 2,
+                          "pred": np.zeros(2 * n, dtype=np.int64), "pred_name": ["a"] * (2 * n),
+                          "correct": np.arange(2 * n) % n == 0, "d_natural": [np.nan] * (2 * n),
+                          "x": rng.normal(size=2 * n), "y": rng.normal(size=2 * n)}, columns=list(POINT_COLUMNS))
+    images = rng.random((n, 1, 4, 4), dtype=np.float32)
+    gap = {**dict.fromkeys(MEASURE_KEYS, 0.1), "discriminator_auc": None,
+           "per_class": [{"label": 0, "discriminator_auc": float("nan")}]}
+    return MapPoints(table, 0.5, 0.25, gap, images, np.clip(images + 0.1, 0, 1))

@@ -350,7 +350,11 @@ def test_a_quick_evaluation_is_stored_in_the_card_of_an_own_run(app_env):
 
     train_run(TrainConfig(dataset="digits", method="natural", epochs=1, batch_size=64, eval_limit=0, device="cpu"),
               run_dir=app_env / "tiny", name="tiny")
+    from atld.runs.owner import claim_owner
+
+    claim_owner(app_env / "tiny", "tiny-owner-key")  # as a run started by this session: its key in the address
     at = start_app()
+    at.query_params.update(run="tiny", key="tiny-owner-key")
     at.sidebar.selectbox(key="atld_run").set_value("tiny (runs)").run()
     open_page(at, "evaluate")
     assert any("no stored evaluation yet" in c.value for c in at.caption)

@@ -24,6 +24,7 @@ from atld.errors import ConfigError
 from atld.jobs import JobManager, JobRefused
 from atld.methods import METHODS
 from atld.runs.card import MARKER
+from atld.runs.owner import OWNER_FILE
 from atld.runs.store import load_checkpoint
 from atld.train.trainer import train
 
@@ -183,7 +184,8 @@ def test_two_owners_train_at_once_into_separate_runs(tmp_path, data):
         assert all(torch.equal(p, q) for p, q in zip(alone.classifier.state_dict().values(),
                                                      run.classifier.state_dict().values()))
     files = {f"{r}/{name}" for r, run in (("alice-run", a), ("bob-run", b))
-             for name in ("card.json", MARKER, run.card["files"]["model"], run.card["files"]["train_state"])}
+             for name in ("card.json", MARKER, OWNER_FILE, run.card["files"]["model"],
+                          run.card["files"]["train_state"])}
     assert _tree(runs) == sorted({"alice-run", "bob-run", *files})
 
 
@@ -290,14 +292,15 @@ def test_resume_continues_a_run_and_delete_removes_it(tmp_path, data):
     first.wait(120)
     assert first.status == "finished" and first.epochs_done == 1
     with pytest.raises(ConfigError, match="1 epochs done"):
-        manager.resume("alice", "mine", 1, data=data)  # not more epochs: refused, nothing changes
-    job = manager.resume("alice", "mine", 2, data=data)
+        manager.resume("alice", "mine", 1, data=data, key=first.key)  # not more epochs: refused, nothing changes
+    job = manager.resume("alice", "mine", 2, data=data, key=first.key)
+    assert job.key == first.key  # the run's owner key stays the same
     assert job.epochs_done == 1 and len(job.metrics) == 1  # the curves start from the run's history
     job.wait(120)
     assert job.status == "finished" and job.error is None
     run = load_checkpoint(tmp_path / "runs" / "mine")
     assert run.card["epochs_done"] == 2 and len(run.card["metrics"]) == 2
-    manager.delete("mine")
+    manager.delete("mine", key=first.key)
     assert not (tmp_path / "runs" / "mine").exists() and list((tmp_path / "runs").iterdir()) == []
 
 

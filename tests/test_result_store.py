@@ -14,23 +14,11 @@ import pandas as pd
 import pytest
 
 import atld.ui.result_store as rs
-from atld.config.latent import POINT_COLUMNS
-from atld.ui.latent import MAP_POINTS_CODEC, MapPoints
+from atld.ui.latent import MAP_POINTS_CODEC
 from atld.ui.result_store import JSON, ResultStore
+from tests.support import small_map
 
 KEY = "ab" * 32
-
-
-def small_map(n: int = 3) -> MapPoints:
-    rng = np.random.default_rng(0)
-    table = pd.DataFrame({"index": np.tile(np.arange(n), 2), "set": ["natural"] * n + ["perturbed"] * n,
-                          "label": np.tile(np.arange(n), 2), "label_name": ["a", "b", "c"][:n] * 2,
-                          "pred": np.zeros(2 * n, dtype=np.int64), "pred_name": ["a"] * (2 * n),
-                          "correct": np.arange(2 * n) % n == 0, "d_natural": [np.nan] * (2 * n),
-                          "x": rng.normal(size=2 * n), "y": rng.normal(size=2 * n)}, columns=list(POINT_COLUMNS))
-    images = rng.random((n, 1, 4, 4), dtype=np.float32)
-    return MapPoints(table, 0.5, 0.25, {"mmd2": 0.1, "per_class": [{"label": 0, "auc": float("nan")}]}, images,
-                   np.clip(images + 0.1, 0, 1))
 
 
 def test_json_results_come_back_equal(tmp_path):
@@ -47,7 +35,7 @@ def test_a_map_comes_back_equal(tmp_path):
     pd.testing.assert_frame_equal(back.table, view.table, check_dtype=False)
     assert (back.images_nat == view.images_nat).all() and (back.images_pert == view.images_pert).all()
     assert (back.accuracy_nat, back.accuracy_pert, len(back)) == (0.5, 0.25, 3)
-    assert back.gap["mmd2"] == 0.1 and np.isnan(back.gap["per_class"][0]["auc"])
+    assert back.gap["mmd2"] == 0.1 and np.isnan(back.gap["per_class"][0]["discriminator_auc"])
 
 
 def _npz(**arrays) -> bytes:

@@ -27,7 +27,7 @@ from atld.errors import DataError, check_int_in
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, metavar="DIR", help="run directory (card.json + model)")
-    p.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
+    p.add_argument("--out", type=Path, help="CSV file to write (default, or '-': standard output)")
     p.add_argument("--data-root", type=Path,
                    help="local folder holding the dataset files (default: the shipped test sample)")
     p.add_argument("--cache-dir", type=Path, help="cache folder (default: $ATLD_CACHE/latent or ~/.cache/atld/latent)")
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from atld.config.settings import settings
     from atld.data.loaders import load_for_cli, sample_notice
     from atld.device import resolve_device
-    from atld.fileio import atomic_write, check_output_file
+    from atld.fileio import check_distinct_outputs, check_output_file, write_output
     from atld.latent import LatentCache, latent_map, map_csv
     from atld.runs.store import load_checkpoint
 
@@ -60,9 +60,10 @@ def run(args: argparse.Namespace) -> int:
         check_int_in("--trajectories", args.trajectories, 1, TRAJECTORY_MAX)
         if config.attack == "natural":
             raise DataError("--trajectories follows an attack: give --attack (e.g. pgd20), not natural")
-    for out in (args.out, args.html):
-        if out is not None:
-            check_output_file(out)
+    check_output_file(args.out, "--out")
+    if args.html is not None:
+        check_output_file(args.html, "--html")
+    check_distinct_outputs({"--out": args.out, "--html": args.html})
     device = resolve_device(config.device)
     run_ = load_checkpoint(args.checkpoint, device=device)
     data = load_for_cli(run_.spec.name, args.data_root, settings().samples_dir)
@@ -81,13 +82,7 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     meta = {"checkpoint": str(args.checkpoint), "model_sha256": run_.model_hash, "method_trained": run_.method,
             "dataset": run_.spec.name, "split": config.split, "torch": torch.__version__}
-    text = map_csv(m, meta, run_.spec.labels())
-    if args.out is None:
-        sys.stdout.write(text)
-    else:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(args.out, text.encode())
-    where = "standard output" if args.out is None else str(args.out)
+    where = write_output(args.out, map_csv(m, meta, run_.spec.labels()), "--out")
     sys.stderr.write(f"wrote {2 * len(m.latents)} points to {where} in {seconds:.1f} s "
                      f"(clean acc {m.latents.accuracy_nat:.3f}, {config.attack} acc {m.latents.accuracy_pert:.3f}, "
                      f"two-sample acc {m.gap['two_sample_accuracy']:.3f}, MMD² p {m.gap['mmd_p_value']:.3g})\n")
@@ -101,7 +96,7 @@ def _trajectories(args, config: LatentConfig, run_, x, y) -> int:
 
     from atld.attacks.registry import attack_from_name
     from atld.data.loaders import as_float01
-    from atld.fileio import atomic_write
+    from atld.fileio import is_stdout, write_output
     from atld.latent.trajectories import PATH_COLUMNS, path_map, path_rows
 
     n = min(args.trajectories, len(y))
@@ -121,7 +116,7 @@ def _trajectories(args, config: LatentConfig, run_, x, y) -> int:
             "accuracy_per_step": [round(float(a), 6) for a in pm.path.accuracy()],
             "accuracy_after_imt": None if pm.path.imt_accuracy is None else round(pm.path.imt_accuracy, 6),
             "seed": config.seed, "torch": torch.__version__}
-    if args.out is not None and args.out.suffix.lower() == ".json":
+    if not is_stdout(args.out) and args.out.suffix.lower() == ".json":
         text = json.dumps({"meta": meta, "columns": list(PATH_COLUMNS), "rows": rows}, indent=1)
     else:
         buf = io.StringIO()
@@ -132,19 +127,13 @@ def _trajectories(args, config: LatentConfig, run_, x, y) -> int:
         writer.writerows({k: ("" if v is None else str(v).lower() if isinstance(v, bool) else v)
                           for k, v in r.items()} for r in rows)
         text = buf.getvalue()
-    if args.out is None:
-        sys.stdout.write(text)
-    else:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(args.out, text.encode())
+    where = write_output(args.out, text, "--out")
     if args.html is not None:
         from atld.latent.path_figure import path_figure
 
         fig = path_figure(pm.path, pm.coords, pm.imt_coords, pm.background, pm.background_labels, names,
                           indices=pm.indices, title=f"{run_.name}: {attack.label} at ε = {attack.epsilon:.3g}")
-        args.html.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(args.html, fig.to_html(include_plotlyjs=True, full_html=True, auto_play=False).encode())
-    where = "standard output" if args.out is None else str(args.out)
+        write_output(args.html, fig.to_html(include_plotlyjs=True, full_html=True, auto_play=False), "--html")
     sys.stderr.write(f"wrote {len(rows)} path points ({n} images, {pm.path.steps} steps"
                      + (", IMT" if pm.imt_coords is not None else "") + f") to {where} in {seconds:.1f} s "
                      f"(accuracy {pm.path.accuracy()[0]:.3f} natural, {pm.path.accuracy()[-1]:.3f} after the attack"

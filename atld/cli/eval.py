@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", type=Path, help="local folder holding the dataset files "
                                                    "(default: the shipped test sample; not needed for digits)")
     p.add_argument("--format", choices=tuple(OutputFormat), default=OutputFormat.TABLE, help="output format")
-    p.add_argument("--out", type=Path, help="write the output to this file instead of stdout")
+    p.add_argument("--out", type=Path, help="write the output to this file instead of stdout ('-': stdout)")
     p.add_argument("--store", action="store_true", help="also store the results in the checkpoint's card.json")
     p.add_argument("--curve", type=_floats, metavar="EPS_LIST",
                    help="instead: robust accuracy vs these ε, for every attack and inference mode given (without "
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from atld.evaluate import EvalReport, evaluate, masking_diagnostics, robust_accuracy_curve, store_evaluation
     from atld.evaluate.diagnostics import diagnostic_attacks
     from atld.evaluate.runner import discriminator_report, inference_modes, report_meta
-    from atld.fileio import atomic_write, check_output_file
+    from atld.fileio import check_output_file, write_output
     from atld.runs.rundir import RunWriter
     from atld.runs.store import load_checkpoint
 
@@ -90,8 +90,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(settings().torch_threads)
     if sum((args.curve is not None, args.diagnose, args.discriminator_only)) > 1:
         raise ConfigError("give at most one of --curve, --diagnose and --discriminator-only")
-    if args.out is not None:
-        check_output_file(args.out)
+    check_output_file(args.out, "--out")
     if args.store:  # a run we may write, checked before the work rather than after it
         RunWriter.claim(args.checkpoint, new=False).close()
     device = resolve_device(config.device)
@@ -131,11 +130,7 @@ def run(args: argparse.Namespace) -> int:
     fmt = OutputFormat(args.format)
     text = (report.to_table() + extra if fmt is OutputFormat.TABLE
             else report.to_csv() if fmt is OutputFormat.CSV else report.to_json())
-    if args.out is None:
-        sys.stdout.write(text)
-    else:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(args.out, text.encode())
+    write_output(args.out, text, "--out")
     if args.store:
         store_evaluation(args.checkpoint, report)
         where = args.checkpoint / "card.json"

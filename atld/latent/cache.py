@@ -5,10 +5,16 @@ and label tensors, the attack config, the seed, batch size and device type); pro
 numbers by a SHA-256 of their input arrays plus every parameter. The input arrays already depend
 on the checkpoint, data and attack, so a projection is never served for other latents.
 
+Every key also names the versions of the lab and of the libraries that compute the entry
+(`versions`). An entry's file name is a hash of its key, and the entry itself carries the full
+key text it was computed for (`KEY_FIELD`: an array of the `.npz`, a field of the JSON): it is
+used only when that text is exactly the request's, so a file copied or renamed to another key's
+name (another model's latents under this model's hash) is a miss.
+
 Storage is data, never code: arrays as `.npz` read with `allow_pickle=False`, numbers as JSON.
 Files are written whole to a temporary name and renamed, so a reader never sees half a file; an
-entry that cannot be read, parsed or does not fit what was asked (a corrupt or foreign file) is
-a miss and is rewritten; a cache folder that cannot be written is skipped.
+entry that cannot be read, parsed, carries another key or does not fit what was asked (a corrupt
+or foreign file) is a miss and is rewritten; a cache folder that cannot be written is skipped.
 
 Location: `directory`, else $ATLD_CACHE/latent, else ~/.cache/atld/latent.
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -34,8 +41,9 @@ from atld.latent.embed import Embedder
 from atld.latent.extract import LatentSet, extract_latents
 from atld.latent.gap import MEASURE_KEYS, gap_numbers
 
-CACHE_VERSION = 1  # bump when a cached computation changes meaning
+CACHE_VERSION = 2  # bump when a cached computation changes meaning (2: entries carry their key)
 MAX_ENTRY_BYTES = 2 * 2**30  # a cache entry bigger than this is not ours
+KEY_FIELD = "__key__"  # where an entry carries the full key it was computed for
 
 
 def default_cache_dir() -> Path:
@@ -55,10 +63,30 @@ def digest(*arrays) -> str:
     return h.hexdigest()
 
 
+@functools.cache
+def versions() -> dict[str, str]:
+    """The versions that can change a cached result: the lab and the libraries that compute it."""
+    from importlib import metadata
+
+    import atld
+
+    out = {"atld": atld.__version__, "torch": torch.__version__, "numpy": np.__version__}
+    for dist in ("scikit-learn", "umap-learn", "scipy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "none"
+    return out
+
+
+def key_text(**parts) -> str:
+    """The full key of an entry: the cache's version, `versions()` and JSON-serialisable `parts`."""
+    return json.dumps({"version": CACHE_VERSION, "versions": versions(), **parts}, sort_keys=True, default=str)
+
+
 def cache_key(**parts) -> str:
-    """A stable hex key for JSON-serialisable `parts`."""
-    text = json.dumps({"version": CACHE_VERSION, **parts}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:40]
+    """A stable hex key (the file name) for JSON-serialisable `parts`."""
+    return hashlib.sha256(key_text(**parts).encode()).hexdigest()[:40]
 
 
 class LatentCache:
@@ -72,8 +100,8 @@ class LatentCache:
 
     # ------------------------------------------------------------------ storage
 
-    def _path(self, key: str, suffix: str) -> Path:
-        return self.directory / f"{key}{suffix}"
+    def _path(self, text: str, suffix: str) -> Path:
+        return self.directory / f"{hashlib.sha256(text.encode()).hexdigest()[:40]}{suffix}"
 
     def _load(self, path: Path, parse: Callable[[bytes], object], check: Callable[[object], bool]):
         """The entry at `path` if it can be read, parsed and passes `check`; else None (a miss).
@@ -98,25 +126,36 @@ class LatentCache:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(path, data)
 
-    def arrays(self, key: str, compute: Callable[[], dict[str, np.ndarray]],
+    def arrays(self, parts: dict, compute: Callable[[], dict[str, np.ndarray]],
                check: Callable[[dict[str, np.ndarray]], bool] = lambda a: True) -> dict[str, np.ndarray]:
-        """Arrays stored under `key` (and passing `check`), or `compute()`'s result (then stored)."""
-        path = self._path(key, ".npz")
-        out = self._load(path, _parse_npz, check)
+        """Arrays stored under the key of `parts` (carrying exactly that key, and passing `check`),
+        or `compute()`'s result (then stored with its key)."""
+        text = key_text(**parts)
+        path = self._path(text, ".npz")
+
+        def bound(a: dict) -> bool:
+            return str(a.pop(KEY_FIELD, "")) == text and check(a)
+
+        out = self._load(path, _parse_npz, bound)
         if out is None:
             self.misses += 1
             out = compute()
-            self._store(path, npz_bytes(out, compress=False))
+            self._store(path, npz_bytes({**out, KEY_FIELD: np.array(text)}, compress=False))
         return out
 
-    def json(self, key: str, compute: Callable[[], dict], check: Callable[[dict], bool] = lambda d: True) -> dict:
-        """A JSON object stored under `key` (and passing `check`), or `compute()`'s result (then stored)."""
-        path = self._path(key, ".json")
-        out = self._load(path, lambda data: json.loads(data), lambda v: isinstance(v, dict) and check(v))
-        if out is None:
-            self.misses += 1
-            out = compute()
-            self._store(path, json.dumps(out, allow_nan=True).encode())
+    def json(self, parts: dict, compute: Callable[[], dict], check: Callable[[dict], bool] = lambda d: True) -> dict:
+        """A JSON object stored under the key of `parts` (carrying exactly that key, and passing
+        `check`), or `compute()`'s result (then stored with its key)."""
+        text = key_text(**parts)
+        path = self._path(text, ".json")
+        entry = self._load(path, lambda data: json.loads(data),
+                           lambda v: isinstance(v, dict) and v.get(KEY_FIELD) == text
+                           and isinstance(v.get("value"), dict) and check(v["value"]))
+        if entry is not None:
+            return entry["value"]
+        self.misses += 1
+        out = compute()
+        self._store(path, json.dumps({KEY_FIELD: text, "value": out}, allow_nan=True).encode())
         return out
 
     # ------------------------------------------------------------------ computations
@@ -133,23 +172,23 @@ class LatentCache:
         model_hash = getattr(run, "model_hash", "")
         if not model_hash:  # an in-memory model has no identity to key on
             return LatentSet.from_arrays(compute(), attack)
-        key = cache_key(kind="latents", model=model_hash, data=digest(x, y),
-                        attack=None if attack is None else dataclasses.asdict(attack),
-                        seed=seed, batch_size=batch_size, device=device.type)
-        return LatentSet.from_arrays(self.arrays(key, compute, lambda a: _latents_fit(a, len(y))), attack)
+        parts = dict(kind="latents", model=model_hash, data=digest(x, y),
+                     attack=None if attack is None else dataclasses.asdict(attack),
+                     seed=seed, batch_size=batch_size, device=device.type)
+        return LatentSet.from_arrays(self.arrays(parts, compute, lambda a: _latents_fit(a, len(y))), attack)
 
     def embedding(self, embedder: Embedder, z_nat, z_pert, labels=None) -> np.ndarray:
         """`embedder.fit(z_nat, z_pert, labels).embedding_`, cached by the inputs and parameters.
         (A cache hit returns the array only: the fitted estimator is not stored.)"""
-        key = cache_key(kind="embedding", inputs=digest(z_nat, z_pert, labels), params=embedder.get_params())
+        parts = dict(kind="embedding", inputs=digest(z_nat, z_pert, labels), params=embedder.get_params())
         rows = len(z_nat) + (0 if z_pert is None else len(z_pert))
-        return self.arrays(key, lambda: {"embedding": embedder.fit(z_nat, z_pert, labels).embedding_},
+        return self.arrays(parts, lambda: {"embedding": embedder.fit(z_nat, z_pert, labels).embedding_},
                            lambda a: a["embedding"].shape == (rows, embedder.n_components))["embedding"]
 
     def gap(self, z_nat, z_pert, labels=None, d_nat=None, d_pert=None, **kwargs) -> dict:
         """`gap_numbers(...)`, cached by the inputs and keyword arguments."""
-        key = cache_key(kind="gap", inputs=digest(z_nat, z_pert, labels, d_nat, d_pert), params=kwargs)
-        return self.json(key, lambda: gap_numbers(z_nat, z_pert, labels, d_nat, d_pert, **kwargs),
+        parts = dict(kind="gap", inputs=digest(z_nat, z_pert, labels, d_nat, d_pert), params=kwargs)
+        return self.json(parts, lambda: gap_numbers(z_nat, z_pert, labels, d_nat, d_pert, **kwargs),
                          lambda d: set(MEASURE_KEYS) <= set(d) and isinstance(d.get("per_class"), list))
 
 

@@ -27,6 +27,7 @@ from atld.errors import CheckpointError, ConfigError
 from atld.fileio import (check_creatable, cleanup_temps, fsync_dir, now_iso, open_regular, os_error_line, printable,
                          temp_path)
 from atld.runs.card import CARD, MARKER, TENSOR_FILE, card_files, read_card, write_card
+from atld.runs.owner import OWNER_FILE
 
 MARKER_CONTENT = b'{"format": "atld-run-dir", "version": 1}\n'
 
@@ -216,8 +217,9 @@ def remove_if_unused(run_dir: Path) -> bool:
     with writer:
         try:
             cleanup_temps(run_dir)
-            if {e.name for e in os.scandir(run_dir)} != {MARKER}:
+            if {e.name for e in os.scandir(run_dir)} - {OWNER_FILE} != {MARKER}:
                 return False
+            (run_dir / OWNER_FILE).unlink(missing_ok=True)
             (run_dir / MARKER).unlink()
             run_dir.rmdir()
         except OSError:

@@ -36,7 +36,7 @@ from atld.errors import CheckpointError
 from atld.progress import report
 from atld.ui.evaluate import D_CHECK_IMAGES
 from atld.ui.latent import LATENT_DEFAULTS, MAP_POINTS_CODEC
-from atld.ui.result_store import JSON
+from atld.ui.view_schemas import COMPARE_PLOTS, DATA_FACTS, DISCRIMINATOR_CHECK, LATENT_PLOT
 from atld.ui.runs import RunRef, content_key
 from atld.ui.service import view
 from atld.vocab import AttackKind, ColorBy, FitMode, InferenceMode, Projection
@@ -134,7 +134,7 @@ class DataFacts:
         return cls(str(name), bool(has_full_data(name, settings().app_data_root)))
 
 
-@view(DataFacts, version=2, persist=JSON, label="Loading the dataset…")
+@view(DataFacts, version=2, persist=DATA_FACTS, label="Loading the dataset…")
 def data_facts(r: DataFacts) -> dict:
     """{"n_test": test images, "n_train": training images, "note": the line of a page computed on the
     shipped sample, or None} (`atld.ui.datasets`)."""
@@ -250,7 +250,7 @@ class PlotRequest:
     height: int = LATENT_DEFAULTS.height
 
 
-@view(PlotRequest, version=3, persist=JSON, label="Drawing the map…")
+@view(PlotRequest, version=3, persist=LATENT_PLOT, label="Drawing the map…")
 def latent_plot(r: PlotRequest) -> str:
     """The figure as plotly JSON (`atld.ui.display.figure_from_json` turns it back into a figure
     without re-validating it): axis titles with the variance each PCA axis keeps, a thumbnail per
@@ -276,7 +276,7 @@ class CompareRequest:
     height: int = LATENT_DEFAULTS.compare_height
 
 
-@view(CompareRequest, version=3, persist=JSON, label="Drawing the two maps…")
+@view(CompareRequest, version=3, persist=COMPARE_PLOTS, label="Drawing the two maps…")
 def compare_plots(r: CompareRequest) -> dict:
     """Two checkpoints side by side. Where their latents share axes (logits of the same width),
     one PCA is fitted on both models' natural points and both are drawn on it with the same axis
@@ -365,7 +365,7 @@ class CheckRequest:
     n: int = D_CHECK_IMAGES
 
 
-@view(CheckRequest, persist=JSON, label="Checking the discriminator…")
+@view(CheckRequest, persist=DISCRIMINATOR_CHECK, label="Checking the discriminator…")
 def discriminator_check(r: CheckRequest) -> dict:
     """atld.evaluate.discriminator_check (as a dict)."""
     from atld.evaluate.discriminator import discriminator_check as check

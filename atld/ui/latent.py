@@ -88,6 +88,9 @@ class MapPointsCodec:
                 and all(arrays[f"col_{c}"].shape == (2 * n,) for c in POINT_COLUMNS)
                 and isinstance(meta.get("gap"), dict)):
             raise ValueError("a stored map whose parts do not fit together")
+        from atld.ui.view_schemas import check_map_view
+
+        check_map_view(arrays, meta)
         table = pd.DataFrame({c: arrays[f"col_{c}"] for c in POINT_COLUMNS}, columns=list(POINT_COLUMNS))
         return MapPoints(table, float(meta["accuracy_nat"]), float(meta["accuracy_pert"]), meta["gap"], images_nat,
                        images_pert)

@@ -1,10 +1,13 @@
 """Where the app finds checkpoints, and their cards, read only through one validated reader (Streamlit-free).
 
 Runs come from the shipped checkpoints (ATLD_CHECKPOINTS_DIR, default `checkpoints/`) and the
-runs directory (ATLD_RUNS_DIR, default `runs/`). Listing is torch-free and cheap on every rerun:
-a card is read and validated (`atld.runs.card.read_card`: the full schema) only when its file's
-size, modification time or inode changed since the last look; pages get cards only through
-`card_of`, so every card they show has passed the schema. Loading a model goes through
+runs directory (ATLD_RUNS_DIR, default `runs/`). Listing is torch-free, bounded and incremental:
+one directory scan and one `lstat` per run (`atld.runs.card.scan_runs`), and a card is read and
+validated (`read_card`: the full schema) only when its size, modification time or inode changed;
+the listing keeps only a small summary per run (`card_summary`), in a least-recently-used cache
+that evicts one entry at a time (no cliff: it used to clear itself at 1,000 cards and re-parse
+every card on every rerun). Full cards are kept only for the few runs pages show (`card_of`), so
+every card a page shows has passed the schema. Loading a model goes through
 `atld.runs.store.load_checkpoint`, which checks everything else (tensors, budget)."""
 
 from __future__ import annotations
@@ -13,18 +16,45 @@ import hashlib
 import json
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 from atld.config.settings import settings
 from atld.errors import CheckpointError
 from atld.fileio import printable
-from atld.runs.card import CARD, list_runs, read_card
+from atld.runs.card import CARD, card_summary, read_card, scan_runs
 
-MAX_CACHED_CARDS = 1000
+MAX_CACHED_CARDS = 256  # full cards (the runs pages show); least recently used goes first
+MAX_CACHED_SUMMARIES = 200_000  # a listing's summaries (a few hundred bytes each)
 
-_cache: dict[Path, tuple[tuple[int, int, int], dict | None]] = {}
+_cache: OrderedDict[Path, tuple[tuple[int, int, int], dict | None]] = OrderedDict()
+_summaries: OrderedDict[Path, tuple[tuple[int, int, int], dict | None]] = OrderedDict()
 _cache_lock = threading.Lock()
+
+
+def _cached(table: OrderedDict, limit: int, path: Path, signature: tuple, make):
+    """table[path] when its signature matches, else make() stored under it; at most `limit`
+    entries, the least recently used evicted one at a time."""
+    with _cache_lock:
+        hit = table.get(path)
+        if hit is not None and hit[0] == signature:
+            table.move_to_end(path)
+            return hit[1]
+    value = make()
+    with _cache_lock:
+        table[path] = (signature, value)
+        table.move_to_end(path)
+        while len(table) > limit:
+            table.popitem(last=False)
+    return value
+
+
+def _read_or_none(path: Path) -> dict | None:
+    try:
+        return read_card(path)
+    except CheckpointError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -83,20 +113,18 @@ def card_of(run_dir: str | os.PathLike) -> dict | None:
         info = os.stat(path / CARD, follow_symlinks=False)
     except OSError:
         return None
-    signature = (info.st_size, info.st_mtime_ns, info.st_ino)
-    with _cache_lock:
-        hit = _cache.get(path)
-    if hit is not None and hit[0] == signature:
-        return hit[1]
-    try:
-        card = read_card(path)
-    except CheckpointError:
-        card = None
-    with _cache_lock:
-        if len(_cache) >= MAX_CACHED_CARDS:
-            _cache.clear()
-        _cache[path] = (signature, card)
-    return card
+    return _cached(_cache, MAX_CACHED_CARDS, path, (info.st_size, info.st_mtime_ns, info.st_ino),
+                   lambda: _read_or_none(path))
+
+
+def run_summary(path: Path, info: os.stat_result) -> dict | None:
+    """`card_summary` of the run at `path` whose card's lstat is `info`, or None when its card
+    fails the schema; the card is read again only when its size, mtime or inode changed."""
+    def make():
+        card = _read_or_none(path)
+        return None if card is None else card_summary(card)
+
+    return _cached(_summaries, MAX_CACHED_SUMMARIES, path, (info.st_size, info.st_mtime_ns, info.st_ino), make)
 
 
 def discover_runs(dirs: list[tuple[str, Path]] | None = None) -> list[RunEntry]:
@@ -108,17 +136,17 @@ def discover_runs(dirs: list[tuple[str, Path]] | None = None) -> list[RunEntry]:
         current = settings()
         dirs = [("shipped", current.checkpoints_dir), ("runs", current.runs_dir)]
     out: list[RunEntry] = []
-    seen: set[Path] = set()
+    seen: set[tuple[int, int]] = set()
     for source, root in dirs:
-        for path in list_runs(root):
-            real = path.resolve()
-            card = card_of(path)
-            if real in seen or card is None or (card["epochs_done"] < 1 and "source" not in card):  # imported: 0 epochs
+        for path, info in scan_runs(root):
+            real = (info.st_dev, info.st_ino)  # the same card reached twice (a folder listed under two roots)
+            summary = run_summary(path, info)
+            if real in seen or summary is None or (summary["epochs_done"] < 1 and not summary["imported"]):
                 continue
             seen.add(real)
-            out.append(RunEntry(path, f"{printable(path.name, 80)} ({source})", source, card["dataset"],
-                                card["method"], card["status"], card["epochs_done"], card["has_discriminator"],
-                                card.get("sha256", {}).get(card["files"]["model"], "")))
+            out.append(RunEntry(path, f"{printable(path.name, 80)} ({source})", source, summary["dataset"],
+                                summary["method"], summary["status"], summary["epochs_done"],
+                                summary["has_discriminator"], summary["model_hash"]))
     return out
 
 

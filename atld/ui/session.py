@@ -205,9 +205,32 @@ JOB_KEY = "atld_job"  # session state: (run name, key) of the job this session w
 
 def remember_job(job) -> None:
     """Keep the job's run and key in the session and in the page's address: a reload, or the same
-    address in another tab, finds the job again (`attached_job`)."""
+    address in another tab, finds the job again (`attached_job`). The key is also the run's owner
+    key (`atld.runs.owner`): this session may resume and delete that run."""
     st.session_state[JOB_KEY] = (job.name, job.key)
+    st.session_state.setdefault(OWNER_KEYS, {})[job.name] = job.key
     st.query_params.update(run=job.name, key=job.key)
+
+
+OWNER_KEYS = "atld_owner_keys"  # session state: {run name: owner key} of the runs this session started
+
+
+def owner_key(run_name: str) -> str | None:
+    """The owner key this session holds for run `run_name`: of a run it started, or the key the
+    page's address carries with that run's name; else None (the run is read-only here)."""
+    key = st.session_state.get(OWNER_KEYS, {}).get(run_name)
+    if key is None and st.query_params.get("run") == run_name:
+        key = st.query_params.get("key")
+    return key
+
+
+def owns_run(run_dir) -> bool:
+    """Whether this session may change the run at `run_dir` (resume, delete, store an evaluation)."""
+    from pathlib import Path
+
+    from atld.runs.owner import holds_owner_key
+
+    return holds_owner_key(run_dir, owner_key(Path(run_dir).name))
 
 
 def attached_job(manager):

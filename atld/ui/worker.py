@@ -2,7 +2,9 @@
 `atld.ui.service`, never by hand). It imports the modules that hold the views once (torch with
 them), then runs the views the server sends over the pipe FD, one at a time, and sends back their
 results, errors and progress. It ends when the server says so or its pipe closes (the server is
-gone)."""
+gone), and it never outlives the server: a failed send (the server closed its end) and a new
+parent process (the server died; a watchdog looks every PARENT_POLL_S) end it at once and
+quietly, without a traceback (`atld.parent_watch`)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import traceback
 import warnings
 
 from atld.progress import Cancelled
+from atld.parent_watch import exit_quietly, quiet_when_parent_gone, send_or_exit
 
 
 class _Channel:
@@ -35,11 +38,16 @@ class _Channel:
         now = time.monotonic()
         if now - self.last_sent >= PROGRESS_INTERVAL_S or fraction >= 1.0:
             self.last_sent = now
-            self.conn.send(("progress", self.task_id, fraction, text))
+            send_or_exit(self.conn, ("progress", self.task_id, fraction, text))
 
     def _read_control(self) -> None:
-        while self.conn.poll():
-            message = self.conn.recv()
+        while True:
+            try:
+                if not self.conn.poll():
+                    return
+                message = self.conn.recv()
+            except (EOFError, OSError):  # the server closed its end: it is gone
+                exit_quietly()
             if message[0] == "cancel" and message[1] == self.task_id:
                 self.cancelled = True
             elif message[0] == "stop":
@@ -69,7 +77,7 @@ def serve(conn, modules: list[str]) -> None:
         if hasattr(imported, "configure_process"):
             imported.configure_process()
     channel = _Channel(conn)
-    conn.send(("ready", os.getpid()))
+    send_or_exit(conn, ("ready", os.getpid()))
     while True:
         try:
             message = conn.recv()
@@ -85,15 +93,15 @@ def serve(conn, modules: list[str]) -> None:
             result = run_view(find_view(name), args, channel.listener)
             payload = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         except Cancelled:
-            conn.send(("cancelled", task_id))
+            send_or_exit(conn, ("cancelled", task_id))
         except BaseException as exc:  # noqa: BLE001 - report every failure, keep serving
             from atld.errors import ATLDError
 
+            send_or_exit(conn, ("error", task_id, _reportable(exc)))  # first: a server that is gone wants no log
             if not isinstance(exc, ATLDError):
                 traceback.print_exc()
-            conn.send(("error", task_id, _reportable(exc)))
         else:
-            conn.send(("done", task_id, payload))
+            send_or_exit(conn, ("done", task_id, payload))
             save_result(find_view(name), store_target, result)  # after the hand-over: nobody waits for it
         if channel.stop_after:
             return
@@ -104,6 +112,7 @@ def main(argv: list[str]) -> int:
 
     from atld.priority import lower_process_priority
 
+    quiet_when_parent_gone()  # first: the server may go while torch is imported
     lower_process_priority()
     warnings.filterwarnings("ignore", module="numba")
     conn = Connection(int(argv[1]))
