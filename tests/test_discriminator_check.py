@@ -131,6 +131,11 @@ def test_step_comparison_words_follow_the_paired_tests():
     assert not null.informative
     assert "no better than its reverse" in null.sentence() and "worse than a random step" in null.sentence()
     assert "McNemar p = " in null.sentence() and "10 vs 12 discordant" in null.sentence()
+    # the mnist-atld-image-d pattern: IMT beats both, yet loses to doing nothing
+    costly = StepComparison("PGD-20", 1000, 0.3, {"none": 937, "imt": 843, "reversed": 250, "random": 550},
+                            641, 48, 333, 40, 20, 114)
+    assert costly.informative and "Yet no step at all leaves more right (937 vs 843" in costly.sentence()
+    assert "IMT's step costs accuracy here" in costly.sentence()
 
 
 def test_step_comparison_counts_every_step_on_real_models(atld_run, digits_batch):
@@ -143,6 +148,7 @@ def test_step_comparison_counts_every_step_on_real_models(atld_run, digits_batch
     # discordant pairs are consistent with the counts: imt − other = b − c
     assert cmp.correct["imt"] - cmp.correct["reversed"] == cmp.b_reversed - cmp.c_reversed
     assert cmp.correct["imt"] - cmp.correct["random"] == cmp.b_random - cmp.c_random
+    assert cmp.correct["imt"] - cmp.correct["none"] == cmp.b_none - cmp.c_none
     assert not f.training and not d.training
 
 
