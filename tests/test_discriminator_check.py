@@ -75,8 +75,9 @@ def test_a_d_that_separates_only_by_batch_statistics_reads_one_per_batch_and_cha
     assert sep.per_batch > 0.99 and sep.per_image == 0.5 and sep.mixed == 0.5
     assert sep.kind == "batches" and not d.training  # the model itself stayed in eval mode
     text = separation_sentence(sep)
-    assert text.startswith("D tells batches apart, not images: AUC natural vs PGD-20 1.00 per batch, 0.50 (chance) "
-                           "per image, 0.50 (chance) in one mixed batch")
+    assert text.startswith("D tells batches apart, not images: it cannot separate a single natural latent from an "
+                           "adversarial one, AUC natural vs PGD-20 1.00 per batch, 0.50 (chance) per image, 0.50 "
+                           "(chance) in one mixed batch")
     assert "BatchNorm" in text
     curve = share_curve(d, z_nat, z_adv, shares=(0.0, 0.5, 1.0), batch_size=40,
                         generator=torch.Generator().manual_seed(0))

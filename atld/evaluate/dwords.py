@@ -59,10 +59,11 @@ def separation_sentence(sep, own=None) -> str:
     values = [v for s in (sep, own) if s for v in (s["per_batch"], s["per_image"], s["mixed"])]
     note = inverted_note(*values)
     if sep["per_image"] >= SEPARATION_AUC:
-        return f"D judges single images: {how}.{note}"
+        return f"D judges single images: it separates natural from adversarial latents one at a time, {how}.{note}"
     if max(s["per_batch"] for s in (sep, own) if s) >= SEPARATION_AUC:
-        return (f"D tells batches apart, not images: {how}; its BatchNorm's per-call statistics carry the label, "
-                f"so a single image's score says little.{note}")
+        return (f"D tells batches apart, not images: it cannot separate a single natural latent from an adversarial "
+                f"one, {how}; its BatchNorm's per-call statistics carry the label, so a single image's score says "
+                f"little.{note}")
     return f"D separates neither batches nor images well: {how}.{note}"
 
 
