@@ -64,7 +64,8 @@ def separation_sentence(sep, own=None) -> str:
         return (f"D tells batches apart, not images: it cannot separate a single natural latent from an adversarial "
                 f"one, {how}; its BatchNorm's per-call statistics carry the label, so a single image's score says "
                 f"little.{note}")
-    return f"D separates neither batches nor images well: {how}.{note}"
+    return (f"D separates neither batches nor images well: it cannot separate natural from adversarial latents, "
+            f"{how}.{note}")
 
 
 def d_score_caption(check: dict | None) -> str | None:
