@@ -108,6 +108,10 @@ def test_auc_words_name_chance_and_inversion():
     sep = {"per_batch": 1.0, "per_image": 0.34, "mixed": 0.27, "n": 500, "batch_size": 100}
     text = separation_sentence(sep)
     assert "0.34 (inverted) per image" in text
+    own = {"per_batch": 0.84, "per_image": 0.84, "mixed": 0.84, "n": 500, "batch_size": 32}
+    pgd = {"per_batch": 0.54, "per_image": 0.54, "mixed": 0.54, "n": 500, "batch_size": 32}
+    assert separation_sentence(pgd, own).startswith("D judges single images against its own training perturbation, "
+                                                    "not against PGD-20")
     assert "D scores attacked latents as more natural than clean ones" in text
 
 

@@ -394,10 +394,12 @@ class DiscriminatorCheck:
 
     @property
     def kind(self) -> str | None:
-        """"images", "batches" or "neither", as `separation_sentence` says (None without the
-        per-batch measurement)."""
+        """"images", "own-images" (its own perturbation only), "batches" or "neither", as
+        `separation_sentence` says (None without the per-batch measurement)."""
         if self.sep_pgd is None:
             return None
+        if self.sep_pgd.per_image < SEPARATION_AUC and self.sep_own and self.sep_own.per_image >= SEPARATION_AUC:
+            return "own-images"  # single images of its own perturbation, not PGD-20 ones
         per_batch = max(self.sep_pgd.per_batch, self.sep_own.per_batch if self.sep_own else 0.0)
         return separation_kind(per_batch, self.sep_pgd.per_image)
 

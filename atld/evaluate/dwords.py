@@ -60,6 +60,9 @@ def separation_sentence(sep, own=None) -> str:
     note = inverted_note(*values)
     if sep["per_image"] >= SEPARATION_AUC:
         return f"D judges single images: it separates natural from adversarial latents one at a time, {how}.{note}"
+    if own and own["per_image"] >= SEPARATION_AUC:
+        return (f"D judges single images against its own training perturbation, not against PGD-20: it cannot "
+                f"separate a single PGD-20 latent from a natural one, {how}.{note}")
     if max(s["per_batch"] for s in (sep, own) if s) >= SEPARATION_AUC:
         return (f"D tells batches apart, not images: it cannot separate a single natural latent from an adversarial "
                 f"one, {how}; its BatchNorm's per-call statistics carry the label, so a single image's score says "
