@@ -75,8 +75,9 @@ def test_a_d_that_separates_only_by_batch_statistics_reads_one_per_batch_and_cha
     assert sep.per_batch > 0.99 and sep.per_image == 0.5 and sep.mixed == 0.5
     assert sep.kind == "batches" and not d.training  # the model itself stayed in eval mode
     text = separation_sentence(sep)
-    assert text.startswith("D tells batches apart, not images: AUC natural vs PGD-20 1.00 per batch, 0.50 (chance) "
-                           "per image, 0.50 (chance) in one mixed batch")
+    assert text.startswith("D tells batches apart, not images: it cannot separate a single natural latent from an "
+                           "adversarial one, AUC natural vs PGD-20 1.00 per batch, 0.50 (chance) per image, 0.50 "
+                           "(chance) in one mixed batch")
     assert "BatchNorm" in text
     curve = share_curve(d, z_nat, z_adv, shares=(0.0, 0.5, 1.0), batch_size=40,
                         generator=torch.Generator().manual_seed(0))
@@ -107,6 +108,10 @@ def test_auc_words_name_chance_and_inversion():
     sep = {"per_batch": 1.0, "per_image": 0.34, "mixed": 0.27, "n": 500, "batch_size": 100}
     text = separation_sentence(sep)
     assert "0.34 (inverted) per image" in text
+    own = {"per_batch": 0.84, "per_image": 0.84, "mixed": 0.84, "n": 500, "batch_size": 32}
+    pgd = {"per_batch": 0.54, "per_image": 0.54, "mixed": 0.54, "n": 500, "batch_size": 32}
+    assert separation_sentence(pgd, own).startswith("D judges single images against its own training perturbation, "
+                                                    "not against PGD-20")
     assert "D scores attacked latents as more natural than clean ones" in text
 
 
@@ -131,6 +136,11 @@ def test_step_comparison_words_follow_the_paired_tests():
     assert not null.informative
     assert "no better than its reverse" in null.sentence() and "worse than a random step" in null.sentence()
     assert "McNemar p = " in null.sentence() and "10 vs 12 discordant" in null.sentence()
+    # the mnist-atld-image-d pattern: IMT beats both, yet loses to doing nothing
+    costly = StepComparison("PGD-20", 1000, 0.3, {"none": 937, "imt": 843, "reversed": 250, "random": 550},
+                            641, 48, 333, 40, 20, 114)
+    assert costly.informative and "Yet no step at all leaves more right (937 vs 843" in costly.sentence()
+    assert "IMT's step costs accuracy here" in costly.sentence()
 
 
 def test_step_comparison_counts_every_step_on_real_models(atld_run, digits_batch):
@@ -143,6 +153,7 @@ def test_step_comparison_counts_every_step_on_real_models(atld_run, digits_batch
     # discordant pairs are consistent with the counts: imt − other = b − c
     assert cmp.correct["imt"] - cmp.correct["reversed"] == cmp.b_reversed - cmp.c_reversed
     assert cmp.correct["imt"] - cmp.correct["random"] == cmp.b_random - cmp.c_random
+    assert cmp.correct["imt"] - cmp.correct["none"] == cmp.b_none - cmp.c_none
     assert not f.training and not d.training
 
 

@@ -173,6 +173,8 @@ class StepComparison:
     c_reversed: int
     b_random: int
     c_random: int
+    b_none: int = 0
+    c_none: int = 0
 
     @property
     def p_reversed(self) -> float:
@@ -188,8 +190,12 @@ class StepComparison:
         return (self.b_reversed > self.c_reversed and self.p_reversed < SIGNIFICANCE
                 and not (self.b_random < self.c_random and self.p_random < SIGNIFICANCE))
 
+    @property
+    def p_none(self) -> float:
+        return mcnemar_exact(self.b_none, self.c_none)
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "p_reversed": self.p_reversed, "p_random": self.p_random,
+        return {**asdict(self), "p_reversed": self.p_reversed, "p_random": self.p_random, "p_none": self.p_none,
                 "informative": self.informative, "sentence": self.sentence()}
 
     def sentence(self) -> str:
@@ -206,7 +212,17 @@ class StepComparison:
                 f"reversed step and {c['random']} after a random signed step of the same size ({c['none']} with no "
                 f"step); {versus('reversed', self.b_reversed, self.c_reversed, self.p_reversed)}; "
                 f"{versus('random', self.b_random, self.c_random, self.p_random)}")
-        return f"{head}: {self.conclusion()}"
+        return f"{head}: {self.conclusion()}{self._against_no_step()}"
+
+    def _against_no_step(self) -> str:
+        """A clause when IMT's step loses to (or beats) no step at all, significantly."""
+        if self.p_none >= SIGNIFICANCE or self.b_none == self.c_none:
+            return ""
+        if self.b_none < self.c_none:
+            return (f" Yet no step at all leaves more right ({self.correct['none']} vs {self.correct['imt']}, McNemar "
+                    f"{p_value_text(self.p_none)}): IMT's step costs accuracy here.")
+        return (f" IMT's step also beats no step at all ({self.correct['imt']} vs {self.correct['none']}, McNemar "
+                f"{p_value_text(self.p_none)}).")
 
     def conclusion(self) -> str:
         """What the paired tests say about IMT's direction, in words."""
@@ -244,8 +260,9 @@ def step_comparison(classifier, discriminator, x: torch.Tensor, y: torch.Tensor,
                     right[k].append((classifier(xs).argmax(1) == yb).cpu())
     ok = {k: torch.cat(v) for k, v in right.items()}
     pair = lambda other: (int((ok["imt"] & ~ok[other]).sum()), int((~ok["imt"] & ok[other]).sum()))  # noqa: E731
-    (br, cr), (bn, cn) = pair("reversed"), pair("random")
-    return StepComparison(inputs, len(y), float(epsilon), {k: int(v.sum()) for k, v in ok.items()}, br, cr, bn, cn)
+    (br, cr), (bn, cn), (b0, c0) = pair("reversed"), pair("random"), pair("none")
+    return StepComparison(inputs, len(y), float(epsilon), {k: int(v.sum()) for k, v in ok.items()}, br, cr, bn, cn,
+                          b0, c0)
 
 
 # ----------------------------------------------------------------------------- the training perturbation
@@ -377,10 +394,12 @@ class DiscriminatorCheck:
 
     @property
     def kind(self) -> str | None:
-        """"images", "batches" or "neither", as `separation_sentence` says (None without the
-        per-batch measurement)."""
+        """"images", "own-images" (its own perturbation only), "batches" or "neither", as
+        `separation_sentence` says (None without the per-batch measurement)."""
         if self.sep_pgd is None:
             return None
+        if self.sep_pgd.per_image < SEPARATION_AUC and self.sep_own and self.sep_own.per_image >= SEPARATION_AUC:
+            return "own-images"  # single images of its own perturbation, not PGD-20 ones
         per_batch = max(self.sep_pgd.per_batch, self.sep_own.per_batch if self.sep_own else 0.0)
         return separation_kind(per_batch, self.sep_pgd.per_image)
 

@@ -59,11 +59,16 @@ def separation_sentence(sep, own=None) -> str:
     values = [v for s in (sep, own) if s for v in (s["per_batch"], s["per_image"], s["mixed"])]
     note = inverted_note(*values)
     if sep["per_image"] >= SEPARATION_AUC:
-        return f"D judges single images: {how}.{note}"
+        return f"D judges single images: it separates natural from adversarial latents one at a time, {how}.{note}"
+    if own and own["per_image"] >= SEPARATION_AUC:
+        return (f"D judges single images against its own training perturbation, not against PGD-20: it cannot "
+                f"separate a single PGD-20 latent from a natural one, {how}.{note}")
     if max(s["per_batch"] for s in (sep, own) if s) >= SEPARATION_AUC:
-        return (f"D tells batches apart, not images: {how}; its BatchNorm's per-call statistics carry the label, "
-                f"so a single image's score says little.{note}")
-    return f"D separates neither batches nor images well: {how}.{note}"
+        return (f"D tells batches apart, not images: it cannot separate a single natural latent from an adversarial "
+                f"one, {how}; its BatchNorm's per-call statistics carry the label, so a single image's score says "
+                f"little.{note}")
+    return (f"D separates neither batches nor images well: it cannot separate natural from adversarial latents, "
+            f"{how}.{note}")
 
 
 def d_score_caption(check: dict | None) -> str | None:

@@ -208,7 +208,7 @@ def discriminator_card(check: dict, meta: dict) -> dict:
         st = check.get(key)
         if st:
             steps[name] = {"n": st["n"], **{k: st["correct"][k] for k in ("none", "imt", "reversed", "random")},
-                           "p_reversed": st["p_reversed"], "p_random": st["p_random"]}
+                           "p_reversed": st["p_reversed"], "p_random": st["p_random"], "p_none": st.get("p_none")}
     perturbation = pick(check.get("perturbation"), ("clean", "perturbed", "random", "fgsm", "sign_agreement",
                                                     "adversarial_share"))
     return {"format": D_CHECK_FORMAT, "version": D_CHECK_VERSION, "updated": meta.get("date"),

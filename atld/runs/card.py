@@ -92,7 +92,7 @@ D_CHECK_SCHEMA = {  # D's check as a card stores it (atld.evaluate.report.discri
         "updated": _text(40, nullable=True), "seed": {"type": ["integer", "null"]},
         "model_hash": {"type": ["string", "null"], "pattern": "^([0-9a-f]{64})?$"},
         "n": {"type": "integer", "minimum": 1, "maximum": 10**8}, "epsilon": _number(0, 1),
-        "kind": {"enum": ["images", "batches", "neither", None]},
+        "kind": {"enum": ["images", "own-images", "batches", "neither", None]},
         "auc": _NUMBERS, "perturbation": _NUMBERS,
         "steps": {"type": "object", "maxProperties": 4, "propertyNames": {"pattern": "^[a-z_0-9-]{1,40}$"},
                   "additionalProperties": _NUMBERS},
