@@ -137,11 +137,11 @@ D_TRAINING_METRIC = ("Training metrics: D in train mode (BatchNorm on the batch)
 
 
 def discriminator_messages(check: dict | None) -> list[tuple[str, str]]:
-    """D's check (`DiscriminatorCheck.to_dict()`) as (level, text) lines: "warning" for the lines
-    that say D cannot separate the clouds or that ATLD+ is a uniform half step, else "info"."""
+    """D's check (`DiscriminatorCheck.to_dict()`, or a card's stored one) as (level, text) lines,
+    every line with the level the check gave it ("warning" where D cannot separate the clouds, where
+    ATLD+ is a uniform half step, where IMT's step carries no information, ...)."""
     if not check:
         return []
     sentences = check["sentences"]
-    levels = ["info", "warning" if check["uniform_half_step"] else "info",
-              "info" if check["separates"] else "warning"]
+    levels = check.get("levels") or ["info"] * len(sentences)
     return list(zip(levels, sentences))
