@@ -68,7 +68,8 @@ function ring() {
     el.id = "atld-point-ring";
     el.setAttribute("data-testid", "atld-point-ring");
     el.style.cssText = "position:fixed;z-index:99999;pointer-events:none;display:none;width:26px;height:26px;" +
-      "margin:-13px 0 0 -13px;border:3px solid #111;border-radius:50%;box-shadow:0 0 0 3px rgba(255,200,0,.85)";
+      "margin:-13px 0 0 -13px;border:3px solid #111;border-radius:50%;box-shadow:0 0 0 3px rgba(255,200,0,.85);" +
+      "font:14px sans-serif;line-height:20px;text-align:center;color:#111";
     document.body.appendChild(el);
     return el;
   })();
@@ -91,9 +92,14 @@ function ring() {
     const el = ev.target && ev.target.closest && ev.target.closest('[data-testid="stElementContainer"]');
     const hit = el && /\b(natu|pert) #(\d+)/.exec(el.innerText || "");
     const at = hit && el.querySelector("img") ? find(hit[1], hit[2]) : null;
-    if (!at || at[1] < 0 || at[1] > window.innerHeight) { mark.style.display = "none"; return; }
+    if (!at) { mark.style.display = "none"; return; }
+    // a point scrolled out of the window is pointed at from the window's edge, at its x
+    const off = at[1] < 0 ? "▲" : at[1] > window.innerHeight ? "▼" : "";
+    mark.textContent = off;
+    mark.style.background = off ? "rgba(255,255,255,.9)" : "transparent";
+    mark.title = off ? "its point is on the map, out of view" : "";
     mark.style.left = at[0] + "px";
-    mark.style.top = at[1] + "px";
+    mark.style.top = Math.min(Math.max(at[1], 16), window.innerHeight - 16) + "px";
     mark.style.display = "block";
   };
   document.addEventListener("mouseover", over);
