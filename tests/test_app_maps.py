@@ -178,6 +178,19 @@ def test_a_found_image_gets_its_segment_and_its_nearest_neighbours(app_env):
     assert sum("distance" in c for c in captions) == 8
 
 
+def test_colour_by_d_says_d_s_auc_per_batch_and_per_image_under_the_map(app_env):
+    at = open_page(start_app(), "latent")
+    assert not any("per image" in c.value for c in at.caption)  # class colours: nothing to say about D
+    at.selectbox(key="lat_color").set_value("D score").run()
+    assert not at.exception
+    text = " ".join(c.value for c in at.caption) + " ".join(w.value for w in at.warning)
+    assert "per batch" in text and "per image" in text
+    assert any(kind in text for kind in ("D judges single images", "D tells batches apart, not images",
+                                         "D separates neither"))
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert any("colorbar" in t.get("marker", {}) for t in spec["data"])
+
+
 # ----------------------------------------------------------------------------- side by side, shipped models
 
 @pytest.mark.parametrize("order", [("mnist-atld", "mnist-natural"), ("mnist-natural", "mnist-atld")])

@@ -269,6 +269,7 @@ def test_home_and_attack_fit_a_phone_and_a_projector(server, browser, width, hei
     page.close()
 
 
+@pytest.mark.slow
 def test_hovering_a_listed_image_rings_its_point_on_the_map(server, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(WAIT_MS)
