@@ -1,9 +1,13 @@
-"""Latent explorer: natural and perturbed latents in one 2-D map (PCA at once, UMAP on request),
-coloured by true or predicted class × natural/perturbed, by D score or by correctness; a hovered
-point shows its image; box/lasso selection lists the selected images, misclassified perturbed
-points first, page by page; a test index can be looked up; a point opens in the Attack page; gap
-numbers beside the plot; a second checkpoint side by side on one shared projection where that
-means something, with a table of both models' gap numbers; CSV export (as `python -m atld embed`).
+"""Latent explorer: natural and perturbed latents in one 2-D map (PCA at once, UMAP on request;
+logits without their softmax-invariant offset; equal-aspect axes with tick numbers), coloured by
+true or predicted class × natural/perturbed, by D score (with D's AUC per batch and per image
+under it) or by correctness; a hovered point shows its image and a hovered listed image rings its
+point; box/lasso selection lists the selected images, misclassified perturbed points first, page
+by page, each with its natural → perturbed segment; one clicked or found point lists its nearest
+neighbours in the full latent space; a point opens in the Attack page; gap numbers beside the
+plot; a second checkpoint side by side (each model's own PCA, aligned by a rotation), with a table
+of both models' gap numbers; the attack's path step by step (‹ / ›, a speed, the image at the
+step); CSV export (as `python -m atld embed`).
 Every setting lives in the page's address (`session.url_setting`).
 
 The page imports no torch: what it draws comes from the compute service as plain data (the map
@@ -154,13 +158,13 @@ with left:
                  "box (lasso in the toolbar), to list images below.")
     st.plotly_chart(figure, key="lat_plot", on_select="rerun", selection_mode=("points", "box", "lasso"),
                     width="stretch")
-    for level, text in map_notes(method, space, m.explained, m.offset_share):
-        getattr(st, level)(md(text))
-    if color_by == ColorBy.D_SCORE:  # what D's colours mean here, from D's measured check
+    if color_by == ColorBy.D_SCORE:  # what D's colours mean here, from D's measured check, under its colour bar
         check = session.show(compute.discriminator_check, compute.CheckRequest(ref, sel.seed),
                              slot=f"discriminator_check:{run.path}")
         for level, text in d_colour_lines(check):
             getattr(st, level)(md(text))
+    for level, text in map_notes(method, space, m.explained, m.offset_share):
+        getattr(st, level)(md(text))
     st.caption(md(f"Map of: {settings_text}."))
 with right:
     st.markdown("**Gap, in latent space**")
