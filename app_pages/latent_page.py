@@ -128,7 +128,7 @@ except ATLDError as exc:  # e.g. the worker could not load the checkpoint: one l
 table = m.table
 picked = ([find, len(m) + find] if find >= 0 else []) + saved_pick
 # Nearest neighbours of one clicked (or found) point, in the full latent space, not on the map.
-focus = picked[0] if len(saved_pick) <= 1 and picked else None
+focus = saved_pick[0] if len(saved_pick) == 1 else find if find >= 0 and not saved_pick else None
 near = []
 if focus is not None:
     try:

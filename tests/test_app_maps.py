@@ -176,6 +176,16 @@ def test_a_found_image_gets_its_segment_and_its_nearest_neighbours(app_env):
     assert any("Nearest neighbours of natural #3" in m.value for m in at.markdown)
     captions = [img.proto.imgs[0].caption for img in at.get("image")]
     assert sum("distance" in c for c in captions) == 8
+    # one clicked point (the page keeps the chart's selection) takes over from the found image
+    at.session_state["lat_picked"] = [7]
+    at.run()
+    assert any("Nearest neighbours of natural #7" in m.value for m in at.markdown)
+    at.session_state["lat_picked"] = [7, 8, 9]  # a box: its images are listed, no neighbours
+    at.run()
+    assert not any("Nearest neighbours" in m.value for m in at.markdown)
+    assert any("Selection (5 points)" in h.value for h in at.subheader)  # the found image's two + three
+    at.button(key="lat_clear").click().run()
+    assert any("Nearest neighbours of natural #3" in m.value for m in at.markdown)
 
 
 def test_colour_by_d_says_d_s_auc_per_batch_and_per_image_under_the_map(app_env):
