@@ -5,14 +5,13 @@ computed from the model (label smoothing, D's separation, ε past the dataset's)
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from atld.data.registry import get_spec
 from atld.errors import ATLDError
 from atld.ui import compute
 from atld.ui import session
-from atld.ui.attack import (confidence_note, discriminator_note, epsilon_note, imt_note, outcome_mark,
+from atld.ui.attack import (confidence_note, discriminator_lines, epsilon_note, imt_note, outcome_mark,
                                  probability_bars, summary_rows)
 from atld.ui.runs import card_of
 from atld.ui.display import faded, md, perturbation_rgb, to_display
@@ -142,12 +141,18 @@ st.session_state["atk_shown"] = (request, result)
 draw(result, request)
 
 st.caption(md(confidence_note(trained.get("label_smoothing"), len(names), run.method)))
-if run.has_discriminator:
-    d_check = session.show(compute.discriminator_check, compute.CheckRequest(ref, sel.seed),
-                         slot=f"discriminator_check:{run.path}")
-    st.caption(md(discriminator_note(d_check)))
 with st.expander("All numbers as a table"):
-    st.dataframe(pd.DataFrame(summary_rows(result, names)), hide_index=True, width="stretch")
+    # a list of dicts, not a DataFrame: the page imports no pandas (a second of CPU on a first visit)
+    st.dataframe(summary_rows(result, names), hide_index=True, width="stretch")
 st.caption("The attack targets the bare classifier; IMT is applied afterwards (the official, non-adaptive "
            "protocol). The Evaluate page shows what an adaptive attack through IMT does.")
-session.show_discriminator_check(run, sel.seed)
+# D's check last: everything above (the images first) is drawn before the page asks for it, so a
+# check still computing never holds the images back.
+if run.has_discriminator:
+    st.markdown("**What D's scores mean here**")
+    d_check = session.show(compute.discriminator_check, compute.CheckRequest(ref, sel.seed),
+                           slot=f"discriminator_check:{run.path}")
+    for level, text in discriminator_lines(d_check):
+        getattr(st, level)(md(text))
+    with st.expander("D's whole check (ATLD+'s window, IMT's step against a reversed and a random one)"):
+        session.show_discriminator_check(run, sel.seed)

@@ -1,9 +1,13 @@
-"""Latent explorer: natural and perturbed latents in one 2-D map (PCA at once, UMAP on request),
-coloured by true or predicted class × natural/perturbed, by D score or by correctness; a hovered
-point shows its image; box/lasso selection lists the selected images, misclassified perturbed
-points first, page by page; a test index can be looked up; a point opens in the Attack page; gap
-numbers beside the plot; a second checkpoint side by side on one shared projection where that
-means something, with a table of both models' gap numbers; CSV export (as `python -m atld embed`).
+"""Latent explorer: natural and perturbed latents in one 2-D map (PCA at once, UMAP on request;
+logits without their softmax-invariant offset; equal-aspect axes with tick numbers), coloured by
+true or predicted class × natural/perturbed, by D score (with D's AUC per batch and per image
+under it) or by correctness; a hovered point shows its image and a hovered listed image rings its
+point; box/lasso selection lists the selected images, misclassified perturbed points first, page
+by page, each with its natural → perturbed segment; one clicked or found point lists its nearest
+neighbours in the full latent space; a point opens in the Attack page; gap numbers beside the
+plot; a second checkpoint side by side (each model's own PCA, aligned by a rotation), with a table
+of both models' gap numbers; the attack's path step by step (‹ / ›, a speed, the image at the
+step); CSV export (as `python -m atld embed`).
 Every setting lives in the page's address (`session.url_setting`).
 
 The page imports no torch: what it draws comes from the compute service as plain data (the map
@@ -20,11 +24,12 @@ from atld.data.registry import get_spec
 from atld.errors import ATLDError
 from atld.ui import compute, server, session
 from atld.ui.hover import hover_thumbnails
-from atld.ui.latent import (COLOR_MODES, LATENT_DEFAULTS, color_note, gap_summary, gap_table, page_of,
-                                 selected_ids, selection_order)
+from atld.ui.latent import (COLOR_MODES, LATENT_DEFAULTS, PLAYER_SPEEDS, color_note, d_colour_lines, gap_summary,
+                             gap_table, map_notes, page_of, path_frame, player_step, segments, selected_ids,
+                             selection_order, side_by_side_caption, step_names)
 from atld.ui.exports import export_name
 from atld.ui.runs import comparison_run, discover_runs
-from atld.ui.display import figure_from_json, md, to_display
+from atld.ui.display import figure_from_json, md, perturbation_rgb, to_display
 from atld.vocab import ColorBy, FitMode, LatentSpace, PointSet, Projection
 
 st.title("Latent explorer")
@@ -73,6 +78,7 @@ if note:
     st.warning(note)
     color_by = ColorBy.CLASS.value
 
+SEGMENTS = 200  # most natural → perturbed lines drawn for a selection (a bigger one lists its images only)
 umap_key = ("umap", str(run.path), n, attack_name, space, fit_on, sel.seed)
 
 
@@ -97,6 +103,18 @@ def forget_umap() -> None:
     st.session_state.pop("lat_umap_ok", None)
 
 
+# The selection is the page's own: drawing the selected images' segments changes the figure, and a
+# changed figure is a new chart with an empty selection. A new selection replaces it; Clear empties it.
+chart_state = st.session_state.get("lat_plot")
+new_pick = selected_ids(chart_state.get("selection") if isinstance(chart_state, dict) else
+                        getattr(chart_state, "selection", None))
+pick_key = (str(run.path), n, attack_name, space, method, fit_on, sel.seed)
+if st.session_state.get("lat_pick_key") != pick_key:  # another map: its point ids mean other images
+    st.session_state["lat_pick_key"], st.session_state["lat_picked"] = pick_key, []
+if new_pick:
+    st.session_state["lat_picked"] = new_pick
+saved_pick = list(st.session_state.get("lat_picked", []))
+
 try:
     request = map_request(method)
     m = session.show(compute.map_points, request, slot="latent_map", interrupt=method != Projection.PCA,
@@ -108,6 +126,24 @@ except ATLDError as exc:  # e.g. the worker could not load the checkpoint: one l
     st.stop()
 
 table = m.table
+picked = ([find, len(m) + find] if find >= 0 else []) + saved_pick
+# Nearest neighbours of one clicked (or found) point, in the full latent space, not on the map.
+focus = saved_pick[0] if len(saved_pick) == 1 else find if find >= 0 and not saved_pick else None
+near = []
+if focus is not None:
+    try:
+        near = session.show(compute.neighbours, compute.NeighbourRequest(request, int(focus)), slot="lat_near")
+    except ATLDError as exc:
+        st.caption(md(exc))
+image_ids = [int(table.iloc[i]["index"]) for i in picked if 0 <= i < len(table)][:SEGMENTS]
+if image_ids:  # each found or selected image: a line from its natural point to its perturbed one
+    xs, ys = segments(table, image_ids)
+    figure.add_scatter(x=xs, y=ys, mode="lines", name="natural → perturbed", hoverinfo="skip", showlegend=False,
+                       line=dict(color="rgba(20,20,20,0.7)", width=1.5))
+if near:
+    ring = table.iloc[[i for i, _ in near]]
+    figure.add_scatter(x=ring["x"], y=ring["y"], mode="markers", name="nearest", hoverinfo="skip", showlegend=False,
+                       marker=dict(size=14, color="rgba(0,0,0,0)", line=dict(width=1.5, color="#555")))
 if find >= 0:  # ring the looked-up image's two points
     ring = table.iloc[[find, len(m) + find]]
     figure.add_scatter(x=ring["x"], y=ring["y"], mode="markers", name=f"#{find}", hoverinfo="skip",
@@ -120,8 +156,15 @@ with left:
                   f"{100 * m.accuracy_pert:.1f} % under {attack_name}.")
                + " Circles: natural; crosses: perturbed. Hover a point to see its image; click one, or drag a "
                  "box (lasso in the toolbar), to list images below.")
-    event = st.plotly_chart(figure, key="lat_plot", on_select="rerun",
-                            selection_mode=("points", "box", "lasso"), width="stretch")
+    st.plotly_chart(figure, key="lat_plot", on_select="rerun", selection_mode=("points", "box", "lasso"),
+                    width="stretch")
+    if color_by == ColorBy.D_SCORE:  # what D's colours mean here, from D's measured check, under its colour bar
+        check = session.show(compute.discriminator_check, compute.CheckRequest(ref, sel.seed),
+                             slot=f"discriminator_check:{run.path}")
+        for level, text in d_colour_lines(check):
+            getattr(st, level)(md(text))
+    for level, text in map_notes(method, space, m.explained, m.offset_share):
+        getattr(st, level)(md(text))
     st.caption(md(f"Map of: {settings_text}."))
 with right:
     st.markdown("**Gap, in latent space**")
@@ -138,11 +181,12 @@ def open_in_attack(index: int) -> None:
     st.switch_page(ATTACK_PAGE, query_params={"start": str(int(index)), "count": "1"})
 
 
-picked = selected_ids(event.selection if event is not None else None)
-if find >= 0:
-    picked = [find, len(m) + find] + picked
 ids = selection_order(table, picked)
-st.subheader(f"Selection ({len(ids)} points)")
+head, clear = st.columns([5, 1])
+head.subheader(f"Selection ({len(ids)} points)")
+if saved_pick and clear.button("Clear selection", key="lat_clear"):
+    st.session_state["lat_picked"] = []
+    st.rerun()
 if not ids:
     st.caption("Select points on the map (click, box or lasso) or find a test image to see the images here.")
 else:
@@ -176,6 +220,19 @@ else:
             open_in_attack(index)
     st.dataframe(table.loc[ids].reset_index(names="id")[["id", "set", "index", "label_name", "pred_name", "correct",
                                                          "d_natural"]], hide_index=True, width="stretch", height=200)
+if near:
+    row = table.loc[focus]
+    st.markdown(f"**Nearest neighbours of {row['set']} #{row['index']}** in the full latent space "
+                f"({'all logits, offset removed as on the map' if space == 'logits' else 'all features'}), "
+                "not on the 2-D map; ringed in grey on the map")
+    near_rows = table.loc[[i for i, _ in near]]
+    is_pert = (near_rows["set"] == PointSet.PERTURBED).to_numpy()[:, None, None, None]
+    near_pics = to_display(np.where(is_pert, m.images_pert[near_rows["index"].values],
+                                    m.images_nat[near_rows["index"].values]))
+    ncols = st.columns(len(near))
+    for j, ((_, r), (_, dist)) in enumerate(zip(near_rows.iterrows(), near)):
+        ncols[j].image(near_pics[j], caption=f"{'✓' if r['correct'] else '✗'} {r['set'][:4]} #{r['index']}: "
+                                             f"{r['label_name']}→{r['pred_name']} · distance {dist:.3g}")
 
 csv_meta = {"checkpoint": str(run.path), "model_sha256": run.model_hash, "method_trained": run.method,
             "dataset": spec.name, "split": "test"}
@@ -187,7 +244,9 @@ st.download_button("Embedding and scores (CSV)", lambda: server.wait_for(compute
 
 
 def show_attack_path() -> None:
-    """The attack's path, step by step, as a plotly animation (inside its expander)."""
+    """The attack's path, step by step (inside its expander): the map at step k with ‹ / › to step
+    and ▶ Play to animate at the chosen speed; beside it, one followed image at step k and its
+    perturbation so far."""
     from atld.latent.path_figure import path_figure
 
     path_n = st.slider("Images to follow", 2, min(40, n_test), min(D.path_images, n_test), key="lat_path_n",
@@ -195,12 +254,42 @@ def show_attack_path() -> None:
     try:
         pm = session.show(compute.attack_path, compute.PathRequest(ref, tuple(range(path_n)), attack_name,
                                                                    float(spec.epsilon), sel.seed))
-        st.plotly_chart(path_figure(pm.path, pm.coords, pm.imt_coords, pm.background, pm.background_labels, names,
-                                    indices=pm.indices), key="lat_path", width="stretch")
-        st.caption(md(f"{pm.path.attack.label} at ε = {spec.epsilon:.3g} on a PCA map of natural logits. "
-                      "Red-edged crosses: misclassified at that step. Also: python -m atld embed --trajectories."))
     except ATLDError as exc:
         st.error(md(exc))
+        return
+    p = pm.path
+    frames = step_names(p.steps, p.imt_logits is not None)
+    k = player_step(st.session_state.get("lat_path_k", 0), 0, len(frames))
+    b1, b2, b3, b4, b5 = st.columns([1, 1, 3, 2, 3])
+    if b1.button("‹", key="lat_path_back", help="one step back", disabled=k == 0):
+        k = player_step(k, -1, len(frames))
+    if b2.button("›", key="lat_path_next", help="one step on", disabled=k == len(frames) - 1):
+        k = player_step(k, +1, len(frames))
+    st.session_state["lat_path_k"] = k
+    b3.markdown(f"**{frames[k]}** ({k} of {len(frames) - 1})")
+    speed = b4.select_slider("Play speed", tuple(PLAYER_SPEEDS), value="normal", key="lat_path_speed",
+                             help="time per step when ▶ Play runs the animation in the map")
+    shown = [int(i) for i in pm.indices]
+    follow = b5.selectbox("Image beside the map", shown, key="lat_path_follow", format_func=lambda i: f"#{i}")
+    j = shown.index(follow)
+    left, right = st.columns([3, 1])
+    left.plotly_chart(path_figure(p, pm.coords, pm.imt_coords, pm.background, pm.background_labels, names,
+                                  indices=pm.indices, frame_ms=PLAYER_SPEEDS[speed], start=k, focus=j),
+                      key="lat_path", width="stretch")
+    frame = path_frame(p, k, j)
+    if frame is not None:
+        with right:
+            mark = "✓" if frame.pred == frame.label else "✗"
+            st.image(to_display(frame.image)[0], width=160,
+                     caption=md(f"#{follow} at {frames[k]}: {mark} {names[frame.label]}→{names[frame.pred]}"
+                                + ("" if frame.d is None else f" · D {frame.d:.2f}")))
+            st.image(perturbation_rgb(frame.delta, max(float(spec.epsilon), 1e-6))[0], width=160,
+                     caption=md("perturbation so far: blue −ε, grey 0, red +ε; "
+                                f"‖δ‖∞ = {np.abs(frame.delta).max():.3f}"))
+    st.caption(md(f"{p.attack.label} at ε = {spec.epsilon:.3g} on a PCA map of natural logits (offset removed). "
+                  "‹ / › step through it; ▶ Play in the map animates from the step shown. Red-edged crosses: "
+                  "misclassified at that step; the black ring: the image beside the map. "
+                  "Also: python -m atld embed --trajectories."))
 
 
 st.divider()
@@ -228,12 +317,7 @@ else:
     except ATLDError as exc:
         st.error(md(exc))
         st.stop()
-    if pair["shared"]:
-        st.caption("One PCA fitted on both models' natural points (same axes, same ranges): a place on one map is "
-                   "the same place on the other. Perturbed points are projected onto it.")
-    else:
-        st.caption(md(f"Not one projection: {pair['note']}. Positions are not comparable across the two maps; "
-                      "compare the clouds' shapes and the numbers below."))
+    st.caption(md(side_by_side_caption(pair["explained"], pair["rotated"], space)))
     for col, text, label in zip(st.columns(2), pair["figures"], (sel.run.label, other.label)):
         col.plotly_chart(figure_from_json(text), key=f"lat_cmp_{label}", width="stretch")
     st.markdown("**Gap numbers, side by side**")

@@ -71,7 +71,10 @@ def test_attack_page_marks_flips_shows_probabilities_and_explains(app_env):
                                        for line in text.replace("`", "\n").splitlines()) == 6 * 3 * 3
     captions = " ".join(c.value for c in at.caption)
     assert "label smoothing δ = 0.5" in captions and "about 0.50" in captions  # the ATLD run's own δ
-    assert "D's AUC (natural vs PGD-20)" in captions
+    # D's scores come with D's AUC per batch and per image and the sentence saying which separation D has
+    assert "per batch" in captions and "per image" in captions
+    assert any(kind in captions for kind in ("D judges single images", "D tells batches apart, not images",
+                                             "D separates neither"))
     images = at.get("image")
     assert all(img.proto.imgs[0].caption for img in images)  # every image says what it is, under it
     # ε: no note at the dataset's ε; a note past it; a warning from 4/3 of it on

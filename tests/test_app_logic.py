@@ -413,7 +413,7 @@ def test_the_app_fetches_nothing_from_outside():
 def test_attack_view_marks_and_notes():
     import numpy as np
 
-    from atld.ui.attack import confidence_note, discriminator_note, epsilon_note, outcome_mark, top_k
+    from atld.ui.attack import confidence_note, discriminator_lines, epsilon_note, outcome_mark, top_k
     from atld.ui.display import perturbation_rgb
 
     names = tuple("0123456789")
@@ -423,8 +423,9 @@ def test_attack_view_marks_and_notes():
     assert epsilon_note(0.3, 0.3) is None and epsilon_note(0.35, 0.3)[0] == "info"
     assert epsilon_note(0.4, 0.3)[0] == "warning"
     assert "0.50" in confidence_note(0.5, 10, "atld") and "smoothing" not in confidence_note(0.5, 10, "natural")
-    assert "cannot tell" in discriminator_note({"auc_pgd": 0.52, "separates": False})
-    assert "cannot tell" not in discriminator_note({"auc_pgd": 0.9, "separates": True})
+    # D's lines: the old per-image-only check still reads (tests/test_app_maps.py has every branch)
+    assert "(chance)" in " ".join(t for _, t in discriminator_lines({"auc_pgd": 0.52, "auc_own": 0.5}))
+    assert [lv for lv, _ in discriminator_lines({"auc_pgd": 0.9, "auc_own": 0.9})] == ["caption", "caption"]
     rgb = perturbation_rgb(np.array([[[[-0.1, 0.0], [0.1, 0.05]]]]), 0.1, scale=1, frame=1)
     assert rgb.shape == (1, 4, 4, 3)
     inner = rgb[0, 1:3, 1:3]

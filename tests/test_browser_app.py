@@ -270,3 +270,29 @@ def test_home_and_attack_fit_a_phone_and_a_projector(server, browser, width, hei
         assert sizes["main"] <= sizes["mainWidth"] + 1, (title, sizes)
         assert page.locator("[data-testid='stException']").count() == 0
     page.close()
+
+
+@pytest.mark.slow
+def test_hovering_a_listed_image_rings_its_point_on_the_map(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(WAIT_MS)
+    page.goto(f"{server}/latent?find=3")  # found: its two points are listed, with its nearest neighbours
+    page.wait_for_selector("h1:has-text('Latent explorer')")
+    wait_idle(page)
+    page.get_by_text("Nearest neighbours of natural #3").wait_for()
+    plot = page.locator(".js-plotly-plot").first
+    listed = page.locator("[data-testid='stImage']", has_text="natu #3").first
+    plot.scroll_into_view_if_needed()
+    listed.hover()
+    ring = page.locator("[data-testid='atld-point-ring']")
+    ring.wait_for(state="visible")
+    spot = ring.bounding_box()
+    centre = (spot["x"] + spot["width"] / 2, spot["y"] + spot["height"] / 2)
+    if ring.inner_text() == "":  # the map is in view: the ring sits on the plot, at the point
+        area = plot.bounding_box()
+        assert area["x"] <= centre[0] <= area["x"] + area["width"]
+        assert area["y"] <= centre[1] <= area["y"] + area["height"]
+    page.mouse.move(5, 5)
+    ring.wait_for(state="hidden")
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.close()

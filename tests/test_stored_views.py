@@ -38,13 +38,18 @@ VIEWS = {
         "empty object": {}, "JSON of nothing": "{}", "not JSON": "{nope", "a number": 42,
         "data not a list": json.dumps({"data": 5, "layout": {}}), "trace without type": json.dumps(
             {"data": [{"x": [1]}], "layout": {}}), "layout missing": json.dumps({"data": []})}),
-    "compare_plots": (vs.COMPARE_PLOTS, {"figures": [FIGURE, FIGURE], "shared": True, "note": None,
-                                         "gaps": [GAP, GAP]}, {
-        "empty object": {}, "one figure": {"figures": [FIGURE], "shared": True, "note": None, "gaps": [GAP, GAP]},
-        "a figure that is not one": {"figures": [FIGURE, "{}"], "shared": True, "note": None, "gaps": [GAP, GAP]},
-        "a gap without its numbers": {"figures": [FIGURE, FIGURE], "shared": False, "note": "x",
-                                      "gaps": [GAP, {"per_class": []}]},
-        "shared as text": {"figures": [FIGURE, FIGURE], "shared": "yes", "note": None, "gaps": [GAP, GAP]}}),
+    "compare_plots": (vs.COMPARE_PLOTS, {"figures": [FIGURE, FIGURE], "explained": [[0.4, 0.2], [0.3, 0.25]],
+                                         "rotated": True, "gaps": [GAP, GAP]}, {
+        "empty object": {}, "one figure": {"figures": [FIGURE], "explained": [[0.4, 0.2], [0.3, 0.25]],
+                                           "rotated": True, "gaps": [GAP, GAP]},
+        "a figure that is not one": {"figures": [FIGURE, "{}"], "explained": [[0.4, 0.2], [0.3, 0.25]],
+                                     "rotated": True, "gaps": [GAP, GAP]},
+        "a gap without its numbers": {"figures": [FIGURE, FIGURE], "explained": [[0.4, 0.2], [0.3, 0.25]],
+                                      "rotated": False, "gaps": [GAP, {"per_class": []}]},
+        "a share over 1": {"figures": [FIGURE, FIGURE], "explained": [[1.4, 0.2], [0.3, 0.25]], "rotated": True,
+                           "gaps": [GAP, GAP]},
+        "rotated as text": {"figures": [FIGURE, FIGURE], "explained": [[0.4, 0.2], [0.3, 0.25]], "rotated": "yes",
+                            "gaps": [GAP, GAP]}}),
     "discriminator_check": (vs.DISCRIMINATOR_CHECK, CHECK, {
         "empty object": {}, "AUC over 1": {**CHECK, "auc_pgd": 1.5}, "n negative": {**CHECK, "n": -5},
         "window of one": {**CHECK, "window": [0.3]}, "sentences not a list": {**CHECK, "sentences": "a"},

@@ -134,19 +134,3 @@ def explained_variance(z_nat, z_pert, fit_on: str, components: int = 2, space: s
     if fit_on != "natural":
         z = np.concatenate([z, map_input(z_pert, space)])
     return pca_axes(z, components)[2]
-
-
-def shared_pca(z_a, z_b, n_a: int, n_b: int, components: int = 2) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
-    """One PCA fitted on two models' natural latents together (`z_a` [2·n_a, D]: natural rows
-    first, then perturbed; the same for `z_b`), both placed on it: (coords_a, coords_b, explained)."""
-    a, b = np.asarray(z_a, dtype=np.float64), np.asarray(z_b, dtype=np.float64)
-    fit = np.concatenate([a[:n_a], b[:n_b]])
-    mean = fit.mean(axis=0)
-    _, s, vt = np.linalg.svd(fit - mean, full_matrices=False)
-    basis = vt[:components].T
-    # fix each axis's sign (the SVD's is arbitrary) so a recomputed map does not flip
-    signs = np.sign(basis[np.abs(basis).argmax(axis=0), range(basis.shape[1])])
-    basis = basis * np.where(signs == 0, 1.0, signs)
-    total = (s ** 2).sum()
-    explained = tuple(float(v) for v in (s[:components] ** 2 / total if total > 0 else np.zeros(components)))
-    return (a - mean) @ basis, (b - mean) @ basis, explained

@@ -33,10 +33,12 @@ def trajectory_figure(coords: np.ndarray, labels: np.ndarray, preds: np.ndarray,
                       indices: np.ndarray | None = None, imt_coords: np.ndarray | None = None,
                       imt_preds: np.ndarray | None = None, background: np.ndarray | None = None,
                       background_labels: np.ndarray | None = None, title: str = "", height: int = 600,
-                      frame_ms: int = 250):
+                      frame_ms: int = 250, start: int = 0, focus: int | None = None):
     """The animation (see the module docstring). Frames: steps + 1, plus one for IMT when
     `imt_coords` is given. Moving points are coloured by their true class; a flipped point (its
-    prediction is not its true class) is a red-edged cross, a kept one a green-edged circle."""
+    prediction is not its true class) is a red-edged cross, a kept one a green-edged circle.
+    `start`: the frame shown first (the explorer's player steps through them); `focus`: one of
+    the N images, ringed as it moves."""
     import plotly.graph_objects as go
     from plotly.colors import qualitative
 
@@ -84,10 +86,18 @@ def trajectory_figure(coords: np.ndarray, labels: np.ndarray, preds: np.ndarray,
                         symbol=["x" if f else "circle" for f in flipped],
                         line=dict(color=[FLIP_COLOUR if f else KEPT_COLOUR for f in flipped], width=2)))
 
-    moving = [len(fig.data), len(fig.data) + 1]
-    fig.add_trace(trail(0))
-    fig.add_trace(points(0))
-    fig.frames = [go.Frame(name=name, data=[trail(k), points(k)], traces=moving,
+    def ring(k: int):
+        p = positions[k][[focus]] if focus is not None else np.empty((0, 2))
+        return go.Scatter(x=p[:, 0], y=p[:, 1], mode="markers", name="followed image", hoverinfo="skip",
+                          marker=dict(size=24, color="rgba(0,0,0,0)", line=dict(color="black", width=2.5)))
+
+    start = min(max(0, int(start)), len(names) - 1)
+    focus = None if focus is None or not 0 <= int(focus) < n else int(focus)
+    parts = (trail, points) + ((ring,) if focus is not None else ())
+    moving = list(range(len(fig.data), len(fig.data) + len(parts)))
+    for part in parts:
+        fig.add_trace(part(start))
+    fig.frames = [go.Frame(name=name, data=[part(k) for part in parts], traces=moving,
                            layout=dict(title=dict(text=_caption(name, steps, predictions[k], labels))))
                   for k, name in enumerate(names)]
 
@@ -103,15 +113,18 @@ def trajectory_figure(coords: np.ndarray, labels: np.ndarray, preds: np.ndarray,
         # the title on top, the buttons between it and the plot, the step slider under the x axis,
         # the legend under the slider: nothing covers anything (Plotly grows the margins for them)
         height=height, margin=dict(l=10, r=10, t=90, b=10),
-        title=dict(text=title or _caption("0", steps, predictions[0], labels), y=0.985, yanchor="top"),
-        xaxis=dict(range=[low[0] - pad[0], high[0] + pad[0]], title="PC 1 (natural map)", autorange=False),
-        yaxis=dict(range=[low[1] - pad[1], high[1] + pad[1]], title="PC 2", autorange=False),
+        title=dict(text=title or _caption(names[start], steps, predictions[start], labels), y=0.985, yanchor="top"),
+        # equal units on both axes, with tick numbers: a stretched axis would draw a thin cloud round
+        xaxis=dict(range=[low[0] - pad[0], high[0] + pad[0]], title="PC 1 (natural map)", autorange=False,
+                   constrain="range", ticks="outside"),
+        yaxis=dict(range=[low[1] - pad[1], high[1] + pad[1]], title="PC 2", autorange=False, scaleanchor="x",
+                   scaleratio=1, ticks="outside"),
         legend=dict(orientation="h", yanchor="top", y=-0.5),
         updatemenus=[dict(type="buttons", direction="left", showactive=False, x=0.0, y=1.02, xanchor="left",
                           yanchor="bottom",
                           buttons=[dict(label="▶ Play", method="animate", args=[None, play]),
                                    dict(label="❚❚ Pause", method="animate", args=[[None], pause])])],
-        sliders=[dict(active=0, y=-0.1, yanchor="top", len=0.9, x=0.1, currentvalue=dict(prefix="step: "),
+        sliders=[dict(active=start, y=-0.1, yanchor="top", len=0.9, x=0.1, currentvalue=dict(prefix="step: "),
                       steps=[dict(label="natural" if name == "0" else name, method="animate",
                                   args=[[name], dict(pause, frame=dict(duration=0, redraw=True))])
                              for name in names])])
@@ -119,10 +132,10 @@ def trajectory_figure(coords: np.ndarray, labels: np.ndarray, preds: np.ndarray,
 
 
 def path_figure(path, coords, imt_coords, background, background_labels, class_names, *, indices=None,
-                title: str = "", height: int = 600):
+                title: str = "", height: int = 600, frame_ms: int = 250, start: int = 0, focus: int | None = None):
     """`trajectory_figure` of an `atld.latent.trajectories.AttackPath` and its `embed_path` output."""
     return trajectory_figure(coords, path.labels.numpy(), path.preds.numpy(), class_names, indices=indices,
                              imt_coords=imt_coords,
                              imt_preds=None if path.imt_preds is None else path.imt_preds.numpy(),
                              background=background, background_labels=background_labels, title=title,
-                             height=height)
+                             height=height, frame_ms=frame_ms, start=start, focus=focus)

@@ -102,6 +102,9 @@ class AttackPath:
     imt_logits: torch.Tensor | None
     imt_preds: torch.Tensor | None
     imt_d: torch.Tensor | None
+    # float16 [S+1, N, C, H, W] in [0, 1]: the image at every step (the explorer's player shows it),
+    # then, with a discriminator, after the IMT step back as one more frame; None where not kept
+    images: torch.Tensor | None = None
 
     @property
     def steps(self) -> int:
@@ -148,8 +151,10 @@ def attack_path(run, x: torch.Tensor, y: torch.Tensor, attack: AttackConfig, see
                 imt_d = d.natural_probability(imt_logits).cpu()
             imt_preds = imt_logits.argmax(1).cpu()
             imt_logits = imt_logits.cpu()
+            iterates = iterates + [x_imt]
+    images = torch.stack([xk.detach().cpu().to(torch.float16) for xk in iterates])
     return AttackPath(attack, logits.cpu(), logits.argmax(2).cpu(), y.cpu(),
-                      None if d_scores is None else d_scores.cpu(), imt_logits, imt_preds, imt_d)
+                      None if d_scores is None else d_scores.cpu(), imt_logits, imt_preds, imt_d, images)
 
 
 def embed_path(path: AttackPath, background: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None,

@@ -202,19 +202,20 @@ def confidence_note(label_smoothing: float | None, num_classes: int, method: str
     return "Probabilities: the classifier's softmax; bars are drawn to the scale of 1."
 
 
-def discriminator_note(check: dict | None) -> str | None:
-    """What D's score means, and whether it means anything for this model (from D's measured check)."""
-    if check is None:
-        return None
-    text = ("D = the discriminator's probability that the image's latent (the classifier's logits) is natural: "
-            "near 1 looks natural, near 0 looks attacked; IMT moves the input toward a higher D.")
-    auc = check.get("auc_pgd")
-    if auc is not None and not check.get("separates", True):
-        text += (f" Here D's AUC (natural vs PGD-20) is {auc:.2f}, near 0.5: D cannot tell natural from "
-                 "adversarial latents, so its scores carry no information and IMT's step has no reliable direction.")
-    elif auc is not None:
-        text += f" D's AUC (natural vs PGD-20) is {auc:.2f}: it does separate the two."
-    return text
+D_MEANING = ("D = the discriminator's probability that the image's latent (the classifier's logits) is natural: "
+             "near 1 looks natural, near 0 looks attacked; IMT moves the input toward a higher D.")
+
+
+def discriminator_lines(check: dict | None) -> list[tuple[str, str]]:
+    """(level, sentence) lines under the Attack page's D scores, from D's measured check: what D's
+    score is, D's AUC per batch and per image with the sentence saying which kind of separation D
+    has, and a warning where D does not judge single images (so the per-image scores shown say
+    little). An AUC below 0.5 is called inverted, never chance (`atld.evaluate.dwords`)."""
+    from atld.ui.latent import d_colour_lines
+
+    if not check:
+        return []
+    return [("caption", D_MEANING)] + d_colour_lines(check)
 
 
 def imt_note(result: AttackResult) -> str | None:

@@ -205,16 +205,18 @@ def latent_map(r: MapRequest):
     return _map(r)
 
 
-@view(MapRequest, persist=MAP_POINTS_CODEC, label="Computing latents and the map…")
+@view(MapRequest, version=2, persist=MAP_POINTS_CODEC, label="Computing latents and the map…")
 def map_points(r: MapRequest):
-    """That map as the Latent explorer draws it (`atld.ui.latent.MapPoints`: plain data)."""
+    """That map as the Latent explorer draws it (`atld.ui.latent.MapPoints`: plain data, with the
+    map's axis shares and, for logits, the offset's share of their variance)."""
     from atld.latent.maps import points_frame
     from atld.ui.latent import MapPoints
 
     m = _map(r)
     lat = m.latents
     return MapPoints(points_frame(m.coords, lat, load_run(r.run).spec.labels()), float(lat.accuracy_nat),
-                   float(lat.accuracy_pert), m.gap, lat.images_nat.numpy(), lat.images_pert.numpy())
+                     float(lat.accuracy_pert), m.gap, lat.images_nat.numpy(), lat.images_pert.numpy(),
+                     m.explained, m.offset_share)
 
 
 @dataclass(frozen=True)
@@ -232,13 +234,12 @@ def map_csv(r: CsvRequest) -> str:
     return csv_text(_map(r.map), dict(r.meta), load_run(r.map.run).spec.labels())
 
 
-def _figure_parts(m, projection: str, fit_on: str, space: str):
-    """The axis titles (PCA: each axis's share of the variance) and hover thumbnails of a map."""
-    from atld.latent.maps import explained_variance
+def _figure_parts(m):
+    """The axis titles (PCA: each axis's share of the variance of what the map was fitted on, as
+    `latent_map` measured it: logits without their offset) and hover thumbnails of a map."""
     from atld.ui.latent import axis_titles, thumbnails
 
-    explained = explained_variance(*m.latents.latents(space), fit_on) if projection == Projection.PCA else None
-    return axis_titles(projection, explained), thumbnails(m.latents.images_nat)
+    return axis_titles(m.config.projection, m.explained), thumbnails(m.latents.images_nat)
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,7 @@ class PlotRequest:
     height: int = LATENT_DEFAULTS.height
 
 
-@view(PlotRequest, version=3, persist=LATENT_PLOT, label="Drawing the map…")
+@view(PlotRequest, version=4, persist=LATENT_PLOT, label="Drawing the map…")
 def latent_plot(r: PlotRequest) -> str:
     """The figure as plotly JSON (`atld.ui.display.figure_from_json` turns it back into a figure
     without re-validating it): axis titles with the variance each PCA axis keeps, a thumbnail per
@@ -260,9 +261,9 @@ def latent_plot(r: PlotRequest) -> str:
     from atld.latent.maps import points_frame
     from atld.ui.latent import latent_figure
 
-    m, latent = _map(r.map), r.map.latent
+    m = _map(r.map)
     table = points_frame(m.coords, m.latents, load_run(r.map.run).spec.labels())
-    axes, images = _figure_parts(m, latent.projection, latent.fit_on, latent.space)
+    axes, images = _figure_parts(m)
     return plotly.io.to_json(latent_figure(table, r.color_by, title=r.title, height=r.height, axes=axes,
                                            images=images), validate=False)
 
@@ -276,42 +277,59 @@ class CompareRequest:
     height: int = LATENT_DEFAULTS.compare_height
 
 
-@view(CompareRequest, version=3, persist=COMPARE_PLOTS, label="Drawing the two maps…")
+@view(CompareRequest, version=4, persist=COMPARE_PLOTS, label="Drawing the two maps…")
 def compare_plots(r: CompareRequest) -> dict:
-    """Two checkpoints side by side. Where their latents share axes (logits of the same width),
-    one PCA is fitted on both models' natural points and both are drawn on it with the same axis
-    ranges, so a place means the same in both maps; otherwise each model is on its own natural
-    map and `note` says why. Returns {"figures": [json, json], "shared": bool, "note": str|None,
+    """Two checkpoints side by side (`atld.latent.axes.side_by_side`): each model's own PCA of its
+    natural points (logits without their offset), in units of its natural cloud's spread, the
+    second rotated onto the first; both drawn on the same ranges with equal-aspect axes. Returns
+    {"figures": [json, json], "explained": [[pc1, pc2], [pc1, pc2]], "rotated": bool,
     "gaps": [gap, gap]}."""
     import plotly.io
 
-    from atld.latent.maps import points_frame, shared_pca
-    from atld.ui.latent import axis_titles, latent_figure, shared_map_reason, thumbnails
+    from atld.latent.axes import side_by_side
+    from atld.latent.maps import points_frame
+    from atld.ui.latent import latent_figure, thumbnails
 
     latent = dataclasses.replace(r.latent, projection=Projection.PCA, fit_on=FitMode.NATURAL)
     space = latent.space
     maps = [_map(MapRequest(ref, latent)) for ref in r.runs]
     zs = [np.concatenate(m.latents.latents(space)) for m in maps]
-    note = shared_map_reason(space, (zs[0].shape[1], zs[1].shape[1]))
-    if note is None:
-        ca, cb, explained = shared_pca(zs[0], zs[1], len(maps[0].latents), len(maps[1].latents))
-        coords, axes = [ca, cb], [axis_titles(Projection.PCA, explained)] * 2
-    else:
-        coords = [m.coords for m in maps]
-        axes = [_figure_parts(m, Projection.PCA, FitMode.NATURAL, space)[0] for m in maps]
+    pair = side_by_side(zs[0], zs[1], len(maps[0].latents), len(maps[1].latents), space)
+    both = np.concatenate(pair.coords)
+    pad = 0.05 * (both.max(axis=0) - both.min(axis=0))
+    ranges = [[float(both[:, j].min() - pad[j]), float(both[:, j].max() + pad[j])] for j in (0, 1)]
     figures = []
-    for ref, m, xy, ax, title in zip(r.runs, maps, coords, axes, r.titles):
+    for ref, m, xy, shares, title in zip(r.runs, maps, pair.coords, pair.explained, r.titles):
         table = points_frame(xy, m.latents, load_run(ref).spec.labels())
-        figures.append(latent_figure(table, ColorBy.CLASS, title=title, height=r.height, axes=ax,
-                                     images=thumbnails(m.latents.images_nat)))
-    if note is None:  # linked: the same ranges in both
-        both = np.concatenate(coords)
-        pad = 0.05 * (both.max(axis=0) - both.min(axis=0))
-        for fig in figures:
-            fig.update_xaxes(range=[both[:, 0].min() - pad[0], both[:, 0].max() + pad[0]])
-            fig.update_yaxes(range=[both[:, 1].min() - pad[1], both[:, 1].max() + pad[1]])
-    return {"figures": [plotly.io.to_json(f, validate=False) for f in figures], "shared": note is None,
-            "note": note, "gaps": [m.gap for m in maps]}
+        axes = tuple(f"PC{i + 1} of this model ({100 * v:.1f} %), natural spreads" for i, v in enumerate(shares))
+        fig = latent_figure(table, ColorBy.CLASS, title=title, height=r.height, axes=axes,
+                            images=thumbnails(m.latents.images_nat))
+        fig.update_xaxes(range=ranges[0])
+        fig.update_yaxes(range=ranges[1])
+        figures.append(fig)
+    return {"figures": [plotly.io.to_json(f, validate=False) for f in figures],
+            "explained": [list(e) for e in pair.explained], "rotated": pair.rotated, "gaps": [m.gap for m in maps]}
+
+
+@dataclass(frozen=True)
+class NeighbourRequest:
+    """The `k` nearest points to point `point` of a map, in the full latent space of its `space`."""
+    map: MapRequest
+    point: int
+    k: int = 8
+
+
+@view(NeighbourRequest, label="Finding the nearest neighbours…")
+def neighbours(r: NeighbourRequest) -> list[tuple[int, float]]:
+    """`atld.ui.latent.nearest_points` over the map's natural and perturbed latents (the point
+    table's rows; logits without their offset, which no prediction sees, as the map fits them):
+    [(point id, distance)], nearest first."""
+    from atld.latent.axes import map_input
+    from atld.ui.latent import nearest_points
+
+    m = _map(r.map)
+    space = r.map.latent.space
+    return nearest_points(np.concatenate([map_input(z, space) for z in m.latents.latents(space)]), r.point, r.k)
 
 
 def _events_to_progress(event) -> None:

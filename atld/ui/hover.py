@@ -3,7 +3,10 @@
 Plotly's hover label shows text only, and Streamlit's plotly chart reports selections, not
 hovers. This small inline component (no build step, no network) hooks the page's plotly charts:
 a point whose `customdata[2]` is an image data URI (`atld.ui.latent.thumbnails`) shows that
-image, enlarged without smoothing, beside the cursor while it is hovered."""
+image, enlarged without smoothing, beside the cursor while it is hovered. The other way round, a
+listed image whose caption names its point ("natu #12", "pert #12", as the Latent explorer's
+selection and neighbour lists write them) rings that point on the map while the image is hovered
+(`RING_JS`): drawn over the chart in the browser, so the page does not run again."""
 
 from __future__ import annotations
 
@@ -53,7 +56,54 @@ export default function (component) {
   });
   observer.observe(document.body, {childList: true, subtree: true});
   const timer = setInterval(hook, 1000);  // and a slow sweep, in case a chart changed in place
-  return () => { observer.disconnect(); clearInterval(timer); box.style.display = "none"; };
+  const unring = ring();
+  return () => { observer.disconnect(); clearInterval(timer); box.style.display = "none"; unring(); };
+}
+""" + r"""
+// A listed image -> its point: hovering an image whose caption reads "natu #i" or "pert #i" rings
+// the point whose hover text starts "natural #i:" / "perturbed #i:" on the first map of the page.
+function ring() {
+  const mark = document.getElementById("atld-point-ring") || (() => {
+    const el = document.createElement("div");
+    el.id = "atld-point-ring";
+    el.setAttribute("data-testid", "atld-point-ring");
+    el.style.cssText = "position:fixed;z-index:99999;pointer-events:none;display:none;width:26px;height:26px;" +
+      "margin:-13px 0 0 -13px;border:3px solid #111;border-radius:50%;box-shadow:0 0 0 3px rgba(255,200,0,.85);" +
+      "font:14px sans-serif;line-height:20px;text-align:center;color:#111";
+    document.body.appendChild(el);
+    return el;
+  })();
+  const find = (kind, index) => {
+    const gd = document.querySelector(".st-key-lat_plot .js-plotly-plot") || document.querySelector(".js-plotly-plot");
+    if (!gd || !gd._fullLayout || !gd._fullData) return null;
+    const prefix = (kind === "natu" ? "natural" : "perturbed") + " #" + index + ":";
+    for (const trace of gd._fullData) {  // decoded arrays (the spec may hold base64 ones)
+      const text = trace.text || [];
+      for (let p = 0; p < text.length; p++) {
+        if (typeof text[p] === "string" && text[p].startsWith(prefix)) {
+          const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
+          return [box.left + xa._offset + xa.l2p(trace.x[p]), box.top + ya._offset + ya.l2p(trace.y[p])];
+        }
+      }
+    }
+    return null;
+  };
+  const over = (ev) => {
+    const el = ev.target && ev.target.closest && ev.target.closest('[data-testid="stElementContainer"]');
+    const hit = el && /\b(natu|pert) #(\d+)/.exec(el.innerText || "");
+    const at = hit && el.querySelector("img") ? find(hit[1], hit[2]) : null;
+    if (!at) { mark.style.display = "none"; return; }
+    // a point scrolled out of the window is pointed at from the window's edge, at its x
+    const off = at[1] < 0 ? "▲" : at[1] > window.innerHeight ? "▼" : "";
+    mark.textContent = off;
+    mark.style.background = off ? "rgba(255,255,255,.9)" : "transparent";
+    mark.title = off ? "its point is on the map, out of view" : "";
+    mark.style.left = at[0] + "px";
+    mark.style.top = Math.min(Math.max(at[1], 16), window.innerHeight - 16) + "px";
+    mark.style.display = "block";
+  };
+  document.addEventListener("mouseover", over);
+  return () => { document.removeEventListener("mouseover", over); mark.style.display = "none"; };
 }
 """
 

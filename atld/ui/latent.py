@@ -49,6 +49,8 @@ class MapPoints:
     gap: dict
     images_nat: np.ndarray
     images_pert: np.ndarray
+    explained: tuple[float, ...] | None = None  # PCA: each axis's share of what the map was fitted on
+    offset_share: float | None = None  # logits: the variance share the map dropped as the softmax offset
 
     def __len__(self) -> int:
         return len(self.images_nat)
@@ -64,7 +66,9 @@ class MapPointsCodec:
 
         from atld.fileio import npz_bytes
 
-        meta = {"accuracy_nat": points.accuracy_nat, "accuracy_pert": points.accuracy_pert, "gap": points.gap}
+        meta = {"accuracy_nat": points.accuracy_nat, "accuracy_pert": points.accuracy_pert, "gap": points.gap,
+                "explained": None if points.explained is None else list(points.explained),
+                "offset_share": points.offset_share}
         # text columns as fixed-width strings: object arrays would need pickle to read back
         columns = {f"col_{c}": (col.astype(str) if col.dtype == object else col)
                    for c, col in ((c, points.table[c].to_numpy()) for c in points.table.columns)}
@@ -92,8 +96,10 @@ class MapPointsCodec:
 
         check_map_view(arrays, meta)
         table = pd.DataFrame({c: arrays[f"col_{c}"] for c in POINT_COLUMNS}, columns=list(POINT_COLUMNS))
+        explained, share = meta.get("explained"), meta.get("offset_share")
         return MapPoints(table, float(meta["accuracy_nat"]), float(meta["accuracy_pert"]), meta["gap"], images_nat,
-                       images_pert)
+                         images_pert, None if explained is None else tuple(float(v) for v in explained),
+                         None if share is None else float(share))
 
 
 MAP_POINTS_CODEC = MapPointsCodec()
@@ -186,13 +192,28 @@ def latent_figure(table, color_by: str = ColorBy.CLASS, title: str = "", height:
     # The legend column's width, from its longest entry (about 6 px per character at size 10).
     right = 16 + max([40 + 6 * len(n) for n in names] + [70 if color_by == ColorBy.D_SCORE else 0])
     fig.update_layout(title=dict(text=title, y=0.98, yanchor="top") if title else None, height=height,
-                      margin=dict(l=30, r=min(right, 220), t=40 if title else 30, b=30, autoexpand=False),
+                      margin=dict(l=MAP_MARGIN[0], r=min(right, 220), t=40 if title else 30, b=MAP_MARGIN[1],
+                                  autoexpand=False),
                       dragmode="select",
                       legend=dict(itemsizing="constant", font=dict(size=10), orientation="v", x=1.02,
                                   xanchor="left", y=1, yanchor="top"),
-                      xaxis=dict(showticklabels=False, title=dict(text=axes[0], font=dict(size=12))),
-                      yaxis=dict(showticklabels=False, title=dict(text=axes[1], font=dict(size=12))),
+                      xaxis=dict(title=dict(text=axes[0], font=dict(size=12)), **MAP_AXIS),
+                      yaxis=dict(title=dict(text=axes[1], font=dict(size=12)), **MAP_AXIS),
                       modebar=dict(orientation="h"))
+    return equal_aspect(fig)
+
+
+# Every map has tick numbers and equal units on both axes: a map stretched per axis draws a thin
+# cloud as a round one. The left and bottom margins hold the tick numbers and the axis titles.
+MAP_AXIS = dict(showticklabels=True, ticks="outside", ticklen=3, tickfont=dict(size=10), zeroline=False)
+MAP_MARGIN = (58, 48)  # left, bottom (pixels)
+
+
+def equal_aspect(fig):
+    """`fig` with one unit as long on the y axis as on the x axis (plotly's scaleanchor: the
+    ranges widen to fill the plot, never distort the cloud) and tick numbers on both."""
+    fig.update_yaxes(scaleanchor="x", scaleratio=1, showticklabels=True)
+    fig.update_xaxes(showticklabels=True, constrain="range")
     return fig
 
 
@@ -275,12 +296,129 @@ def gap_table(gaps: dict[str, dict]):
     return frame
 
 
-def shared_map_reason(space: str, widths: tuple[int, int]) -> str | None:
-    """Why two checkpoints' latents cannot share one projection, or None when they can: logits
-    share their axes (one per class) across networks; features of two networks do not, even at
-    the same width."""
-    if space != LatentSpace.LOGITS:
-        return "features of two networks have no common axes, so each model has its own natural map"
-    if widths[0] != widths[1]:
-        return f"the latents differ in width ({widths[0]} vs {widths[1]}), so each model has its own natural map"
-    return None
+# ---------------------------------------------------------------------- what a map says about itself
+
+def map_notes(projection: str, space: str, explained, offset_share) -> list[tuple[str, str]]:
+    """(level, sentence) lines under a map, computed from its numbers: for logits, how much of their
+    variance the map left out as the offset the softmax ignores; for PCA, a warning when the second
+    axis holds under 1 % of the variance (`atld.latent.axes.axis_warning`)."""
+    from atld.latent.axes import axis_warning
+
+    out = []
+    if space == LatentSpace.LOGITS and offset_share is not None:
+        out.append(("caption", f"Logits are mapped without their offset (the same number added to every logit of an "
+                               f"image, which changes no probability): it held {100 * offset_share:.1f} % of the "
+                               "logits' variance here. The gap numbers and D use the logits as they are."))
+    warning = axis_warning(explained) if projection == Projection.PCA else None
+    if warning:
+        out.append(("warning", warning))
+    return out
+
+
+def segments(table, indices) -> tuple[list, list]:
+    """x and y of one line per test image in `indices` from its natural point to its perturbed one
+    (row i and row N + i of the point table), separated by None (one plotly trace for all)."""
+    n = len(table) // 2
+    xs, ys = [], []
+    for i in dict.fromkeys(int(i) for i in indices):
+        if 0 <= i < n:
+            a, b = table.iloc[i], table.iloc[n + i]
+            xs += [a["x"], b["x"], None]
+            ys += [a["y"], b["y"], None]
+    return xs, ys
+
+
+def nearest_points(z, point: int, k: int = 8) -> list[tuple[int, float]]:
+    """The `k` nearest rows of latents z [M, D] to row `point`, in the full latent space (Euclidean),
+    not on the 2-D map: [(row, distance)], nearest first, `point` itself left out."""
+    z = np.asarray(z, dtype=np.float64)
+    if not 0 <= point < len(z):
+        return []
+    d = np.sqrt(((z - z[point]) ** 2).sum(axis=1))
+    d[point] = np.inf
+    order = np.argsort(d, kind="stable")[:max(0, min(k, len(z) - 1))]
+    return [(int(i), float(d[i])) for i in order]
+
+
+# ---------------------------------------------------------------------- D's colours, honestly
+
+def d_colour_lines(check: dict | None) -> list[tuple[str, str]]:
+    """(level, sentence) lines beside a colour scale of D's scores, from D's check
+    (`DiscriminatorCheck.to_dict()`): D's AUC per batch and per image with the sentence saying
+    which kind of separation D has, and, where D does not judge single images, a warning that
+    the colours do not mark natural vs attacked points (`atld.evaluate.dwords`)."""
+    from atld.evaluate.dwords import auc_words, d_score_caption, inverted_note, separation_sentence
+
+    if not check:
+        return []
+    sep, own = check.get("sep_pgd"), check.get("sep_own")
+    if sep:
+        lines = [("caption", separation_sentence(sep, own))]
+    else:  # a check stored before the per-batch measurement: the per-image AUC only
+        lines = [("caption", f"D's AUC natural vs PGD-20, per image in eval mode: {auc_words(check['auc_pgd'])}; "
+                             "no per-batch measurement in this check." + inverted_note(check["auc_pgd"]))]
+    caption = d_score_caption(check)
+    if caption:
+        lines.append(("warning", caption))
+    return lines
+
+
+# ---------------------------------------------------------------------- the attack's path, step by step
+
+PLAYER_SPEEDS = {"slow": 800, "normal": 400, "fast": 150}  # milliseconds per step of the animation
+
+
+def step_names(steps: int, imt: bool) -> list[str]:
+    """What step k of the player shows: "natural", "step 1" … "step S", then "IMT" with a D."""
+    return ["natural"] + [f"step {k}" for k in range(1, steps + 1)] + (["IMT step back"] if imt else [])
+
+
+def player_step(current: int, move: int, count: int) -> int:
+    """The step after pressing ‹ (move −1) or › (+1) on step `current` of `count`, kept in range."""
+    return min(max(0, int(current) + int(move)), max(0, count - 1))
+
+
+@dataclass(frozen=True)
+class PathFrame:
+    """Image j of an attack path at step k (`step_names` order: natural, the steps, then IMT's step
+    back): the image and its perturbation so far (float [1, C, H, W]), label, prediction and D's
+    P(natural) (None without D)."""
+    image: np.ndarray
+    delta: np.ndarray
+    label: int
+    pred: int
+    d: float | None
+
+
+def path_frame(path, k: int, j: int) -> PathFrame | None:
+    """`PathFrame` of image j at step k of an `atld.latent.trajectories.AttackPath`, or None when
+    the path kept no images or k, j are out of range."""
+    images = path.images
+    if images is None or not (0 <= k < len(images) and 0 <= j < images.shape[1]):
+        return None
+    image, start = images[k, j:j + 1].float().numpy(), images[0, j:j + 1].float().numpy()
+    imt = k > path.steps
+    pred = int((path.imt_preds if imt else path.preds[k])[j])
+    scores = path.imt_d if imt else (None if path.d_scores is None else path.d_scores[k])
+    return PathFrame(image, image - start, int(path.labels[j]), pred, None if scores is None else float(scores[j]))
+
+
+def side_by_side_caption(explained, rotated: bool, space: str) -> str:
+    """What the two maps side by side are (`atld.latent.axes.side_by_side`), in one paragraph, with
+    each map's axis shares and any warning that a map is nearly a line."""
+    from atld.latent.axes import axis_warning
+
+    what = "logits without their offset" if space == LatentSpace.LOGITS else "features"
+    shares = "; ".join(f"{side}: PC1 {100 * e[0]:.1f} %, PC2 {100 * e[1]:.1f} %"
+                       for side, e in zip(("left", "right"), explained))
+    text = (f"Each model has its own PCA of its natural points ({what}), measured in units of its natural cloud's "
+            "spread (1 = the natural points' root-mean-square distance from their centre), so neither model's scale "
+            "can flatten the other; " + ("the right map is turned (rotated or mirrored, never stretched) to line up "
+                                         "with the left one on the same images, so a direction means the same in "
+                                         "both. " if rotated else "no turn was needed to line the two up. ")
+            + f"Perturbed points are placed on each model's natural map. Variance kept — {shares}.")
+    for side, e in zip(("left", "right"), explained):
+        warning = axis_warning(e)
+        if warning:
+            text += f" The {side} map: {warning}"
+    return text

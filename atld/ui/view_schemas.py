@@ -63,11 +63,13 @@ DISCRIMINATOR_CHECK_SCHEMA = {
 }
 
 _FIGURE_TEXT = {"type": "string", "minLength": 2, "maxLength": 256 * 2**20}
+_SHARES = {"type": "array", "items": _PROBABILITY, "minItems": 2, "maxItems": 2}  # each PCA axis's variance share
 COMPARE_PLOTS_SCHEMA = {
-    "type": "object", "required": ["figures", "shared", "note", "gaps"], "additionalProperties": False,
+    "type": "object", "required": ["figures", "explained", "rotated", "gaps"], "additionalProperties": False,
     "properties": {
         "figures": {"type": "array", "items": _FIGURE_TEXT, "minItems": 2, "maxItems": 2},
-        "shared": {"type": "boolean"}, "note": {"type": ["string", "null"], "maxLength": 2000},
+        "explained": {"type": "array", "items": _SHARES, "minItems": 2, "maxItems": 2},
+        "rotated": {"type": "boolean"},
         "gaps": {"type": "array", "items": GAP_SCHEMA, "minItems": 2, "maxItems": 2},
     },
 }
