@@ -78,7 +78,7 @@ def gap_entries() -> dict:
 
 def side_by_side(entries: dict) -> dict:
     request = compute.SideBySideRequest(tuple(session.ref_or_stop(e) for e in entries.values()),
-                                        tuple(f"{L.method_name(m)}: {e.label}" for m, e in entries.items()),
+                                        tuple(L.method_name(m) for m in entries),
                                         NATURAL_MAP)
     return session.show(compute.side_by_side_plots, request, slot="learn_side_by_side")
 
@@ -188,13 +188,12 @@ try:
             c1.image(to_display(x_k, scale=scale)[0], caption=f"step {step_k}")
             c2.image(perturbation_rgb(x_k - imgs[0, who][None], EPS, scale=scale)[0],
                      caption="δ (blue −ε, red +ε)")
-            st.markdown(md(f"predicted **{names[preds[step_k][who]]}**"
-                           f" ({'kept' if preds[step_k][who] == labels[who] else 'flipped'})"
-                           + (" · the IMT frame shows where one IMT step takes the last iterate"
-                              if k > pm.path.steps else "")))
+            st.markdown(f"step {step_k}: predicted {verdict(labels[who], preds[step_k][who])}"
+                        + (" · the IMT frame shows where one IMT step takes the last iterate"
+                           if k > pm.path.steps else ""))
         with left:
             fig = path_figure(pm.path, pm.coords, pm.imt_coords, pm.background, pm.background_labels, names,
-                              indices=pm.indices, height=460)
+                              indices=pm.indices)
             st.plotly_chart(L.player_at(fig, k, L.PLAYER_SPEEDS[speed]), key="learn_path", width="stretch")
         st.caption(md(f"The first {PATH_IMAGES} test images under PGD-20 (ε = {EPS:.3g}, step ε/4) against "
                       f"{entry.label}, on a PCA map of {len(pm.background)} natural test images. ‹ / › step through "
@@ -225,7 +224,8 @@ try:
                 st.dataframe(pd.DataFrame(comparison_rows(entries, maps)), hide_index=True, width="stretch")
                 for line in robust_statements(gaps):
                     st.markdown("- " + md(line))
-            st.caption(md(f"{sbs['n']} test images, PGD-20 at ε = {EPS:.3g}. Each model its own PCA of its logits "
+            st.caption(md(f"{', '.join(e.label for e in entries.values())}: {sbs['n']} test images, PGD-20 at "
+                          f"ε = {EPS:.3g}. Each model its own PCA of its logits "
                           "(without the offset the softmax ignores), in units of its natural cloud's spread, turned "
                           "onto the first map (Procrustes). " + L.LOGIT_REGIONS))
     elif i == 5:

@@ -203,14 +203,14 @@ GAP = lambda two, mixing=0.25: {"two_sample_accuracy": two, "knn_mixing": mixing
 
 def test_model_line_says_gap_d_and_trusted_accuracy():
     m = learn.ModelNumbers("mnist-atld", "atld", GAP(0.687, 0.199), {"per_batch": 1.0, "per_image": 0.32},
-                           None, row((0.018, "bare"), 0.018, 0.01))
+                           None, row((0.018, "atld-"), 0.018, 0.01))
     line = learn.model_line(m, 300)
     assert line.startswith("mnist-atld (ATLD): gap: two-sample accuracy 68.7 % on 300 images (clouds partly apart")
     assert "D: AUC 1.00 per batch, 0.32 (inverted) per image (it tells batches apart, not images)" in line
     assert "trusted accuracy 1.8 % (-0.2-3.8, n 1,000), by AutoAttack on the bare classifier" in line
     bare = learn.model_line(learn.ModelNumbers("n", "natural", None, None, None, None), 300)
     assert "no AutoAttack or adaptive evaluation stored: only upper bounds exist" in bare and "gap" not in bare
-    imt = learn.model_line(learn.ModelNumbers("a", "atld", None, None, None, row((0.2, "imt"))), 300)
+    imt = learn.model_line(learn.ModelNumbers("a", "atld", None, None, None, row((0.2, "atld"))), 300)
     assert "by the adaptive attack through IMT" in imt
 
 

@@ -491,7 +491,7 @@ class SideBySideRequest:
     height: int = 330
 
 
-@view(SideBySideRequest, persist=JSON, label="Drawing the maps side by side…")
+@view(SideBySideRequest, version=2, persist=JSON, label="Drawing the maps side by side…")
 def side_by_side_plots(r: SideBySideRequest) -> dict:
     """Each model its own PCA of its logits without the softmax-invariant offset, in units of its
     own natural spread, turned onto the first model's by Procrustes (`atld.latent.axes.side_by_side`),
@@ -515,7 +515,9 @@ def side_by_side_plots(r: SideBySideRequest) -> dict:
         else:
             coords.append(both.coords[1])
         explained.append(both.explained[1])
-    reach = max(float(np.abs(c).max()) for c in coords) * 1.05
+    both = np.concatenate(coords)
+    low, high = both.min(axis=0), both.max(axis=0)
+    pad = 0.05 * np.maximum(high - low, 1e-9)
     figures = []
     for ref, m, xy, ex, title in zip(r.runs, maps, coords, explained, r.titles):
         table = points_frame(xy, m.latents, load_run(ref).spec.labels())
@@ -524,8 +526,10 @@ def side_by_side_plots(r: SideBySideRequest) -> dict:
                             images=thumbnails(m.latents.images_nat))
         fig.update_layout(showlegend=False, margin=dict(l=40, r=10, t=36, b=40, autoexpand=False),
                           title=dict(font=dict(size=14)))
-        fig.update_xaxes(showticklabels=True, range=[-reach, reach], zeroline=False)
-        fig.update_yaxes(showticklabels=True, range=[-reach, reach], scaleanchor="x", scaleratio=1, zeroline=False)
+        # the same ranges in every map, one unit as long on both axes (plotly shrinks the longer one's domain)
+        fig.update_xaxes(showticklabels=True, range=[low[0] - pad[0], high[0] + pad[0]], zeroline=False)
+        fig.update_yaxes(showticklabels=True, range=[low[1] - pad[1], high[1] + pad[1]], scaleanchor="x",
+                         scaleratio=1, constrain="domain", zeroline=False)
         figures.append(plotly.io.to_json(fig, validate=False))
     return {"figures": figures, "explained": [list(e) for e in explained],
             "warnings": [axis_warning(e) for e in explained], "gaps": [m.gap for m in maps],

@@ -15,7 +15,7 @@ import numpy as np
 from atld.evaluate.dwords import (CHANCE_BAND, INVERTED, SEPARATION_AUC, auc_words, inverted_note,
                                   separation_kind)
 from atld.ui.runs import RunEntry
-from atld.vocab import METHOD_NAMES, Method
+from atld.vocab import METHOD_NAMES, InferenceMode, Method
 
 STEPS = (
     ("1 · The hypothesis", "The *manifold argument*, stated so that the numbers can refute it: (a) adversarial "
@@ -498,7 +498,8 @@ def model_line(m: ModelNumbers, n: int) -> str:
                      f"({KIND_WORDS[separation_kind(sep['per_batch'], sep['per_image'])]})")
     t = m.trusted
     if t is not None:
-        how = "the adaptive attack through IMT" if t["inference"] != "bare" else "AutoAttack on the bare classifier"
+        how = "AutoAttack on the bare classifier" if t["inference"] == InferenceMode.BARE else \
+            "the adaptive attack through IMT"
         parts.append(f"trusted accuracy {cell_text(t)}, by {how}")
     else:
         parts.append("no AutoAttack or adaptive evaluation stored: only upper bounds exist")
