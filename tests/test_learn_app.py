@@ -11,9 +11,6 @@ import pytest
 from atld.ui.learn import STEPS
 from tests.support import APP, open_page, start_app
 
-pytestmark = pytest.mark.slow  # each walks the app's views on real (small) checkpoints
-
-
 def at_step(k: int, shipped: bool = False, monkeypatch=None):
     if shipped:
         monkeypatch.setenv("ATLD_CHECKPOINTS_DIR", str(Path(APP).parent / "checkpoints"))
@@ -27,6 +24,7 @@ def texts(at) -> str:
                      + [b.value for b in (*at.success, *at.warning, *at.info)])
 
 
+@pytest.mark.slow  # nine steps, every view computed
 def test_learn_page_walks_all_steps(app_env):
     at = open_page(start_app(), "learn")
     seen = []
@@ -91,6 +89,7 @@ def test_the_path_model_lives_in_the_address_and_steps_one_frame_at_a_time(app_e
     assert '"active":2' in fig.replace(" ", "")  # the player's slider is at frame 2
 
 
+@pytest.mark.slow  # the shipped MNIST checkpoints
 def test_learn_page_on_the_shipped_checkpoints_tells_what_their_numbers_say(monkeypatch, app_env):
     """The shipped checkpoints (MNIST first): the gap step draws three maps and says when a gap does not rank
     robustness; the fooled examples are fooled."""
