@@ -118,3 +118,46 @@ def test_learn_step_round_trips_through_the_address(app_env):
     assert at.query_params["step"] == "5"
     assert at_step(5).radio(key="learn_step").value.startswith("5")  # a reload: a new session, same address
     assert at_step(99).radio(key="learn_step").value.startswith("1")
+
+
+def test_the_lessons_views_on_the_test_checkpoints(app_env, app_checkpoints):
+    """The views the Learn page adds: the player's images are the path's own iterates (the same
+    attack, seed and generator), within ε of the natural image; the side-by-side maps are one per
+    model, on the same images, each in units of its natural spread; what D learned is plain data."""
+    import json
+
+    import base64
+
+    import numpy as np
+    import torch
+
+    from atld.ui import compute
+    from atld.ui.runs import RunRef
+    from atld.vocab import LatentSpace
+
+    def values(v):  # plotly's JSON writes arrays as typed base64
+        return np.frombuffer(base64.b64decode(v["bdata"]), v["dtype"]) if isinstance(v, dict) else np.asarray(v)
+
+    natural, atld = (RunRef.of(app_checkpoints / name) for name in ("digits-natural", "digits-atld"))
+    indices = (0, 1, 2)
+    images = compute.path_images.fn(compute.PathImagesRequest(natural, indices, "pgd20", 0.2, 0))
+    pm = compute.attack_path.fn(compute.PathRequest(natural, indices, "pgd20", 0.2, 0))
+    assert images.shape[:2] == (pm.path.steps + 1, 3)
+    assert np.abs(images - images[0]).max() <= 0.2 + 1e-6
+    run = compute.load_run(natural)
+    with torch.no_grad():
+        for k in (0, 7, pm.path.steps):
+            assert torch.allclose(run.classifier(torch.from_numpy(images[k])), pm.path.logits[k], atol=1e-4)
+    latent = compute.page_latent(40, "pgd20", 0.2, 0, LatentSpace.LOGITS)
+    sbs = compute.side_by_side_plots.fn(compute.SideBySideRequest((natural, atld), ("natural", "ATLD"), latent))
+    assert len(sbs["figures"]) == 2 and sbs["n"] == 40 and len(sbs["gaps"]) == 2
+    for fig, explained, warning in zip(sbs["figures"], sbs["explained"], sbs["warnings"]):
+        spec = json.loads(fig)
+        assert spec["layout"]["yaxis"]["scaleanchor"] == "x" and spec["layout"]["xaxis"]["showticklabels"]
+        assert (warning is not None) == (explained[1] < 0.01)
+        natural_points = np.concatenate([np.c_[values(t["x"]), values(t["y"])] for t in spec["data"]
+                                         if t["marker"]["symbol"] == "circle"])
+        assert np.sqrt((natural_points ** 2).sum(1).mean()) == pytest.approx(1.0, rel=1e-6)  # natural spread = 1
+    learned = compute.what_d_learned.fn(compute.LearnedRequest(atld, 40, 0))
+    json.dumps(learned)  # plain data: the result store keeps it as JSON
+    assert learned["n"] == 40 and [c["share"] for c in learned["share_curve"]][::5] == [0.0, 0.5, 1.0]
