@@ -130,8 +130,11 @@ try:
         model_line(natural, "Model")
         m = map_of(natural)
         plot = compute.PlotRequest(compute.MapRequest(session.ref_or_stop(natural), NATURAL_MAP), height=380)
-        st.plotly_chart(figure_from_json(session.show(compute.latent_plot, plot, slot="learn_plot")),
-                        key="learn_nat", width="stretch")
+        fig = figure_from_json(session.show(compute.latent_plot, plot, slot="learn_plot"))
+        fig.update_xaxes(showticklabels=True)  # a projector's map: tick numbers, one unit as long on both axes
+        fig.update_yaxes(showticklabels=True, scaleanchor="x", scaleratio=1, constrain="domain")
+        fig.update_layout(margin=dict(l=70, b=60))  # room for the tick numbers beside the axis titles
+        st.plotly_chart(fig, key="learn_nat", width="stretch")
         hover_thumbnails()
         st.caption(md(f"PCA of the logits of {N} natural test images (circles) and of the same images under "
                       f"PGD-20 at ε = {EPS:.3g} (crosses), projected onto the natural map. Hover a point to see "
