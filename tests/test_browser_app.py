@@ -271,7 +271,8 @@ def test_home_and_attack_fit_a_phone_and_a_projector(server, browser, width, hei
 
 def test_what_d_learned_follows_the_share_slider_and_every_learn_step_fits_a_projector(server, browser):
     """The "What D really learned" step: moving the share slider changes D's mean score and the sentence
-    under it; every Learn step fits 1280×720 without sideways scrolling."""
+    under it; every Learn step fits 1280×720 without sideways scrolling; the maps side by side show the hovered
+    image."""
     from atld.ui.learn import STEPS
 
     page = browser.new_page(viewport={"width": 1280, "height": 720})
@@ -306,4 +307,16 @@ def test_what_d_learned_follows_the_share_slider_and_every_learn_step_fits_a_pro
         assert sizes["body"] <= sizes["window"] + 1, (step, sizes)
         assert sizes["main"] <= sizes["mainWidth"] + 1, (step, sizes)
         assert page.locator("[data-testid='stException']").count() == 0
+        if STEPS[step - 1][0].endswith("the gap"):  # the maps side by side show the hovered image, as the explorer
+            plot = page.locator(".js-plotly-plot").last
+            plot.scroll_into_view_if_needed()
+            thumb = page.locator("[data-testid='atld-hover-thumbnail']")
+            for i in (5, 20, 40, 60):
+                box = plot.locator(".scatterlayer path.point").nth(i).bounding_box()
+                page.mouse.move(5, 5)  # off the chart first: plotly reports a hover only for a new point
+                page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+                page.wait_for_timeout(400)
+                if thumb.count() and thumb.is_visible():
+                    break
+            assert thumb.is_visible() and thumb.get_attribute("src").startswith("data:image/png;base64,")
     page.close()
