@@ -222,7 +222,8 @@ def test_verdict_refutes_the_hypothesis_from_the_numbers():
                                  row((0.018, "bare"), 0.018, 0.01))]
     lines = learn.verdict_lines(models)
     outcome = dict((line[:3], o) for o, line in lines)
-    assert outcome["(a)"] == "holds"
+    assert outcome["(a)"] == "holds" and lines[0][1].startswith("(a) Holds in part: on the natural model the attacked "
+                                                               "clouds are partly apart, partly overlapping")
     # ATLD: a larger gap than PGD-AT's and a lower trusted accuracy; PGD-AT: smaller and higher → (b) holds
     assert outcome["(b)"] == "holds" and "pgd 56.7 % / 88.0 %" in lines[1][1]
     assert outcome["(c)"] == "fails"
@@ -241,7 +242,7 @@ def test_verdict_holds_only_when_every_part_does_and_says_what_is_untested():
             learn.ModelNumbers("atld", "atld", GAP(0.55, 0.45), {"per_batch": 1.0, "per_image": 0.9},
                                {"informative": True}, row((0.6, "imt"), 0.5, 0.6))]
     lines = learn.verdict_lines(good)
-    assert [o for o, _ in lines] == ["holds"] * 4
+    assert [o for o, _ in lines] == ["holds"] * 4 and lines[0][1].startswith("(a) Holds: ")
     assert "IMT's step carries information" in lines[2][1] and "less robust" not in lines[2][1]
     assert lines[-1][1] == "Verdict: every part of the hypothesis holds on these models."
     hard = learn.verdict_lines([learn.ModelNumbers("nat", "natural", GAP(0.52, 0.48), None, None, None)])

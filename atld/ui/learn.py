@@ -518,7 +518,9 @@ def verdict_lines(models: list[ModelNumbers]) -> list[tuple[str, str]]:
     if natural is None:
         out.append(("untested", "(a) Untested: no natural model's gap was measured."))
     elif clouds_apart(natural.gap):
-        out.append(("holds", f"(a) Holds: on the natural model the attacked clouds are "
+        clearly = cloud_words(natural.gap["two_sample_accuracy"], natural.gap["knn_mixing"]) == "clearly apart"
+        out.append(("holds", f"(a) {'Holds' if clearly else 'Holds in part'}: on the natural model the attacked "
+                             "clouds are "
                              f"{cloud_words(natural.gap['two_sample_accuracy'], natural.gap['knn_mixing'])} "
                              f"(two-sample accuracy {pct(natural.gap['two_sample_accuracy'])})."))
     else:
