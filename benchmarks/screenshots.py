@@ -52,6 +52,40 @@ def hover_a_point(page) -> None:
             return
 
 
+def learn_file(k: int, title: str) -> str:
+    """"learn-7-what-d-really-learned" for step 7 of the lesson."""
+    words = "".join(c if c.isalnum() else "-" for c in title.split(" · ", 1)[1].lower())
+    return f"learn-{k}-" + "-".join(w for w in words.split("-") if w)
+
+
+def learn_steps(page, base: str, out: Path) -> dict[str, int]:
+    """Each step of the Learn lesson, scrolled so that its heading is at the top of the window (the
+    lesson's own content, as a projector shows it). The path step is stepped 6 frames on with ›, the
+    share step shows a batch of 100 % adversarial images."""
+    from atld.ui.learn import STEPS
+
+    sizes = {}
+    for k, (title, _) in enumerate(STEPS, start=1):
+        open_page(page, f"{base}/learn?step={k}", "Learn")
+        page.locator("h3", has_text=title).wait_for()
+        if "path" in title.lower():
+            for _ in range(6):
+                page.get_by_role("button", name="›").click()
+                wait_idle(page, WAIT_MS)
+        if title.endswith("What D really learned"):
+            thumb = page.locator("[data-testid='stSlider'] [aria-label='Adversarial images in the batch (%)']").first
+            grip, track = thumb.bounding_box(), page.locator("[data-testid='stSlider']").first.bounding_box()
+            page.mouse.move(grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2)
+            page.mouse.down()
+            page.mouse.move(track["x"] + track["width"] * 0.8, grip["y"] + grip["height"] / 2, steps=8)
+            page.mouse.up()
+            wait_idle(page, WAIT_MS)
+        page.locator("h3", has_text=title).evaluate("e => e.scrollIntoView({block: 'start'})")
+        name = learn_file(k, title)
+        sizes[name] = save(page, out / f"{name}.png")
+    return sizes
+
+
 def take(base: str, out: Path) -> dict[str, int]:
     from playwright.sync_api import sync_playwright
 
@@ -73,18 +107,7 @@ def take(base: str, out: Path) -> dict[str, int]:
         hover_a_point(page)
         sizes["latent"] = save(page, out / "latent.png")
 
-        open_page(page, f"{base}/learn?step=2", "Learn")
-        page.locator("[data-testid='stImage']").first.scroll_into_view_if_needed()
-        page.mouse.move(700, 400)
-        page.mouse.wheel(0, 380)  # the statement and the first fooled examples with their predictions
-        sizes["learn-fooled"] = save(page, out / "learn-fooled.png")
-
-        open_page(page, f"{base}/learn?step=3", "Learn")
-        chart = page.locator(".js-plotly-plot", has=page.locator(".updatemenu-button")).first
-        chart.scroll_into_view_if_needed()
-        chart.locator(".updatemenu-button", has_text="Play").click()
-        page.wait_for_timeout(2500)  # a few frames in: the points on their way
-        sizes["learn-path"] = save(page, out / "learn-path.png")
+        sizes.update(learn_steps(page, base, out))
 
         open_page(page, f"{base}/evaluate", "Evaluate")
         sizes["evaluate"] = save(page, out / "evaluate.png")

@@ -40,15 +40,14 @@ def trajectory_figure(coords: np.ndarray, labels: np.ndarray, preds: np.ndarray,
     `start`: the frame shown first (the explorer's player steps through them); `focus`: one of
     the N images, ringed as it moves."""
     import plotly.graph_objects as go
-    from plotly.colors import qualitative
+    from atld.latent.palette import class_colour
 
     coords, labels, preds = np.asarray(coords, float), np.asarray(labels), np.asarray(preds)
     steps, n = coords.shape[0] - 1, coords.shape[1]
     if preds.shape != coords.shape[:2] or labels.shape != (n,):
         raise ValueError(f"coords {coords.shape}, preds {preds.shape} and labels {labels.shape} disagree")
     indices = np.arange(n) if indices is None else np.asarray(indices)
-    palette = qualitative.Plotly + qualitative.D3
-    colour = lambda c: palette[int(c) % len(palette)]
+    colour = class_colour
     positions = [coords[k] for k in range(steps + 1)]
     predictions = [preds[k] for k in range(steps + 1)]
     if imt_coords is not None:

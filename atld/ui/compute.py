@@ -494,3 +494,122 @@ def default_requests(runs, n_test: int, seed: int = 0) -> list[tuple]:
                                                   pca.latent)))
     out.append((attack_path, PathRequest(ref, tuple(range(min(L.path_images, n_test))), L.attack, eps, seed)))
     return out + [(map_points, umap), (latent_plot, PlotRequest(umap))]
+
+
+# ---------------------------------------------------------------------- the Learn page's own views
+
+@dataclass(frozen=True)
+class SideBySideRequest:
+    """Several checkpoints' maps of the same test images side by side (`latent`: the first
+    `limit` images under its attack; its projection and fit are ignored): the first checkpoint is
+    the reference the others are turned onto."""
+    runs: tuple[RunRef, ...]
+    titles: tuple[str, ...]
+    latent: LatentConfig
+    height: int = 330
+
+
+@view(SideBySideRequest, version=2, persist=JSON, label="Drawing the maps side by side…")
+def side_by_side_plots(r: SideBySideRequest) -> dict:
+    """Each model its own PCA of its logits without the softmax-invariant offset, in units of its
+    own natural spread, turned onto the first model's by Procrustes (`atld.latent.axes.side_by_side`),
+    equal-aspect axes with tick numbers. Returns {"figures": [plotly json per model], "explained":
+    [[PC1 share, PC2 share] per model], "warnings": [`axis_warning` or None per model], "gaps": [gap
+    dict per model], "accuracy": [[natural, perturbed] per model], "n": images per map}."""
+    import plotly.io
+
+    from atld.latent.axes import axis_warning, side_by_side
+    from atld.latent.maps import points_frame
+    from atld.ui.latent import latent_figure, thumbnails
+
+    latent = dataclasses.replace(r.latent, projection=Projection.PCA, fit_on=FitMode.NATURAL)
+    maps = [_map(MapRequest(ref, latent)) for ref in r.runs]
+    zs = [np.concatenate(m.latents.latents(latent.space)) for m in maps]
+    coords, explained = [], []
+    for i, (m, z) in enumerate(zip(maps, zs)):
+        both = side_by_side(zs[0], z, len(maps[0].latents), len(m.latents), latent.space)
+        if i == 0:
+            coords.append(both.coords[0])
+        else:
+            coords.append(both.coords[1])
+        explained.append(both.explained[1])
+    both = np.concatenate(coords)
+    low, high = both.min(axis=0), both.max(axis=0)
+    pad = 0.05 * np.maximum(high - low, 1e-9)
+    figures = []
+    for ref, m, xy, ex, title in zip(r.runs, maps, coords, explained, r.titles):
+        table = points_frame(xy, m.latents, load_run(ref).spec.labels())
+        axes = (f"PC1 ({100 * ex[0]:.1f} %), natural spreads", f"PC2 ({100 * ex[1]:.1f} %)")
+        fig = latent_figure(table, ColorBy.CLASS, title=title, height=r.height, axes=axes,
+                            images=thumbnails(m.latents.images_nat))
+        fig.update_layout(showlegend=False, margin=dict(l=40, r=10, t=36, b=40, autoexpand=False),
+                          title=dict(font=dict(size=14)))
+        # the same ranges in every map, one unit as long on both axes (plotly shrinks the longer one's domain)
+        fig.update_xaxes(showticklabels=True, range=[low[0] - pad[0], high[0] + pad[0]], zeroline=False)
+        fig.update_yaxes(showticklabels=True, range=[low[1] - pad[1], high[1] + pad[1]], scaleanchor="x",
+                         scaleratio=1, constrain="domain", zeroline=False)
+        figures.append(plotly.io.to_json(fig, validate=False))
+    return {"figures": figures, "explained": [list(e) for e in explained],
+            "warnings": [axis_warning(e) for e in explained], "gaps": [m.gap for m in maps],
+            "accuracy": [[float(m.latents.accuracy_nat), float(m.latents.accuracy_pert)] for m in maps],
+            "n": len(maps[0].latents)}
+
+
+@dataclass(frozen=True)
+class LearnedRequest:
+    """"What D really learned" on the first `n` test images (PGD-20 at the dataset's ε)."""
+    run: RunRef
+    n: int
+    seed: int
+    shares: tuple[float, ...] = tuple(k / 10 for k in range(11))
+
+
+@view(LearnedRequest, persist=JSON, label="Scoring the same images in different batches…")
+def what_d_learned(r: LearnedRequest) -> dict:
+    """atld.evaluate.discriminator.what_d_learned (plain data: the per-batch / per-image AUCs, the
+    scores, the share curve, IMT vs the reversed and a random step)."""
+    from atld.evaluate.discriminator import what_d_learned as learned
+
+    run = load_run(r.run)
+    x, y = first_images(run.config.dataset, r.n)
+    report(0.0, "PGD-20, D's own perturbation, the share curve and IMT's step…")
+    return learned(run, x, y, seed=r.seed, shares=r.shares)
+
+
+@dataclass(frozen=True)
+class PathImagesRequest:
+    """The images themselves along an attack's path (the same attack, images and seed as a
+    `PathRequest`, so the same iterates)."""
+    run: RunRef
+    indices: tuple[int, ...]
+    attack: str
+    epsilon: float
+    seed: int
+
+
+@view(PathImagesRequest, label="Recording the attack's images…")
+def path_images(r: PathImagesRequest) -> np.ndarray:
+    """float32 [S+1, N, C, H, W] in [0, 1]: step 0 the natural images, step k the attack's k-th
+    iterate (as `atld.latent.trajectories.attack_path` records its latents: same generator)."""
+    import torch
+
+    from atld.attacks.gradient import run_attack
+    from atld.attacks.registry import attack_from_name
+    from atld.models.common import eval_mode
+
+    run = load_run(r.run)
+    x, y = test_images(run.config.dataset, r.indices)
+    attack = attack_from_name(r.attack, r.epsilon)
+    f, d = run.classifier, run.discriminator
+    iterates = [x]
+    with eval_mode(*([f] if d is None else [f, d])):
+        generator = torch.Generator(device="cpu").manual_seed(r.seed)
+
+        def step(k: int, xk) -> None:
+            iterates.append(xk.detach().cpu())
+            report(k / attack.num_steps, f"{attack.label}: step {k}/{attack.num_steps}")
+
+        last = run_attack(f, x, y, attack, generator, on_step=step)
+    while len(iterates) < attack.num_steps + 1:
+        iterates.append(last.detach().cpu())
+    return torch.stack(iterates).float().numpy()

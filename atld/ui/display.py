@@ -12,6 +12,7 @@ import numpy as np
 
 from atld.vocab import RunStatus
 from atld.fileio import printable
+from atld.latent.palette import CLASS_PALETTE, class_colour  # noqa: F401  (the pages' one class palette)
 
 # Statuses that mean a run did not end as planned get a mark wherever a status is shown.
 _STATUS_MARKS = {RunStatus.COLLAPSED: "⚠ ", RunStatus.DIVERGED: "⚠ ", RunStatus.FAILED: "✖ "}

@@ -146,11 +146,10 @@ def latent_figure(table, color_by: str = ColorBy.CLASS, title: str = "", height:
     and perturbed traces share it; the symbols are explained beside the map), the colour bar sits
     under it in the same fixed margin, and both start below the toolbar."""
     import plotly.graph_objects as go
-    from plotly.colors import qualitative
+    from atld.latent.palette import class_colour
 
     fig = go.Figure()
     symbols = {PointSet.NATURAL: "circle", PointSet.PERTURBED: "x"}
-    palette = qualitative.D3 + qualitative.Set3
 
     def add(rows, name, color=None, legendgroup=None, showlegend=True, **marker):
         pics = [images[i] if images is not None and 0 <= i < len(images) else "" for i in rows["index"].values]
@@ -185,7 +184,7 @@ def latent_figure(table, color_by: str = ColorBy.CLASS, title: str = "", height:
                 rows = table[(table[column] == c) & (table["set"] == kind)]
                 if len(rows):
                     name = rows[name_column].iloc[0]
-                    add(rows, f"{prefix}{name}", color=palette[int(c) % len(palette)], legendgroup=str(name),
+                    add(rows, f"{prefix}{name}", color=class_colour(c), legendgroup=str(name),
                         showlegend=in_legend)
                     in_legend = False
     names = [t.name for t in fig.data if t.showlegend is not False]
