@@ -217,3 +217,9 @@ def test_what_the_persisted_views_really_return_fits_their_schemas(atld_run, dig
 
     facts = compute.data_facts.fn(compute.DataFacts("digits", True))
     vs.validate(json.loads(json.dumps(facts)), "DATA_FACTS_SCHEMA")
+    from atld.evaluate.discriminator import what_d_learned
+
+    learned = what_d_learned(atld_run, x[:40], y[:40], seed=0, shares=(0.0, 0.5, 1.0))
+    vs.validate(json.loads(json.dumps(learned)), "LEARNED_SCHEMA")
+    with pytest.raises(ValueError):
+        vs.validate({**json.loads(json.dumps(learned)), "n": -1}, "LEARNED_SCHEMA")

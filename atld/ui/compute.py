@@ -36,7 +36,7 @@ from atld.errors import CheckpointError
 from atld.progress import report
 from atld.ui.evaluate import D_CHECK_IMAGES
 from atld.ui.latent import LATENT_DEFAULTS, MAP_POINTS_CODEC
-from atld.ui.view_schemas import COMPARE_PLOTS, DATA_FACTS, DISCRIMINATOR_CHECK, LATENT_PLOT
+from atld.ui.view_schemas import COMPARE_PLOTS, DATA_FACTS, DISCRIMINATOR_CHECK, LATENT_PLOT, LEARNED, SIDE_BY_SIDE
 from atld.ui.runs import RunRef, content_key
 from atld.ui.service import view
 from atld.vocab import AttackKind, ColorBy, FitMode, InferenceMode, Projection
@@ -509,7 +509,7 @@ class SideBySideRequest:
     height: int = 330
 
 
-@view(SideBySideRequest, version=2, persist=JSON, label="Drawing the maps side by side…")
+@view(SideBySideRequest, version=2, persist=SIDE_BY_SIDE, label="Drawing the maps side by side…")
 def side_by_side_plots(r: SideBySideRequest) -> dict:
     """Each model its own PCA of its logits without the softmax-invariant offset, in units of its
     own natural spread, turned onto the first model's by Procrustes (`atld.latent.axes.side_by_side`),
@@ -564,7 +564,7 @@ class LearnedRequest:
     shares: tuple[float, ...] = tuple(k / 10 for k in range(11))
 
 
-@view(LearnedRequest, persist=JSON, label="Scoring the same images in different batches…")
+@view(LearnedRequest, persist=LEARNED, label="Scoring the same images in different batches…")
 def what_d_learned(r: LearnedRequest) -> dict:
     """atld.evaluate.discriminator.what_d_learned (plain data: the per-batch / per-image AUCs, the
     scores, the share curve, IMT vs the reversed and a random step)."""

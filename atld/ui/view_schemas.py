@@ -74,6 +74,36 @@ COMPARE_PLOTS_SCHEMA = {
     },
 }
 
+SIDE_BY_SIDE_SCHEMA = {  # the Learn page's maps side by side (`compute.side_by_side_plots`)
+    "type": "object", "required": ["figures", "explained", "warnings", "gaps", "accuracy", "n"],
+    "additionalProperties": False,
+    "properties": {
+        "figures": {"type": "array", "items": _FIGURE_TEXT, "minItems": 1, "maxItems": 8},
+        "explained": {"type": "array", "items": _SHARES, "minItems": 1, "maxItems": 8},
+        "warnings": {"type": "array", "items": {"type": ["string", "null"], "maxLength": 2000}, "maxItems": 8},
+        "gaps": {"type": "array", "items": GAP_SCHEMA, "minItems": 1, "maxItems": 8},
+        "accuracy": {"type": "array", "maxItems": 8,
+                     "items": {"type": "array", "items": _PROBABILITY, "minItems": 2, "maxItems": 2}},
+        "n": {"type": "integer", "minimum": 1, "maximum": MAX_TEST_IMAGES},
+    },
+}
+
+_SCORES = {"type": "array", "items": _PROBABILITY, "maxItems": MAX_TEST_IMAGES}
+LEARNED_SCHEMA = {  # "What D really learned" (`atld.evaluate.discriminator.what_d_learned`)
+    "type": "object",
+    "required": ["n", "epsilon", "batch_size", "separation", "separation_own", "sentence", "scores", "share_curve",
+                 "steps_clean", "steps_pgd", "perturbation"],
+    "properties": {
+        "n": {"type": "integer", "minimum": 1, "maximum": MAX_TEST_IMAGES}, "epsilon": _PROBABILITY,
+        "batch_size": {"type": "integer", "minimum": 1}, "sentence": _TEXT,
+        "separation": {"type": "object"}, "separation_own": {"type": "object"},
+        "scores": {"type": "object", "additionalProperties": _SCORES, "maxProperties": 20},
+        "share_curve": {"type": "array", "maxItems": 1000, "items": {"type": "object", "required": ["share", "mean"],
+                                                                      "properties": {"share": _PROBABILITY}}},
+        "steps_clean": {"type": "object"}, "steps_pgd": {"type": "object"}, "perturbation": {"type": "object"},
+    },
+}
+
 FIGURE_SCHEMA = {  # plotly's JSON as `plotly.io.to_json` writes a figure
     "type": "object", "required": ["data", "layout"],
     "properties": {"data": {"type": "array", "maxItems": 10000,
@@ -130,6 +160,16 @@ DATA_FACTS = JsonCodec(lambda v: validate(v, "DATA_FACTS_SCHEMA"))
 DISCRIMINATOR_CHECK = JsonCodec(lambda v: validate(v, "DISCRIMINATOR_CHECK_SCHEMA"))
 LATENT_PLOT = JsonCodec(check_figure_json)
 COMPARE_PLOTS = JsonCodec(_compare_plots)
+
+
+def _side_by_side(value) -> None:
+    validate(value, "SIDE_BY_SIDE_SCHEMA")
+    for text in value["figures"]:
+        check_figure_json(text)
+
+
+SIDE_BY_SIDE = JsonCodec(_side_by_side)
+LEARNED = JsonCodec(lambda v: validate(v, "LEARNED_SCHEMA"))
 
 
 def check_map_view(arrays: dict, meta) -> None:
