@@ -13,35 +13,20 @@ maps of the two clouds, and numbers for the gap between them (computed in latent
   the one table / CSV schema of its points.
 """
 
-from atld.latent.cache import LatentCache, cache_key, default_cache_dir, digest
-from atld.latent.embed import TSNE_MAX_POINTS, Embedder, stratified_subsample, warm_up_umap
-from atld.latent.extract import LatentSet, extract_latents
-from atld.latent.gap import (
-                             MEASURE_KEYS,
-                             discriminator_auc,
-                             gap_for_latents,
-                             gap_numbers,
-                             knn_mixing,
-                             median_bandwidth,
-                             mmd_test,
-                             two_sample_test,
-)
-from atld.latent.maps import POINT_COLUMNS, LatentMap, latent_map, map_csv, points_frame
-from atld.latent.trajectories import (
-                                     PATH_COLUMNS,
-                                     AttackPath,
-                                     PathMap,
-                                     Trajectories,
-                                     attack_path,
-                                     embed_path,
-                                     embed_trajectories,
-                                     path_map,
-                                     path_rows,
-                                     trajectories,
-)
+from __future__ import annotations
 
-__all__ = ["MEASURE_KEYS", "PATH_COLUMNS", "POINT_COLUMNS", "AttackPath", "PathMap", "TSNE_MAX_POINTS", "Embedder",
-           "LatentCache", "LatentMap", "LatentSet", "Trajectories", "attack_path", "cache_key", "default_cache_dir",
-           "digest", "discriminator_auc", "embed_path", "embed_trajectories", "extract_latents", "gap_for_latents",
-           "gap_numbers", "knn_mixing", "latent_map", "map_csv", "median_bandwidth", "mmd_test", "path_map",
-           "path_rows", "points_frame", "stratified_subsample", "trajectories", "two_sample_test", "warm_up_umap"]
+from atld.lazy import lazy_exports
+
+# Names are imported on first use (PEP 562), so the torch-free modules (palette, axes, gap) can be
+# imported by the app's torch-free pages without the rest.
+_EXPORTS = {
+    "atld.latent.cache": ("LatentCache", "cache_key", "default_cache_dir", "digest"),
+    "atld.latent.embed": ("TSNE_MAX_POINTS", "Embedder", "stratified_subsample", "warm_up_umap"),
+    "atld.latent.extract": ("LatentSet", "extract_latents"),
+    "atld.latent.gap": ("MEASURE_KEYS", "discriminator_auc", "gap_for_latents", "gap_numbers", "knn_mixing",
+                        "median_bandwidth", "mmd_test", "two_sample_test"),
+    "atld.latent.maps": ("POINT_COLUMNS", "LatentMap", "latent_map", "map_csv", "points_frame"),
+    "atld.latent.trajectories": ("PATH_COLUMNS", "AttackPath", "PathMap", "Trajectories", "attack_path", "embed_path",
+                                 "embed_trajectories", "path_map", "path_rows", "trajectories"),
+}
+__getattr__, __all__ = lazy_exports("atld.latent", _EXPORTS)
