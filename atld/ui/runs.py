@@ -39,6 +39,7 @@ class RunEntry:
     epochs_done: int
     has_discriminator: bool
     model_hash: str  # SHA-256 of the model file (as its card claims it; the CSV export names it)
+    imported: bool = False  # made by `python -m atld import` or Home's upload (its card has a "source" block)
 
 
 def content_key(card: dict) -> str:
@@ -116,9 +117,11 @@ def discover_runs(dirs: list[tuple[str, Path]] | None = None) -> list[RunEntry]:
             if real in seen or card is None or (card["epochs_done"] < 1 and "source" not in card):  # imported: 0 epochs
                 continue
             seen.add(real)
-            out.append(RunEntry(path, f"{printable(path.name, 80)} ({source})", source, card["dataset"],
-                                card["method"], card["status"], card["epochs_done"], card["has_discriminator"],
-                                card.get("sha256", {}).get(card["files"]["model"], "")))
+            imported = "source" in card
+            out.append(RunEntry(path, f"{printable(path.name, 80)} ({'imported' if imported else source})", source,
+                                card["dataset"], card["method"], card["status"], card["epochs_done"],
+                                card["has_discriminator"], card.get("sha256", {}).get(card["files"]["model"], ""),
+                                imported))
     return out
 
 
