@@ -11,11 +11,10 @@ import uuid
 import streamlit as st
 
 from atld.errors import ATLDError
-from atld.evaluate.progress import clock
 from atld.runs.importer import NORMALIZATION_CHOICES, SAMPLE_CHECK_IMAGES, SUGGESTED_ARCHITECTURES, default_import_name
 from atld.ui import compute, server, session
 from atld.ui.datasets import availability_rows
-from atld.ui.evaluate import NO_VERDICT, headline, verdict_messages
+from atld.ui.evaluate import NO_VERDICT, duration_words, headline, verdict_messages
 from atld.ui.exports import checkpoint_zip, config_json, export_name
 from atld.ui.runs import card_of
 from atld.ui.train import curves_figure
@@ -115,9 +114,10 @@ def import_panel() -> None:
         except ATLDError as exc:
             st.error(md(exc))
             return
-        st.caption(md(f"The import checks the model on up to {SAMPLE_CHECK_IMAGES} sample images: about "
-                      f"{clock(cost['forward'] * SAMPLE_CHECK_IMAGES)} on this CPU; a PGD-20 latent map of 100 images "
-                      f"about {clock(cost['latent-map-pgd20'] * 100)} (rough figures from {arch}'s size)."))
+        st.caption(md(f"The import checks the model on up to {SAMPLE_CHECK_IMAGES} sample images: "
+                      f"{duration_words(cost['forward'] * SAMPLE_CHECK_IMAGES)} on this CPU; a PGD-20 latent map of "
+                      f"100 images {duration_words(cost['latent-map-pgd20'] * 100)} (rough figures from {arch}'s "
+                      "size)."))
     if not st.button("Import", key="home_import_go", type="primary", disabled=upload is None or not dataset,
                      help="choose a file first" if upload is None else None):
         return

@@ -270,3 +270,10 @@ def small_image_count(cost: dict, attacks, n_test: int, usual: int = 100, floor:
     while n > floor and estimate_eval_seconds(cost, attacks, n) > HEAVY_SECONDS:
         n = max(floor, n // 2 // 10 * 10)
     return max(min(floor, n_test), n)
+
+
+def duration_words(seconds: float) -> str:
+    """A time estimate in words: "under a second", else "about m:ss"."""
+    from atld.evaluate.progress import clock
+
+    return "under a second" if seconds < 1 else f"about {clock(seconds)}"
