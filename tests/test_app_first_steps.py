@@ -142,3 +142,23 @@ def test_an_imported_model_lands_in_the_sidebar_and_evaluates_without_imt(app_en
     assert set(quick["inference"]) == {"atld-"}
     table = next(d.value for d in at.dataframe if "trusted (measured)" in d.value.columns)
     assert label in list(table["checkpoint"])
+
+
+def test_the_import_view_removes_the_upload_whether_imported_or_refused(app_env, tmp_path):
+    from atld.errors import ATLDError
+    from atld.ui import compute
+
+    for name, data in (("bad", b"not a weights file"), ("good", _weights())):
+        upload = tmp_path / f"{name}.upload"
+        upload.write_bytes(data)
+        request = compute.ImportRequest(str(upload), "x", f"{name}.pt", "small-cnn", "digits", "auto", f"digits-{name}",
+                                        str(app_env))
+        if name == "bad":
+            with pytest.raises(ATLDError):
+                compute.import_model(request)
+            assert not app_env.exists() or not any(app_env.iterdir())
+        else:
+            result = compute.import_model(request)
+            assert result["name"] == "digits-good" and (app_env / "digits-good" / "card.json").exists()
+            assert result["accuracy"] is not None and result["format"]
+        assert not upload.exists()
