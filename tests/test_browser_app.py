@@ -289,6 +289,9 @@ def test_an_uploaded_model_is_imported_and_its_latent_map_opens(app_checkpoints,
         page.goto(f"http://127.0.0.1:{port}")
         page.wait_for_selector("h1:has-text('ATLD lab')")
         wait_idle(page)
+        cut = page.evaluate("""() => [...document.querySelectorAll("[data-testid='stMetricValue'] *")]
+            .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)""")
+        assert page.locator("[data-testid='stMetricValue']").count() >= 2 and cut == []  # the card's numbers fit
         page.get_by_text("Bring your own model").click()
         page.locator("input[type='file']").wait_for(state="attached")
         page.locator("input[type='file']").set_input_files(str(weights))
