@@ -76,11 +76,12 @@ with st.expander("How to read these numbers: upper bounds, AutoAttack, the adapt
 entries = [r for r in discover_runs() if r.dataset == spec.name]
 st.subheader(f"Every checkpoint of {spec.name}, side by side")
 comparison = comparison_table([(e.label, card_of(e.path) or {}) for e in entries])
-st.dataframe(pd.DataFrame(comparison), hide_index=True, width="stretch", key="ev_comparison")
-st.caption(md("From each checkpoint's stored evaluation, most robust first: *trusted* is the highest measured "
-              "verdict (AutoAttack on the bare classifier, or the adaptive attack through IMT), never a PGD/CW "
-              "upper bound or a non-adaptive IMT row; cells read accuracy (95 % Wilson interval, n test images). "
-              "– : not stored (`python -m atld eval --store` stores it)."))
+if comparison:  # a static table: its cells wrap, so nine columns fit 1280 px without a scrolling grid
+    st.table(pd.DataFrame(comparison).set_index("checkpoint"))
+st.caption("From each checkpoint's stored evaluation, most robust first: trusted is the highest measured "
+           "verdict (AutoAttack on the bare classifier, or the adaptive attack through IMT), never a PGD/CW "
+           "upper bound or a non-adaptive IMT row; cells read accuracy (95 % Wilson interval, n test images); "
+           "– : not stored (python -m atld eval --store stores it).")
 
 st.subheader("Evaluate now (a quick look on a few test images)")
 n_test = session.facts_or_stop(spec.name)["n_test"]

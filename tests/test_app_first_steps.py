@@ -48,8 +48,8 @@ def test_evaluate_compares_every_checkpoint_and_colours_a_negative_verdict(app_e
     assert at.warning[0].value.startswith("atld (one IMT step): 10.0 %") and "less robust" in at.warning[0].value
     assert not any("less robust" in s.value for s in [*at.success, *at.info])
     assert at.info[0].value.startswith("atld- (the bare classifier): 40.0 %")
-    table = next(d.value for d in at.dataframe if "trusted (measured)" in d.value.columns)
-    assert list(table["checkpoint"]) == ["digits-atld (shipped)", "digits-natural (shipped)"]  # most robust first
+    table = at.table[0].value
+    assert list(table.index) == ["digits-atld (shipped)", "digits-natural (shipped)"]  # most robust first
     atld, natural = table.iloc[0], table.iloc[1]
     assert atld["trusted (measured)"].startswith("40.0 % (") and atld["trusted (measured)"].endswith("n 100) · atld-")
     assert atld["AutoAttack"].startswith("40.0 % (") and atld["adaptive through IMT (atld)"].startswith("10.0 % (")
@@ -140,8 +140,7 @@ def test_an_imported_model_lands_in_the_sidebar_and_evaluates_without_imt(app_en
     assert not at.exception and not at.error
     quick = [d.value for d in at.dataframe if "attack" in d.value.columns][-1]
     assert set(quick["inference"]) == {"atld-"}
-    table = next(d.value for d in at.dataframe if "trusted (measured)" in d.value.columns)
-    assert label in list(table["checkpoint"])
+    assert label in list(at.table[0].value.index)
 
 
 def test_the_import_view_removes_the_upload_whether_imported_or_refused(app_env, tmp_path):
