@@ -1,13 +1,20 @@
-"""Home: what ATLD is, what each page is for, and the current checkpoint: its verdict first (the
+"""Home: what ATLD is, what each page is for, the datasets, "Bring your own model" (a weights file
+imported as a lab run, in a compute worker), and the current checkpoint: its verdict first (the
 robust accuracy to trust, from the evaluation stored in its card), then its card."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import uuid
+
 import streamlit as st
 
-from atld.ui import server, session
+from atld.errors import ATLDError
+from atld.runs.importer import NORMALIZATION_CHOICES, SAMPLE_CHECK_IMAGES, SUGGESTED_ARCHITECTURES, default_import_name
+from atld.ui import compute, server, session
 from atld.ui.datasets import availability_rows
-from atld.ui.evaluate import NO_VERDICT, headline, verdict_messages
+from atld.ui.evaluate import NO_VERDICT, duration_words, headline, verdict_messages
 from atld.ui.exports import checkpoint_zip, config_json, export_name
 from atld.ui.runs import card_of
 from atld.ui.train import curves_figure
@@ -74,6 +81,80 @@ downloading = server.any_download_running()
 with st.expander("Datasets: what this server has, and downloads", expanded=downloading):
     st.fragment(datasets_panel, run_every=1.0 if downloading else None)(downloading)
 
+IMPORT_NOTE = "home_import_note"  # session state: (level, text) of the last import, shown after the app's rerun
+CUSTOM_NORMALIZATION = NORMALIZATION_CHOICES[-1]  # "MEAN,../STD,..": typed in the text field beside it
+
+
+def import_panel() -> None:
+    """An uploaded weights file, its architecture, dataset and input normalisation; the import runs in
+    a compute worker (`compute.import_model`, with progress and Cancel); a refusal is one line; the
+    imported run is then selected in the sidebar (marked "imported")."""
+    note = st.session_state.pop(IMPORT_NOTE, None)
+    if note is not None:
+        getattr(st, note[0])(md(note[1]))
+    limit_mb = session.checked_settings().upload_mb
+    upload = st.file_uploader(f"Weights file (.safetensors, .pt, .pth, .bin; at most {limit_mb} MB)",
+                              type=["safetensors", "pt", "pth", "bin"], key="home_upload", max_upload_size=limit_mb,
+                              help="a state dict saved with torch.save or safetensors; read without unpickling any "
+                                   "code (docs/import.md). The size limit is ATLD_UPLOAD_MB.")
+    usable = [name for name, avail in server.dataset_availability().items() if avail.usable]
+    c1, c2, c3 = st.columns(3)
+    arch = c1.selectbox("Architecture", SUGGESTED_ARCHITECTURES, key="home_import_arch",
+                        help="its parameter names and shapes must match the file's (RobustBench's rb-*/dm-* layouts "
+                             "or the lab's own)")
+    dataset = c2.selectbox("Dataset", usable, key="home_import_dataset", help="what the model classifies")
+    norm = c3.selectbox("Input normalisation", NORMALIZATION_CHOICES, key="home_import_norm",
+                        help="auto: none for rb-*, the dataset's mean/std otherwise (a file that keeps its own wins); "
+                             "the model keeps it inside, so attacks stay in [0, 1] pixels")
+    if norm == CUSTOM_NORMALIZATION:
+        norm = st.text_input("Mean / std per channel", key="home_import_custom",
+                             placeholder="0.4914,0.4822,0.4465/0.2471,0.2435,0.2616")
+    if upload is not None and dataset:
+        try:
+            cost = session.show(compute.work_cost, compute.CostRequest(arch, dataset), slot="home_import_cost")
+        except ATLDError as exc:
+            st.error(md(exc))
+            return
+        st.caption(md(f"The import checks the model on up to {SAMPLE_CHECK_IMAGES} sample images: "
+                      f"{duration_words(cost['forward'] * SAMPLE_CHECK_IMAGES)} on this CPU; a PGD-20 latent map of "
+                      f"100 images {duration_words(cost['latent-map-pgd20'] * 100)} (rough figures from {arch}'s "
+                      "size)."))
+    if not st.button("Import", key="home_import_go", type="primary", disabled=upload is None or not dataset,
+                     help="choose a file first" if upload is None else None):
+        return
+    if upload.size > limit_mb * 2**20:
+        st.error(md(f"Not imported: {upload.name} is {upload.size / 2**20:.0f} MB, over the limit of {limit_mb} MB "
+                    "(ATLD_UPLOAD_MB)."))
+        return
+    data = upload.getvalue()
+    folder = session.checked_settings().cache_dir / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{uuid.uuid4().hex}.upload"  # never the uploader's name: it is data, not a path
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+        f.write(data)
+    request = compute.ImportRequest(str(path), hashlib.sha256(data).hexdigest(), upload.name, arch, dataset,
+                                    str(norm), default_import_name(dataset, upload.name),
+                                    str(session.checked_settings().runs_dir))
+    del data
+    try:
+        result = session.show(compute.import_model, request, slot="import_model")
+    except ATLDError as exc:
+        st.error(md(f"Not imported: {exc}"))
+        return
+    finally:
+        path.unlink(missing_ok=True)
+    accuracy = "" if result["accuracy"] is None else \
+        f" Clean accuracy on {result['sample']}: {100 * result['accuracy']:.1f} %."
+    st.session_state[IMPORT_NOTE] = ("warning" if result["warning"] else "success",
+                                     f"Imported {upload.name} as {result['name']} ({arch}, {result['normalization']})."
+                                     f"{accuracy} {result['warning'] or 'It is selected in the sidebar.'}")
+    st.session_state["atld_pending_run"] = (dataset, f"{result['name']} (imported)")
+    st.rerun(scope="app")
+
+
+with st.expander("Bring your own model: import a weights file", expanded=IMPORT_NOTE in st.session_state):
+    import_panel()
+
 sel = session.selection()
 st.subheader("Current checkpoint")
 if sel.run is None:
@@ -97,9 +178,14 @@ else:
     st.warning(md(NO_VERDICT))
 
 summary = card_summary(card)
-cols = st.columns(len(summary))
-for col, (name, value) in zip(cols, summary.items()):
-    col.metric(name, value)
+# Words as one line, numbers as metrics four to a row: eight metrics in one row were cut ("98.…") at 1280 px.
+WORD_FACTS = ("method", "dataset", "arch", "status")
+st.markdown(" · ".join(f"**{name}** {md(summary[name])}" for name in WORD_FACTS if name in summary)
+            + (" · **imported** from " + md((card.get("source") or {}).get("file", "?")) if "source" in card else ""))
+numbers = [(name, value) for name, value in summary.items() if name not in WORD_FACTS]
+for start in range(0, len(numbers), 4):
+    for col, (name, value) in zip(st.columns(4), numbers[start:start + 4]):
+        col.metric(name, value)
 if (note := collapse_note(card)) is not None:
     st.error(md(f"Collapsed run: {note}"))  # the last good epoch's checkpoint is what loads
 if card.get("message"):

@@ -19,8 +19,8 @@ from atld.ui import server, session
 from atld.ui.datasets import full_data_needed
 from atld.ui.evaluate import D_TRAINING_METRIC
 from atld.ui.runs import discover_runs, own_runs
-from atld.ui.train import (PRESETS, curves_figure, method_line, method_title, own_run_label,
-                                preset_values, progress_line)
+from atld.ui.train import (PRESET_NOTES, PRESETS, curves_figure, method_line, method_title, own_run_label,
+                           preset_values, progress_line, resolved_defaults)
 from atld.ui.display import md, metrics_frame, status_badge
 
 st.title("Train")
@@ -32,27 +32,34 @@ owner = session.owner_id()
 SAVED_KEY = "train_saved"  # the form's last submitted values: the form keeps them after a run
 
 
-def draw_widget(w, container):
+def draw_widget(w, container, defaults: dict[str, str]):
     # The value lives in the session state (set once here, by a preset or by the user), so the
     # form keeps it across runs and presets can change it without Streamlit's double-default warning.
+    # A field left empty shows what it becomes (`defaults`: the recipe of the form's dataset and method).
     key = f"train_{w.name}"
     if key not in st.session_state:
         st.session_state[key] = w.initial
+    default = defaults.get(w.name)
     if w.kind == "select":
-        fmt = method_title if w.name == "method" else (lambda v: v or "(default)")
+        fmt = method_title if w.name == "method" else (lambda v: v or (f"(default: {default})" if default
+                                                                       else "(default)"))
         return container.selectbox(w.label, w.spec.options, key=key, help=w.help, format_func=fmt)
     if w.kind == "bool":
         return container.checkbox(w.label, key=key, help=w.help)
+    shown_help = f"{w.help} (default: {w.initial})" if w.kind in ("int", "float") else w.help
     if w.kind == "int":
-        return container.number_input(w.label, step=1, key=key, help=w.help)
+        return container.number_input(w.label, step=1, key=key, help=shown_help)
     if w.kind == "float":
-        return container.number_input(w.label, format="%.6g", key=key, help=w.help)
-    return container.text_input(w.label, key=key, help=w.help)
+        return container.number_input(w.label, format="%.6g", key=key, help=shown_help)
+    return container.text_input(w.label, key=key, help=w.help,
+                                placeholder=f"default: {default}" if default else "empty: the default")
 
 
 def apply_preset(name: str) -> None:
     for field, value in preset_values(name, TrainConfig).items():
         st.session_state[f"train_{field}"] = value
+    if name in PRESET_NOTES:
+        st.session_state["train_preset_note"] = PRESET_NOTES[name]
 
 
 def training_data(dataset: str):
@@ -136,9 +143,6 @@ if others:
 
 if job is None or not job.running:
     st.subheader("New run")
-    avail = server.dataset_availability().get(sel.dataset)
-    if avail is not None and not avail.full_data:
-        st.info(md(full_data_needed(sel.dataset)))
     saved = st.session_state.get(SAVED_KEY) or {}
     form_widgets = widgets(TrainConfig, {"dataset": sel.dataset, "seed": sel.seed})
     for w in form_widgets:  # after a run the form was not drawn: bring back what was submitted
@@ -148,18 +152,27 @@ if job is None or not job.running:
     for col, name in zip((p1, p2), PRESETS):
         col.button(f"Preset: {name.lower()}", key=f"train_preset_{name}", on_click=apply_preset, args=(name,),
                    help="fills the form; change anything before starting")
+    if (note := st.session_state.pop("train_preset_note", None)) is not None:
+        st.info(md(note))
+    # the dataset the form holds (a preset may have changed it), not only the sidebar's: said before Start
+    form_dataset = st.session_state.get("train_dataset") or sel.dataset
+    avail = server.dataset_availability().get(form_dataset)
+    if avail is not None and not avail.full_data:
+        st.warning(md(f"{full_data_needed(form_dataset)} Start would fail: choose digits (it ships with the app) "
+                      "or press *Preset: quick demo*."))
     with st.expander("Which method? (one line each)"):
         st.markdown("\n".join(f"- {method_line(name)}" for name in METHOD_NAMES))  # the methods table's own text
+    defaults = resolved_defaults(TrainConfig, {"dataset": form_dataset, "method": st.session_state.get("train_method")})
     with st.form("train_form"):
         values = {}
         main_cols = st.columns(2)
         mains = [w for w in form_widgets if w.spec.main]
         for i, w in enumerate(mains):
-            values[w.name] = draw_widget(w, main_cols[i % 2])
+            values[w.name] = draw_widget(w, main_cols[i % 2], defaults)
         with st.expander("Advanced settings (optimiser, discriminator, evaluation, hardware)"):
             for w in form_widgets:
                 if not w.spec.main:
-                    values[w.name] = draw_widget(w, st)
+                    values[w.name] = draw_widget(w, st, defaults)
         run_name = st.text_input("Run name (letters, digits, '.', '_', '-'; empty: automatic)", key="train_name")
         submitted = st.form_submit_button("Start training", type="primary", key="train_start")
     limit = manager.unwatched_seconds / 60

@@ -449,3 +449,98 @@ def test_training_progress_counts_steps_from_the_start():
     assert progress_line(0, 5, 0, 0, 1437, 50).endswith("step 0/≈29 of epoch 1")  # before the first step reports
     assert progress_line(1, 5, 12, 28, None, None) == "1 of 5 epochs done · step 12/28 of epoch 2"
     assert "?" not in progress_line(0, 5, 0, 0, None, None)
+
+
+# ----------------------------------------------------------------------------- Evaluate's comparison and curves
+
+def test_curves_progress_counts_attack_runs_and_estimates_what_is_left():
+    from atld.ui.compute import curves_progress
+
+    fraction, text = curves_progress(1, 4, 0.5, None, 0.0, 3.0)
+    assert fraction == pytest.approx(0.125) and text == "0 / 4 attack runs"  # no estimate yet: none shown
+    fraction, text = curves_progress(1, 4, 0.5, 10.0, 0.0, 10.0)  # this curve: 20 s in all, 10 s left
+    assert text == "0 / 4 attack runs · about 1:10 left"  # 10 s + 3 more curves at 20 s
+    fraction, text = curves_progress(3, 4, 0.0, 30.0, 100.0, 0.0)  # 2 done in 100 s: 50 s per curve
+    assert fraction == pytest.approx(0.5) and text == "2 / 4 attack runs · about 1:20 left"
+
+
+def test_default_curve_models_put_pgd_at_beside_atld():
+    from atld.ui.evaluate import default_curve_labels
+    from atld.ui.runs import RunEntry
+
+    def entry(name, method, source="shipped"):
+        return RunEntry(Path(name), f"{name} ({source})", source, "mnist", method, "finished", 1, method == "atld", "")
+
+    runs = [entry("mine", "atld", "runs"), entry("mnist-natural", "natural"), entry("mnist-feature-scatter",
+            "feature-scatter"), entry("mnist-atld", "atld"), entry("mnist-pgd-at", "pgd-at"), entry("x", "natural")]
+    assert default_curve_labels(runs) == ["mnist-atld (shipped)", "mnist-pgd-at (shipped)", "mnist-natural (shipped)",
+                                          "mnist-feature-scatter (shipped)"]
+    assert default_curve_labels(runs[:2]) == ["mine (runs)", "mnist-natural (shipped)"]  # the only ATLD is one's own
+    assert default_curve_labels([]) == []
+
+
+def test_curve_figure_has_one_panel_per_model_a_legend_outside_and_rounded_hover():
+    from atld.ui.evaluate import curve_figure, curve_key
+
+    rows = [_row("pgd20", "atld-", c, eps=e) for c, e in zip((91, 47, 9), (0.0, 0.2, 0.4))]
+    curves = {curve_key(f"model {m}", "pgd20", "atld-"): rows for m in range(4)}
+    curves[curve_key("model 0", "autoattack", "atld-")] = [_row("autoattack", "atld-", 33)]
+    fig = curve_figure(curves, 0.2)
+    assert {t.xaxis for t in fig.data} == {"x", "x2", "x3", "x4"}  # four panels
+    assert [a.text for a in fig.layout.annotations][:4] == [f"model {m}" for m in range(4)]
+    assert fig.layout.legend.x > 1  # right of the plots, over no axis title
+    assert sum(t.showlegend is not False for t in fig.data) == 2  # each attack / mode listed once
+    assert fig.data[0].hovertext[1] == "PGD-20 / atld- at ε 0.2: 47.0 % (37.5-56.7 %, n 100)"
+    assert fig.data[0].line.color == fig.data[1].line.color  # one colour per attack / mode in every panel
+
+
+def test_comparison_table_reads_the_trusted_number_with_interval_and_n():
+    from atld.ui.evaluate import comparison_table
+
+    robust = {"method": "atld", "evaluations": {"rows": [
+        _row("natural", "atld-", 90, eps=0.0), _row("pgd20", "atld-", 60), _row("autoattack", "atld-", 30),
+        _row("adaptive", "atld", 45)]}}
+    robust["evaluations"]["rows"][-1]["protocol"] = "adaptive"
+    bare = {"method": "natural", "evaluations": {"rows": [_row("pgd20", "atld-", 2)]}}
+    first, second = comparison_table([("bare", bare), ("robust", robust)])
+    assert first["checkpoint"] == "robust" and first["trusted (measured)"].startswith("45.0 % (")
+    assert first["trusted (measured)"].endswith(", n 100) · atld") and first["AutoAttack"].startswith("30.0 %")
+    assert first["clean"].startswith("90.0 %") and first["adaptive through IMT (atld+)"] == "–"
+    assert second["trusted (measured)"] == "not measured" and second["PGD-20 (upper bound)"].startswith("2.0 %")
+
+
+def test_verdict_messages_put_a_negative_imt_finding_first_and_never_as_info():
+    from atld.ui.evaluate import verdict_messages
+
+    rows = [_row("autoattack", "atld-", 40), _row("adaptive", "atld", 10)]
+    rows[-1]["protocol"] = "adaptive"
+    (level, text), (bare_level, bare_text) = verdict_messages(rows)
+    assert level == "warning" and "IMT makes the model less robust" in text and text.startswith("atld ")
+    assert bare_level == "info" and bare_text.startswith("atld- ")
+    rows[-1].update(accuracy=0.6, ci_low=0.5, ci_high=0.7)
+    assert [lv for lv, _ in verdict_messages(rows)] == ["info", "info"]  # IMT adds robustness: atld- first again
+
+
+def test_discriminator_auc_rows_from_a_live_check_and_a_card():
+    from atld.ui.evaluate import discriminator_auc_rows
+
+    card = {"auc": {"pgd_per_batch": 1.0, "pgd_per_image": 0.27, "pgd_mixed": 0.5, "own_per_batch": 0.98,
+                    "own_per_image": 0.6, "own_mixed": 0.55}}
+    pgd, own = discriminator_auc_rows(card)
+    assert list(pgd.values()) == ["natural vs PGD-20", "1.00", "0.27 (inverted)", "0.50 (chance)"]
+    assert own["D's AUC"] == "natural vs D's own training perturbation"
+    live = {"sep_pgd": {"per_batch": 0.9, "per_image": 0.8, "mixed": 0.7}, "sep_own": None}
+    assert [r["per image (eval mode, as IMT uses it)"] for r in discriminator_auc_rows(live)] == ["0.80"]
+    assert discriminator_auc_rows(None) == [] and discriminator_auc_rows({"auc_pgd": 0.6}) == []
+
+
+def test_a_large_model_defaults_to_few_images_with_its_estimate():
+    from atld.ui.evaluate import estimate_eval_seconds, small_image_count
+
+    small = {"forward": 1e-4, "latent-map-pgd20": 42e-4, "autoattack": 0.6}
+    large = {"forward": 0.05, "latent-map-pgd20": 2.1, "autoattack": 300.0}
+    attacks = ["natural", "fgsm", "pgd20", "cw20"]
+    assert estimate_eval_seconds(large, ["pgd20"], 10) == pytest.approx(10 * (0.05 * 41 + 0.05))
+    assert small_image_count(small, attacks, 450) == 100
+    n = small_image_count(large, attacks, 450)
+    assert n == 10 and small_image_count(large, attacks, 5) == 5

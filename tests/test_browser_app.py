@@ -350,3 +350,57 @@ def test_what_d_learned_follows_the_share_slider_and_every_learn_step_fits_a_pro
                     break
             assert thumb.is_visible() and thumb.get_attribute("src").startswith("data:image/png;base64,")
     page.close()
+
+
+def test_an_uploaded_model_is_imported_and_its_latent_map_opens(app_checkpoints, browser, tmp_path):
+    """Bring your own model: a small model's state dict (the lab's small CNN, saved with
+    torch.save as any user would) uploaded on Home, imported in a worker, selected in the sidebar
+    as imported; its Latent explorer draws the map. Its own server: the import writes a run."""
+    import torch
+
+    from atld.runs.store import load_checkpoint
+
+    weights = tmp_path / "my model.pt"
+    torch.save(load_checkpoint(app_checkpoints / "digits-natural").classifier.state_dict(), weights)
+    port = free_port()
+    proc = start_server({"ATLD_CHECKPOINTS_DIR": str(app_checkpoints), "ATLD_RUNS_DIR": str(tmp_path / "runs"),
+                         "ATLD_UMAP_WARMUP": "0", "ATLD_PREWARM": "0", "ATLD_TORCH_THREADS": "1",
+                         "ATLD_CACHE": str(tmp_path / "cache")}, port)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 720})
+        page.set_default_timeout(WAIT_MS)
+        page.goto(f"http://127.0.0.1:{port}")
+        page.wait_for_selector("h1:has-text('ATLD lab')")
+        wait_idle(page)
+        cut = page.evaluate("""() => [...document.querySelectorAll("[data-testid='stMetricValue'] *")]
+            .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)""")
+        assert page.locator("[data-testid='stMetricValue']").count() >= 2 and cut == []  # the card's numbers fit
+        page.get_by_text("Bring your own model").click()
+        page.locator("input[type='file']").wait_for(state="attached")
+        page.locator("input[type='file']").set_input_files(str(weights))
+        page.get_by_text("my model.pt", exact=True).wait_for()  # the upload reached the server
+        wait_idle(page)
+        for name, value in (("Architecture", "small-cnn"), ("Dataset", "digits")):
+            box = page.locator("[data-testid='stMainBlockContainer']").get_by_role("combobox", name=name)
+            box.click()
+            page.keyboard.type(value)
+            page.get_by_role("option", name=value, exact=True).click()
+            wait_idle(page)
+        shot(page, "home-upload")
+        page.get_by_text("sample images: under a second").wait_for()  # the time estimate before the import
+        page.get_by_role("button", name="Import").click()
+        picker = page.locator("[data-testid='stSidebar']").get_by_role("combobox", name="Checkpoint")
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while "(imported)" not in picker.input_value() and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert picker.input_value().startswith("digits-imported-my-model-") and "(imported)" in picker.input_value()
+        wait_idle(page)
+        assert page.get_by_text("Imported my model.pt as").count() == 1
+        shot(page, "home-imported")
+        go(page, "Latent explorer")
+        page.locator("[data-testid='stPlotlyChart']").first.wait_for()
+        assert page.locator("[data-testid='stException']").count() == 0
+        shot(page, "latent-imported")
+        page.close()
+    finally:
+        stop_server(proc)

@@ -387,6 +387,8 @@ def _app_views(run) -> dict:
         "evaluation": (compute.evaluation,
                        compute.EvalRequest(ref, EvalConfig(attacks=("natural", "pgd20"), limit=20, device="cpu"))),
         "accuracy_curve": (compute.accuracy_curve, compute.CurveRequest(ref, (0.1, 0.2), "pgd20", "atld-", 20, 0)),
+        "accuracy_curves": (compute.accuracy_curves, compute.CurvesRequest(
+            (compute.CurveRequest(ref, (0.1, 0.2), "pgd20", "atld-", 20, 0),))),
         "discriminator_check": (compute.discriminator_check, compute.CheckRequest(ref, 0, n=20)),
         "attack_path": (compute.attack_path, compute.PathRequest(ref, (0, 1), "pgd20", 0.2, 0, background_n=20)),
         "adaptive_lesson": (compute.adaptive_lesson, compute.LessonRequest(ref, (0, 1), 0.2, 0, apgd_steps=5)),
@@ -394,7 +396,7 @@ def _app_views(run) -> dict:
 
 
 @pytest.mark.parametrize("name", ["attack", "latent_map", "evaluation", "accuracy_curve", "discriminator_check",
-                                  "attack_path", "adaptive_lesson"])
+                                  "attack_path", "adaptive_lesson", "accuracy_curves"])
 def test_every_long_view_reports_progress_and_stops_at_a_cancel(latent_runs, name, monkeypatch, tmp_path):
     """Progress travels one way (`atld.progress`), attacks included: a Cancel (the listener raising)
     stops every view at its first report."""

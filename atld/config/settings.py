@@ -16,6 +16,7 @@
 | ATLD_WORKER_KIND | process | process (the server never waits for their GIL) or thread (inside the server) |
 | ATLD_RESULT_CACHE_MB | 512 | memory for computed views shared by all sessions (16-65536) |
 | ATLD_PREWARM | 1 | 0: skip computing the default views of the default checkpoint at start |
+| ATLD_UPLOAD_MB | 200 | the largest weights file Home's "Bring your own model" accepts, in MB (1-4096) |
 
 `settings()` reads them afresh on every call (tests and the app may change them) and raises a
 one-line `ConfigError` for a bad value; the CLI and the app call it at start. <repository> is
@@ -51,6 +52,7 @@ class Settings:
     worker_kind: str
     result_cache_mb: int
     prewarm: bool
+    upload_mb: int = 200
 
     @property
     def app_data_root(self) -> Path:
@@ -128,4 +130,5 @@ def settings(env: Mapping[str, str] | None = None) -> Settings:
         worker_kind=_choice(env, "ATLD_WORKER_KIND", "process", ("process", "thread")),
         result_cache_mb=_number(env, "ATLD_RESULT_CACHE_MB", 512, 16, 65536),
         prewarm=_flag(env, "ATLD_PREWARM", True),
+        upload_mb=_number(env, "ATLD_UPLOAD_MB", 200, 1, 4096),
     )

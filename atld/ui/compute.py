@@ -36,7 +36,8 @@ from atld.errors import CheckpointError
 from atld.progress import report
 from atld.ui.evaluate import D_CHECK_IMAGES
 from atld.ui.latent import LATENT_DEFAULTS, MAP_POINTS_CODEC
-from atld.ui.view_schemas import COMPARE_PLOTS, DATA_FACTS, DISCRIMINATOR_CHECK, LATENT_PLOT, LEARNED, SIDE_BY_SIDE
+from atld.ui.view_schemas import (COMPARE_PLOTS, CURVES, DATA_FACTS, DISCRIMINATOR_CHECK, LATENT_PLOT, LEARNED,
+                                  SIDE_BY_SIDE)
 from atld.ui.runs import RunRef, content_key
 from atld.ui.service import view
 from atld.vocab import AttackKind, ColorBy, FitMode, InferenceMode, Projection
@@ -613,3 +614,111 @@ def path_images(r: PathImagesRequest) -> np.ndarray:
     while len(iterates) < attack.num_steps + 1:
         iterates.append(last.detach().cpu())
     return torch.stack(iterates).float().numpy()
+
+
+# ---------------------------------------------------------------------- the Evaluate page's curves, all at once
+
+@dataclass(frozen=True)
+class CurvesRequest:
+    """Several robust-accuracy curves (`CurveRequest`: one checkpoint × attack × inference each),
+    computed one after the other as one view: the page's chart, its progress (curve k of N and
+    the time left) and its cache entry (a shared address that names the same curves is drawn at once)."""
+    curves: tuple[CurveRequest, ...]
+
+
+def curves_progress(k: int, n: int, fraction: float, eta: float | None, elapsed_done: float,
+                    elapsed_now: float) -> tuple[float, str]:
+    """(fraction of all N curves, "k / N attack runs · about m:ss left"): curve k (1-based) is
+    `fraction` done with its own estimate `eta`; the curves after it are estimated at the mean
+    time of the curves finished so far (`elapsed_done` seconds for k − 1 of them), else at this
+    curve's projected time."""
+    from atld.evaluate.progress import clock
+
+    overall = (k - 1 + fraction) / n
+    per_curve = elapsed_done / (k - 1) if k > 1 else (elapsed_now + eta if eta is not None else None)
+    left = None if eta is None or per_curve is None else eta + per_curve * (n - k)
+    text = f"{k - 1} / {n} attack runs" + (f" · about {clock(left)} left" if left is not None else "")
+    return overall, text
+
+
+@view(CurvesRequest, persist=CURVES, label="Robust accuracy vs ε:")
+def accuracy_curves(r: CurvesRequest) -> list[list[dict]]:
+    """`accuracy_curve` of each request, in order (rows per curve)."""
+    import time
+
+    from atld.evaluate import robust_accuracy_curve
+
+    out, done_seconds, n = [], 0.0, len(r.curves)
+    for k, c in enumerate(r.curves, start=1):
+        start = time.perf_counter()
+
+        def on_event(event, k=k, start=start, before=done_seconds):
+            report(*curves_progress(k, n, event.fraction, event.eta, before, time.perf_counter() - start))
+
+        report(*curves_progress(k, n, 0.0, None, done_seconds, 0.0))
+        run = load_run(c.run)
+        out.append(robust_accuracy_curve(run, list(c.epsilons), attack=c.attack, inference=c.inference, limit=c.limit,
+                                         data=dataset(run.config.dataset), seed=c.seed, device="cpu",
+                                         progress=on_event))
+        done_seconds += time.perf_counter() - start
+    return out
+
+
+# ---------------------------------------------------------------------- bring your own model (Home)
+
+@dataclass(frozen=True)
+class ImportRequest:
+    """Import the uploaded weights saved at `upload` (the page wrote them; `sha256` keys their
+    content) as run `name` under `runs_dir` (`atld.runs.importer.import_weights`)."""
+    upload: str
+    sha256: str
+    file_name: str
+    arch: str
+    dataset: str
+    normalization: str
+    name: str
+    runs_dir: str
+
+
+@view(ImportRequest, label="Importing the model…")
+def import_model(r: ImportRequest) -> dict:
+    """The import, as plain data: {"path", "name", "format", "normalization", "warning",
+    "accuracy", "sample", "seconds", "dropped"}. The uploaded file is removed afterwards,
+    imported or refused."""
+    import os
+
+    from atld.runs.importer import import_weights
+
+    def on_event(event) -> None:
+        report(event.fraction, f"{event.stage} {event.done}/{event.total}")
+
+    try:
+        result = import_weights(r.upload, r.arch, r.dataset, r.normalization, name=r.name, runs_root=r.runs_dir,
+                                source_name=r.file_name, command=f"app upload ({r.file_name})", progress=on_event)
+    finally:
+        try:
+            os.unlink(r.upload)
+        except OSError:
+            pass
+    check = result.check
+    return {"path": str(result.path), "name": result.name, "format": str(result.format),
+            "normalization": result.normalization.name, "warning": result.warning, "dropped": result.dropped,
+            "accuracy": None if check is None else check.accuracy, "sample": None if check is None else check.sample,
+            "seconds": result.seconds}
+
+
+@dataclass(frozen=True)
+class CostRequest:
+    """What a model of `arch` costs per test image on this machine's CPU."""
+    arch: str
+    dataset: str
+    threads: int = 1
+
+
+@view(CostRequest, label="Estimating the time…")
+def work_cost(r: CostRequest) -> dict:
+    """{work: seconds per image} for each kind of `atld.runs.importer.WORK_PASSES` (a rough
+    figure from the architecture's FLOP count, `estimate_seconds`)."""
+    from atld.runs.importer import WORK_PASSES, estimate_seconds
+
+    return {work: estimate_seconds(r.arch, r.dataset, 1, work, threads=r.threads) for work in WORK_PASSES}

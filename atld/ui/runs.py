@@ -69,6 +69,7 @@ class RunEntry:
     epochs_done: int
     has_discriminator: bool
     model_hash: str  # SHA-256 of the model file (as its card claims it; the CSV export names it)
+    imported: bool = False  # made by `python -m atld import` or Home's upload (its card has a "source" block)
 
 
 def content_key(card: dict) -> str:
@@ -144,9 +145,10 @@ def discover_runs(dirs: list[tuple[str, Path]] | None = None) -> list[RunEntry]:
             if real in seen or summary is None or (summary["epochs_done"] < 1 and not summary["imported"]):
                 continue
             seen.add(real)
-            out.append(RunEntry(path, f"{printable(path.name, 80)} ({source})", source, summary["dataset"],
-                                summary["method"], summary["status"], summary["epochs_done"],
-                                summary["has_discriminator"], summary["model_hash"]))
+            out.append(RunEntry(path, f"{printable(path.name, 80)} ({'imported' if summary['imported'] else source})",
+                                source, summary["dataset"], summary["method"], summary["status"],
+                                summary["epochs_done"], summary["has_discriminator"], summary["model_hash"],
+                                summary["imported"]))
     return out
 
 

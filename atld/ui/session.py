@@ -66,11 +66,15 @@ def sidebar() -> Selection:
         mine = [r for r in runs if r.dataset == dataset]
         labels = [r.label for r in mine]
         if labels:
+            asked = st.query_params.get("checkpoint")  # a shared address may name a checkpoint this server lacks
             url_setting("atld_run", preferred_run(runs, dataset).label, choice(labels), param="checkpoint")
             label = st.selectbox("Checkpoint", labels, key="atld_run",
-                                 help="shipped checkpoints and the runs you trained (runs directory)")
+                                 help="shipped checkpoints, the runs you trained and the models you imported")
             run = mine[labels.index(label)]
-            st.caption(md(f"{run.method} · {run.epochs_done} epochs · {status_badge(run.status)}"
+            if asked is not None and asked not in {r.label for r in runs}:
+                st.warning(md(f"No checkpoint {asked[:80]!r} here: showing {label} instead."), icon="⚠️")
+            st.caption(md((f"imported weights ({run.path.name})" if run.imported else
+                           f"{run.method} · {run.epochs_done} epochs · {status_badge(run.status)}")
                           + (" · has D" if run.has_discriminator else " · no discriminator")))
         else:
             run = None

@@ -104,6 +104,16 @@ LEARNED_SCHEMA = {  # "What D really learned" (`atld.evaluate.discriminator.what
     },
 }
 
+CURVES_SCHEMA = {  # the Evaluate page's robust-accuracy curves (`compute.accuracy_curves`): rows per curve
+    "type": "array", "maxItems": 64,
+    "items": {"type": "array", "maxItems": 1000, "items": {
+        "type": "object", "required": ["attack", "inference", "accuracy", "n", "epsilon"],
+        "properties": {"attack": {"type": "string", "maxLength": 100}, "inference": {"type": "string", "maxLength": 20},
+                       "accuracy": _PROBABILITY, "epsilon": _PROBABILITY,
+                       "n": {"type": "integer", "minimum": 0, "maximum": MAX_TEST_IMAGES},
+                       "ci_low": {"type": ["number", "null"]}, "ci_high": {"type": ["number", "null"]}}}},
+}
+
 FIGURE_SCHEMA = {  # plotly's JSON as `plotly.io.to_json` writes a figure
     "type": "object", "required": ["data", "layout"],
     "properties": {"data": {"type": "array", "maxItems": 10000,
@@ -170,6 +180,7 @@ def _side_by_side(value) -> None:
 
 SIDE_BY_SIDE = JsonCodec(_side_by_side)
 LEARNED = JsonCodec(lambda v: validate(v, "LEARNED_SCHEMA"))
+CURVES = JsonCodec(lambda v: validate(v, "CURVES_SCHEMA"))
 
 
 def check_map_view(arrays: dict, meta) -> None:
