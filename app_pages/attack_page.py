@@ -44,7 +44,10 @@ epsilon = c3.slider("ε ([0, 1] pixel units)", 0.0, eps_max, step=round(spec.eps
                          f"(= {spec.epsilon * 255:.1f}/255)")
 imt_mode = c4.radio("IMT mode", (InferenceMode.IMT.value, InferenceMode.IMT_PLUS.value), key="atk_imt", horizontal=True,
                     disabled=not run.has_discriminator,
-                    help="ATLD: one IMT step of the run's training ε; ATLD+: half a step where D is unsure")
+                    help="ATLD: one IMT step of the run's training ε; ATLD+: half a step where D is unsure"
+                    if run.has_discriminator else
+                    ("IMT needs a discriminator: this run has none"
+                     + (" (imported weights: a classifier only)" if run.imported else "")))
 c5, c6 = st.columns(2)
 session.url_setting("atk_start", 0, session.bounded(int, 0, n_test - 1))
 start = c5.number_input("First test image", 0, n_test - 1, key="atk_start",
