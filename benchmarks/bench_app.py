@@ -13,6 +13,7 @@ Playwright for what a browser shows, `benchmarks.st_client` websocket sessions f
   Projection -> UMAP -> the default UMAP map drawn.
 - first latent view, empty cache: the same on a server whose latent cache is empty (the first
   server on a machine: the views are computed at start, in the background).
+- attack page: "Attack" clicked -> its images shown.
 - attack update: on the Attack page, ← on the ε slider -> the new adversarial image shown; and
   five quick ← presses -> the last one's image (only the first and the last are computed).
 - UMAP on a fresh server: MNIST (`mnist-natural`, needs ATLD_DATA_ROOT or --data-root),
@@ -59,7 +60,7 @@ IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 GOALS = {"start_s": 3.0, "new_tab_s": 1.5, "first_latent_s": 1.0, "first_latent_loaded_s": 1.0,
-         "first_umap_s": 1.0, "home_loaded_s": None, "first_latent_empty_cache_s": None, "attack_update_s": 0.5,
+         "first_umap_s": 1.0, "attack_open_s": 1.5, "home_loaded_s": None, "first_latent_empty_cache_s": None, "attack_update_s": 0.5,
          "attack_burst_s": None, "umap_s": 10.0, "umap_cancel_s": None, "load_attack_p95_s": 3.0,
          "load_latent_p95_s": 5.0, "load_health_max_s": 1.0}
 RESULTS: list[dict] = []
@@ -238,10 +239,13 @@ def browser_round(browser, env: dict, updates: int, patient: bool = False) -> No
             wait_idle(tab)
             record("new_tab_s", time.perf_counter() - t, GOALS["new_tab_s"], note="running server -> Home idle")
             tab.close()
+        t = time.perf_counter()
         nav(page, "Attack")
         page.wait_for_selector("h1:has-text('Attack')")
         images = page.locator("[data-testid='stImage'] img")
         images.nth(23).wait_for()
+        record("attack_open_s", time.perf_counter() - t, GOALS["attack_open_s"],
+               note="Attack clicked -> its images shown (natural, adversarial, perturbation, IMT)")
         wait_idle(page)
         slider = page.locator("[data-testid='stSlider']", has_text="ε").get_by_role("slider")
         changed = """([sel, before]) => { const app = document.querySelector(sel);
