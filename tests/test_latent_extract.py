@@ -11,7 +11,8 @@ import torch
 
 from atld.attacks.gradient import AttackConfig
 from atld.errors import DataError
-from atld.latent import Embedder, LatentCache, embed_trajectories, extract_latents, gap_for_latents, trajectories
+from atld.latent import Embedder, LatentCache, embed_trajectories, extract_latents, gap_for_latents
+from atld.latent.trajectories import trajectories
 
 
 @pytest.fixture(scope="module")

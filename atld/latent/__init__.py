@@ -26,7 +26,9 @@ _EXPORTS = {
     "atld.latent.gap": ("MEASURE_KEYS", "discriminator_auc", "gap_for_latents", "gap_numbers", "knn_mixing",
                         "median_bandwidth", "mmd_test", "two_sample_test"),
     "atld.latent.maps": ("POINT_COLUMNS", "LatentMap", "latent_map", "map_csv", "points_frame"),
+    # not `trajectories` itself: once its module is imported, that name on the package is the module
+    # (import it from atld.latent.trajectories)
     "atld.latent.trajectories": ("PATH_COLUMNS", "AttackPath", "PathMap", "Trajectories", "attack_path", "embed_path",
-                                 "embed_trajectories", "path_map", "path_rows", "trajectories"),
+                                 "embed_trajectories", "path_map", "path_rows"),
 }
 __getattr__, __all__ = lazy_exports("atld.latent", _EXPORTS)
