@@ -19,6 +19,7 @@ from atld.ui.exports import checkpoint_zip, config_json, export_name
 from atld.ui.runs import card_of
 from atld.ui.train import curves_figure
 from atld.ui.display import card_summary, collapse_note, evaluation_rows, markdown_table, md, metric_columns
+from atld.evaluate.dwords import d_score_caption
 
 # What Home shows of each stored evaluation: enough to read it; the Evaluate page has every field.
 HOME_EVALUATION_COLUMNS = {"inference": "inference", "attack": "attack", "protocol": "protocol", "epsilon": "ε",
@@ -176,6 +177,10 @@ if stored:
         getattr(st, level)(md(text))
 else:
     st.warning(md(NO_VERDICT))
+
+d_caption = d_score_caption(card.get("discriminator_check"))  # D's stored check: does it judge single images?
+if d_caption:
+    st.warning(md(d_caption))
 
 summary = card_summary(card)
 # Words as one line, numbers as metrics four to a row: eight metrics in one row were cut ("98.…") at 1280 px.

@@ -110,8 +110,8 @@ def test_latent_page_plots_gap_numbers_and_comparison(app_env):
     assert len(charts) == 4 and len(path) == 1
     assert '"frames"' in path[0].proto.spec and '"sliders"' in path[0].proto.spec
     labels = [m.label for m in at.metric]
-    assert labels == ["D's AUC", "two-sample test accuracy", "MMD²", "kNN mixing"]
-    assert 0.0 <= float(metric(at, "D's AUC")) <= 1.0
+    assert labels == ["D's AUC, per image", "two-sample test accuracy", "MMD²", "kNN mixing"]
+    assert 0.0 <= float(metric(at, "D's AUC, per image")) <= 1.0
     assert [b.key for b in at.get("download_button")] == ["lat_csv"]
     at.selectbox(key="lat_color").set_value("D score").run()
     at.radio(key="lat_fit").set_value("natural").run()

@@ -98,7 +98,7 @@ def test_the_map_axes_carry_the_explained_variance_and_the_comparison_is_a_table
         assert "% of variance" in title
         assert 0.0 < float(title.split("(")[1].split(" %")[0]) <= 100.0
     table = at.table[0].value
-    assert "D's AUC" in list(table.index) and "MMD²" in list(table.index)
+    assert "D's AUC, per image" in list(table.index) and "MMD²" in list(table.index)
     assert len(table.columns) == 3  # both checkpoints and what "no gap" means
     thumbs = [d[2] for trace in spec["data"] if "customdata" in trace for d in trace["customdata"]]
     assert thumbs and all(t.startswith("data:image/png;base64,") for t in thumbs)

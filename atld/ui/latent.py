@@ -266,7 +266,8 @@ def gap_summary(gap: dict) -> list[tuple[str, str, str]]:
 
     rows = []
     if gap.get("discriminator_auc") is not None:
-        rows.append(("D's AUC", fmt(gap["discriminator_auc"]), "0.5: D cannot tell natural from perturbed"))
+        rows.append(("D's AUC, per image", fmt(gap["discriminator_auc"]),
+                     "0.5: chance; below 0.5: inverted (D scores attacked latents as more natural than clean ones)"))
     rows.append(("two-sample test accuracy", fmt(gap.get("two_sample_accuracy"), True),
                  f"50 %: no gap ({p_value_text(gap.get('two_sample_p_value'))})"))
     rows.append(("MMD²", fmt(gap.get("mmd2")), f"0: same distribution ({p_value_text(gap.get('mmd_p_value'))})"))
