@@ -50,11 +50,15 @@ class Task:
     def weight(self) -> float:
         return self.scale * sum(work(cost, self.images) for _, cost in self.parts)
 
-    def planned_weight(self, clean: float, robust: float) -> float:
-        """The weight when a share `clean` of the images is classified right and `robust` survives
-        an attack (the shares measured so far; 1.0 when unknown)."""
+    def share(self, later: bool, clean: float, robust: float) -> float:
+        """The share of the images a part attacks (the first part, or a `later` one) when a share
+        `clean` of them is classified right and `robust` survives an attack (1.0 when unknown)."""
         first = clean if self.on_correct else 1.0
-        later = min(first, robust) if self.later_on_robust else first
+        return min(first, robust) if later and self.later_on_robust else first
+
+    def planned_weight(self, clean: float, robust: float) -> float:
+        """The weight on the shares measured so far (`share`)."""
+        first, later = self.share(False, clean, robust), self.share(True, clean, robust)
         costs = [cost for _, cost in self.parts]
         if not costs:
             return 0.0
@@ -148,8 +152,7 @@ class ProgressTracker:
         if not task.on_correct:
             return images
         names = [p for p, _ in task.parts]
-        later = bool(names) and part != names[0] and task.later_on_robust
-        share = min(self._clean, self._robust) if later else self._clean
+        share = task.share(bool(names) and part != names[0], self._clean, self._robust)
         return min(images, max(1, round(task.images * share)))
 
     def _later_parts_weight(self, task: Task, part: str, images: int) -> float:
